@@ -1,0 +1,12 @@
+//! pyml_interop: an ONNX inference and tensor-exchange core with a stable C ABI.
+//!
+//! Layers, bottom-up: [`tensor`] (values), [`onnx`] (protobuf reading/writing), [`graph`]
+//! (validated model IR), [`ops`] and [`kernels`] (operators), [`optimizer`], [`executor`]
+//! (sessions). [`ffi`] is the C ABI, a thin translator over the Rust API.
+
+#[macro_use]
+pub mod error;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use tensor::{DType, Tensor};
