@@ -7,6 +7,7 @@
 #[macro_use]
 pub mod error;
 pub mod tensor;
+pub mod ffi;
 
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor};
