@@ -8,6 +8,11 @@
 pub mod error;
 pub mod tensor;
 pub mod ffi;
+pub mod graph;
+pub mod ops;
+pub mod kernels;
+pub mod optimizer;
+pub mod executor;
 
 pub use error::{Error, Result};
 pub use tensor::{DType, Tensor};

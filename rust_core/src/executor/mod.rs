@@ -1,0 +1,7 @@
+//! Execution: plans, sessions and the thread pool.
+
+pub mod plan;
+pub mod pool;
+pub mod session;
+
+pub use session::{Session, SessionOptions};

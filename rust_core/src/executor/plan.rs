@@ -1,0 +1,335 @@
+//! Execution plans: a graph compiled into a list of steps over numbered value slots.
+//!
+//! Built once at session creation: every node's operator is built (attributes parsed, weights
+//! pre-packed), every value name becomes a slot index, and the last use of each intermediate is
+//! known, so a run frees buffers as soon as their last consumer ran. Constants live in their own
+//! table and are never copied per run.
+
+use crate::error::{Error, Result};
+use crate::graph::ir::{AttrValue, Graph, Node};
+use crate::ops::{registry, BuildContext, Op, RunContext, SubgraphRunner, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// One operator invocation.
+struct Step {
+    op: Box<dyn Op>,
+    /// Slot per input (None: omitted optional input). Explicit inputs, then captured names.
+    inputs: Vec<Option<usize>>,
+    /// Slot per output (None: omitted optional output).
+    outputs: Vec<Option<usize>>,
+    /// Runtime slots to drop once this step ran.
+    frees: Vec<usize>,
+    /// `Conv node 'x'`, for error messages.
+    label: String,
+}
+
+/// Opset versions by domain, shared by a graph and its subgraphs.
+pub type Opsets = Arc<HashMap<String, i64>>;
+
+/// A compiled graph.
+pub struct Plan {
+    /// Constants (initializers), slots `0..consts.len()`.
+    consts: Vec<Value>,
+    /// Number of runtime slots (after the constants).
+    n_runtime: usize,
+    /// Slot of each formal input, in graph order, with its name.
+    inputs: Vec<(String, usize)>,
+    /// Captured outer-scope names and their slots (subgraphs only).
+    captured: Vec<(String, usize)>,
+    captured_names: Vec<String>,
+    steps: Vec<Step>,
+    /// Slot of each graph output, with its name.
+    outputs: Vec<(String, usize)>,
+}
+
+impl Plan {
+    /// Compile `graph`. `outer` is the set of names visible from enclosing graphs (empty for
+    /// the main graph). Every unsupported operator (recursively) is reported in one error.
+    pub fn build(graph: &Graph, opsets: &Opsets, outer: &HashSet<String>) -> Result<Plan> {
+        let unsupported = collect_unsupported(graph, opsets);
+        if !unsupported.is_empty() {
+            return Err(Error::UnsupportedOperator(format_unsupported(&unsupported)));
+        }
+        Plan::build_checked(graph, opsets, outer)
+    }
+
+    fn build_checked(graph: &Graph, opsets: &Opsets, outer: &HashSet<String>) -> Result<Plan> {
+        let mut slots: HashMap<String, usize> = HashMap::new();
+        let mut consts = Vec::new();
+        let input_names: HashSet<&str> = graph.inputs.iter().map(|v| v.name.as_str()).collect();
+        // Initializers that are not also inputs are true constants. Those that are inputs are
+        // overridable defaults: they get a runtime slot filled from the default when not fed.
+        for (name, t) in &graph.initializers {
+            if !input_names.contains(name.as_str()) {
+                slots.insert(name.clone(), consts.len());
+                consts.push(Value::Tensor(t.clone()));
+            }
+        }
+        let nc = consts.len();
+        let mut n_runtime = 0usize;
+        let mut new_slot = |slots: &mut HashMap<String, usize>, name: &str| -> usize {
+            let s = nc + n_runtime;
+            n_runtime += 1;
+            slots.insert(name.to_string(), s);
+            s
+        };
+        let mut inputs = Vec::new();
+        for v in &graph.inputs {
+            let s = new_slot(&mut slots, &v.name);
+            inputs.push((v.name.clone(), s));
+        }
+        let captured_names = graph.captured_names();
+        let mut captured = Vec::new();
+        for name in &captured_names {
+            if !outer.contains(name) {
+                return Err(Error::InvalidModel(format!(
+                    "value '{name}' is used but never defined (not a graph input, initializer, node output \
+                     or outer-scope value)"
+                )));
+            }
+            let s = new_slot(&mut slots, name);
+            captured.push((name.clone(), s));
+        }
+        let mut steps = Vec::with_capacity(graph.nodes.len());
+        let mut last_use: HashMap<usize, usize> = HashMap::new();
+        for (k, node) in graph.nodes.iter().enumerate() {
+            let label = node.describe();
+            // Explicit inputs.
+            let mut in_slots = Vec::with_capacity(node.inputs.len());
+            for name in &node.inputs {
+                if name.is_empty() {
+                    in_slots.push(None);
+                    continue;
+                }
+                let s = *slots.get(name).ok_or_else(|| {
+                    Error::InvalidModel(format!("{label}: input '{name}' is not defined before this node"))
+                })?;
+                in_slots.push(Some(s));
+            }
+            // Names captured by the node's subgraphs become implicit inputs.
+            let implicit = node_captures(node);
+            let mut visible: HashSet<String> = outer.clone();
+            visible.extend(slots.keys().cloned());
+            for name in &implicit {
+                let s = *slots.get(name).ok_or_else(|| {
+                    Error::InvalidModel(format!("{label}: subgraph uses '{name}', which is not defined"))
+                })?;
+                in_slots.push(Some(s));
+            }
+            for s in in_slots.iter().flatten() {
+                last_use.insert(*s, k);
+            }
+            let opset = opsets.get(crate::ops::normalize_domain(&node.domain)).copied().unwrap_or(0);
+            let const_inputs = in_slots
+                .iter()
+                .take(node.inputs.len())
+                .map(|s| match s {
+                    Some(s) if *s < nc => match &consts[*s] {
+                        Value::Tensor(t) => Some(t),
+                        _ => None,
+                    },
+                    _ => None,
+                })
+                .collect();
+            let opsets_c = opsets.clone();
+            let compile = move |g: &Arc<Graph>| -> Result<Arc<dyn SubgraphRunner>> {
+                Ok(Arc::new(Plan::build_checked(g, &opsets_c, &visible)?) as Arc<dyn SubgraphRunner>)
+            };
+            let build = registry()
+                .get(&node.domain, &node.op_type)
+                .ok_or_else(|| Error::UnsupportedOperator(format!("{label} ({})", node.domain)))?;
+            let ctx = BuildContext { node, opset, const_inputs, compile: &compile };
+            let op = build(&ctx).map_err(|e| e.context(&label))?;
+            let mut out_slots = Vec::with_capacity(node.outputs.len());
+            for name in &node.outputs {
+                if name.is_empty() {
+                    out_slots.push(None);
+                } else {
+                    let s = new_slot(&mut slots, name);
+                    // An output nobody reads is freed right after its step.
+                    last_use.insert(s, k);
+                    out_slots.push(Some(s));
+                }
+            }
+            steps.push(Step { op, inputs: in_slots, outputs: out_slots, frees: Vec::new(), label });
+        }
+        let mut outputs = Vec::new();
+        let mut keep: HashSet<usize> = HashSet::new();
+        for o in &graph.outputs {
+            let s = *slots.get(&o.name).ok_or_else(|| {
+                Error::InvalidModel(format!("graph output '{}' is not produced by any node or input", o.name))
+            })?;
+            keep.insert(s);
+            outputs.push((o.name.clone(), s));
+        }
+        for (slot, k) in last_use {
+            if slot >= nc && !keep.contains(&slot) {
+                steps[k].frees.push(slot);
+            }
+        }
+        Ok(Plan { consts, n_runtime, inputs, captured, captured_names, steps, outputs })
+    }
+
+    /// Formal input names, in order.
+    pub fn input_names(&self) -> impl Iterator<Item = &str> {
+        self.inputs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Output names, in order.
+    pub fn output_names(&self) -> impl Iterator<Item = &str> {
+        self.outputs.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// Run with inputs bound by position (None: not fed; initializer defaults apply) and the
+    /// captured outer values. Returns every graph output, in order.
+    pub fn execute(
+        &self,
+        inputs: Vec<Option<Value>>,
+        defaults: &dyn Fn(&str) -> Option<Value>,
+        captured: &[Option<&Value>],
+        ctx: &RunContext,
+    ) -> Result<Vec<Value>> {
+        let nc = self.consts.len();
+        let mut rt: Vec<Option<Value>> = vec![None; self.n_runtime];
+        for ((name, slot), v) in self.inputs.iter().zip(inputs) {
+            let v = match v {
+                Some(v) => v,
+                None => defaults(name).ok_or_else(|| Error::InvalidArgument(format!("input '{name}' was not given")))?,
+            };
+            rt[slot - nc] = Some(v);
+        }
+        for ((name, slot), v) in self.captured.iter().zip(captured) {
+            let v = v.ok_or_else(|| Error::Internal(format!("captured value '{name}' is missing")))?;
+            rt[slot - nc] = Some(v.clone());
+        }
+        for step in &self.steps {
+            let outs = {
+                let mut args: Vec<Option<&Value>> = Vec::with_capacity(step.inputs.len());
+                for s in &step.inputs {
+                    args.push(match s {
+                        None => None,
+                        Some(s) if *s < nc => Some(&self.consts[*s]),
+                        Some(s) => {
+                            let v = rt[s - nc].as_ref();
+                            if v.is_none() {
+                                return Err(Error::Internal(format!("{}: an input was freed too early", step.label)));
+                            }
+                            v
+                        }
+                    });
+                }
+                step.op.run(&args, ctx).map_err(|e| e.context(&step.label))?
+            };
+            if outs.len() < step.outputs.iter().filter(|o| o.is_some()).count() {
+                return Err(Error::Internal(format!(
+                    "{} returned {} outputs, {} expected",
+                    step.label,
+                    outs.len(),
+                    step.outputs.len()
+                )));
+            }
+            for (slot, v) in step.outputs.iter().zip(outs) {
+                if let Some(s) = slot {
+                    rt[s - nc] = Some(v);
+                }
+            }
+            for s in &step.frees {
+                rt[s - nc] = None;
+            }
+        }
+        self.outputs
+            .iter()
+            .map(|(name, s)| {
+                if *s < nc {
+                    Ok(self.consts[*s].clone())
+                } else {
+                    rt[s - nc].clone().ok_or_else(|| Error::Internal(format!("output '{name}' was not computed")))
+                }
+            })
+            .collect()
+    }
+}
+
+impl SubgraphRunner for Plan {
+    fn run(&self, inputs: Vec<Value>, captured: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        if inputs.len() > self.inputs.len() {
+            return Err(Error::InvalidArgument(format!(
+                "subgraph takes {} inputs, {} given",
+                self.inputs.len(),
+                inputs.len()
+            )));
+        }
+        let mut ins: Vec<Option<Value>> = inputs.into_iter().map(Some).collect();
+        ins.resize(self.inputs.len(), None);
+        self.execute(ins, &|_| None, captured, ctx)
+    }
+
+    fn captured_names(&self) -> &[String] {
+        &self.captured_names
+    }
+}
+
+/// Outer-scope names read by the subgraphs of `node`, in first-use order.
+pub fn node_captures(node: &Node) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for (_, a) in &node.attrs {
+        let gs: Vec<&Arc<Graph>> = match a {
+            AttrValue::Graph(g) => vec![g],
+            AttrValue::Graphs(gs) => gs.iter().collect(),
+            _ => continue,
+        };
+        for g in gs {
+            for n in g.captured_names() {
+                if seen.insert(n.clone()) {
+                    out.push(n);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// (domain, op_type, opset version) -> node labels, for every unsupported operator.
+fn collect_unsupported(graph: &Graph, opsets: &Opsets) -> Vec<((String, String, i64), Vec<String>)> {
+    fn walk(g: &Graph, opsets: &Opsets, acc: &mut Vec<((String, String, i64), Vec<String>)>) {
+        for n in &g.nodes {
+            if registry().get(&n.domain, &n.op_type).is_none() {
+                let dom = crate::ops::normalize_domain(&n.domain).to_string();
+                let v = opsets.get(&dom).copied().unwrap_or(0);
+                let key = (dom, n.op_type.clone(), v);
+                let label = if n.name.is_empty() { format!("(output '{}')", n.outputs.first().cloned().unwrap_or_default()) } else { format!("'{}'", n.name) };
+                match acc.iter_mut().find(|(k, _)| *k == key) {
+                    Some((_, names)) => names.push(label),
+                    None => acc.push((key, vec![label])),
+                }
+            }
+            for (_, a) in &n.attrs {
+                match a {
+                    AttrValue::Graph(s) => walk(s, opsets, acc),
+                    AttrValue::Graphs(ss) => ss.iter().for_each(|s| walk(s, opsets, acc)),
+                    _ => {}
+                }
+            }
+        }
+    }
+    let mut acc = Vec::new();
+    walk(graph, opsets, &mut acc);
+    acc
+}
+
+fn format_unsupported(list: &[((String, String, i64), Vec<String>)]) -> String {
+    let parts: Vec<String> = list
+        .iter()
+        .map(|((dom, op, v), nodes)| {
+            let d = if dom.is_empty() { "ai.onnx" } else { dom };
+            let mut names = nodes.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+            if nodes.len() > 5 {
+                names.push_str(&format!(", ... ({} nodes)", nodes.len()));
+            }
+            format!("{op} (domain {d}, opset {v}; nodes {names})")
+        })
+        .collect();
+    format!("{} unsupported operator(s): {}", list.len(), parts.join("; "))
+}

@@ -1,0 +1,1 @@
+//! Numeric kernels shared by operators (GEMM, convolution helpers, SIMD paths).
