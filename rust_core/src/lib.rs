@@ -7,6 +7,8 @@
 #[macro_use]
 pub mod error;
 pub mod tensor;
+pub mod onnx;
+pub mod api;
 pub mod ffi;
 pub mod graph;
 pub mod ops;
