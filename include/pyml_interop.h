@@ -319,6 +319,134 @@ pmi_status pmi_tensor_load_pb(const char* path, pmi_tensor** out);
 pmi_status pmi_tensor_save_pb(const pmi_tensor* tensor, const char* path);
 
 /* ------------------------------------------------------------------------------------------ */
+/* Models                                                                                     */
+/* ------------------------------------------------------------------------------------------ */
+
+/** An opaque, immutable, validated ONNX model. Released with pmi_model_release. Thread-safe. */
+typedef struct pmi_model pmi_model;
+
+/** Declared type of a model or session input/output. Every pointer is borrowed from the model
+ *  (or session) handle it came from and is valid until that handle is released.
+ *  name: the value's name. dtype: PMI_DTYPE_* code, 0 if not a tensor or unknown.
+ *  rank: number of dims, or -1 if the shape is unknown. dims: `rank` entries, -1 where the dim
+ *  is symbolic or unknown. dim_names: `rank` entries, the symbol (dim_param, e.g. "batch") or
+ *  NULL. type_string: the ONNX type as onnxruntime prints it, e.g. "tensor(float)". */
+typedef struct pmi_value_info {
+    const char* name;
+    int32_t dtype;
+    int64_t rank;
+    const int64_t* dims;
+    const char* const* dim_names;
+    const char* type_string;
+} pmi_value_info;
+
+/** Load and validate an ONNX model file. The file is memory-mapped (weights are not copied when
+ *  aligned); external data files are resolved relative to the model's directory and must stay
+ *  inside it. Caller owns *out. Errors: NULL_POINTER, IO (unreadable file or external data),
+ *  INVALID_MODEL (malformed protobuf, cycles, undefined inputs, unknown opset domain... the
+ *  message names the field or node), VERSION_MISMATCH (IR version too new),
+ *  LIMIT_EXCEEDED (absurd sizes). Operators are checked when a session is created. */
+pmi_status pmi_model_load_file(const char* path, pmi_model** out);
+
+/** Load a model from `len` serialized bytes (copied; the caller keeps `data`). Models with
+ *  external data cannot be loaded from bytes (INVALID_MODEL naming the tensor). */
+pmi_status pmi_model_load_bytes(const void* data, size_t len, pmi_model** out);
+
+/** Release a model. NULL is ignored. Sessions created from it stay valid. */
+void pmi_model_release(pmi_model* model);
+
+/** Write the model as a self-contained ONNX file (external data inlined). Errors: NULL_POINTER, IO. */
+pmi_status pmi_model_save_file(const pmi_model* model, const char* path);
+
+/** Serialize the model. On success *data points to *len bytes owned by the caller, to be freed
+ *  with pmi_bytes_free(*data, *len). Errors: NULL_POINTER, LIMIT_EXCEEDED. */
+pmi_status pmi_model_to_bytes(const pmi_model* model, uint8_t** data, size_t* len);
+
+/** Free bytes returned by pmi_model_to_bytes. NULL is ignored. */
+void pmi_bytes_free(uint8_t* data, size_t len);
+
+/** Number of inputs a caller feeds (initializers excluded). */
+pmi_status pmi_model_input_count(const pmi_model* model, size_t* out);
+/** Number of outputs. */
+pmi_status pmi_model_output_count(const pmi_model* model, size_t* out);
+/** Describe input `index` (see pmi_value_info). Errors: NULL_POINTER, INVALID_ARGUMENT (index). */
+pmi_status pmi_model_input_info(const pmi_model* model, size_t index, pmi_value_info* out);
+/** Describe output `index`. Errors: NULL_POINTER, INVALID_ARGUMENT (index). */
+pmi_status pmi_model_output_info(const pmi_model* model, size_t index, pmi_value_info* out);
+/** The model's ONNX IR version. */
+pmi_status pmi_model_ir_version(const pmi_model* model, int64_t* out);
+/** Producer name and version (borrowed, possibly ""). */
+pmi_status pmi_model_producer(const pmi_model* model, const char** name, const char** version);
+/** Number of imported opsets. */
+pmi_status pmi_model_opset_count(const pmi_model* model, size_t* out);
+/** Opset `index`: domain (borrowed; "ai.onnx" for the default domain) and version. */
+pmi_status pmi_model_opset(const pmi_model* model, size_t index, const char** domain, int64_t* version);
+/** Number of metadata_props entries. */
+pmi_status pmi_model_metadata_count(const pmi_model* model, size_t* out);
+/** Metadata entry `index` (borrowed key and value). */
+pmi_status pmi_model_metadata(const pmi_model* model, size_t index, const char** key, const char** value);
+/** Number of distinct op types (main graph and subgraphs). */
+pmi_status pmi_model_op_type_count(const pmi_model* model, size_t* out);
+/** Op type `index` (most frequent first) and its node count (borrowed name). */
+pmi_status pmi_model_op_type(const pmi_model* model, size_t index, const char** op_type, size_t* count);
+/** Number of initializers of the main graph and their total size in bytes. */
+pmi_status pmi_model_initializer_stats(const pmi_model* model, size_t* count, size_t* nbytes);
+
+/* ------------------------------------------------------------------------------------------ */
+/* Sessions                                                                                   */
+/* ------------------------------------------------------------------------------------------ */
+
+/** Options for pmi_session_create. Not thread-safe to modify; copied by pmi_session_create. */
+typedef struct pmi_session_options pmi_session_options;
+
+/** A model compiled for execution. Immutable: pmi_session_run may be called concurrently from
+ *  several threads on one session (each run has its own intermediate buffers). */
+typedef struct pmi_session pmi_session;
+
+/** New options with defaults (threads = one per available core). Caller owns *out. */
+pmi_status pmi_session_options_create(pmi_session_options** out);
+/** Threads for intra-op parallelism; 0 = one per available core. Errors: NULL_POINTER,
+ *  INVALID_ARGUMENT (more than 1024). */
+pmi_status pmi_session_options_set_intra_op_threads(pmi_session_options* options, size_t threads);
+/** Release options. NULL is ignored. */
+void pmi_session_options_release(pmi_session_options* options);
+
+/** Compile `model` (options may be NULL for defaults): functions inlined, every operator built,
+ *  weights pre-packed, memory planned. The session keeps what it needs of the model: the model
+ *  may be released right after. Caller owns *out.
+ *  Errors: NULL_POINTER, UNSUPPORTED_OPERATOR (lists every unsupported operator with domain,
+ *  opset and node names), INVALID_MODEL (bad attributes, naming the node). */
+pmi_status pmi_session_create(const pmi_model* model, const pmi_session_options* options,
+                              pmi_session** out);
+
+/** Release a session. NULL is ignored. Must not race with a pmi_session_run on it. */
+void pmi_session_release(pmi_session* session);
+
+/** Number of inputs the caller feeds. */
+pmi_status pmi_session_input_count(const pmi_session* session, size_t* out);
+/** Number of outputs. */
+pmi_status pmi_session_output_count(const pmi_session* session, size_t* out);
+/** Describe input `index` (borrowed from the session). */
+pmi_status pmi_session_input_info(const pmi_session* session, size_t index, pmi_value_info* out);
+/** Describe output `index` (borrowed from the session). */
+pmi_status pmi_session_output_info(const pmi_session* session, size_t index, pmi_value_info* out);
+
+/** Run the model. Inputs: n_inputs pairs (input_names[i], inputs[i]); the tensors are only read
+ *  (shared, never copied) and stay owned by the caller. Outputs: output_names[0..n_outputs]
+ *  selects outputs in any order; output_names NULL means all outputs in model order (n_outputs
+ *  must then equal the output count). On success outputs[i] receives a NEW tensor owned by the
+ *  caller (release each with pmi_tensor_release); on failure nothing is written to outputs.
+ *  Thread-safe: concurrent runs on one session are allowed.
+ *  Errors: NULL_POINTER, INVALID_ARGUMENT (unknown/missing/duplicate input name, unknown output
+ *  name), UNSUPPORTED_DTYPE (input dtype differs from the model's), SHAPE_MISMATCH (wrong rank
+ *  or fixed dim, symbolic dim bound inconsistently, naming the symbol and inputs), RUNTIME (an
+ *  operator failed on the given values, naming the node). */
+pmi_status pmi_session_run(const pmi_session* session, const char* const* input_names,
+                           const pmi_tensor* const* inputs, size_t n_inputs,
+                           const char* const* output_names, size_t n_outputs,
+                           pmi_tensor** outputs);
+
+/* ------------------------------------------------------------------------------------------ */
 /* Testing hooks                                                                              */
 /* ------------------------------------------------------------------------------------------ */
 

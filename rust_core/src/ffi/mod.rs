@@ -6,6 +6,8 @@
 
 #![allow(clippy::missing_safety_doc)]
 
+mod model;
+mod session;
 mod status;
 mod tensor;
 

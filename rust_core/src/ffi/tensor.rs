@@ -349,3 +349,21 @@ pub unsafe extern "C" fn pmi_tensor_save_npy(tensor: *const PmiTensor, path: *co
         npy::save_npy(&t.tensor, Path::new(p))
     })
 }
+
+#[no_mangle]
+pub unsafe extern "C" fn pmi_tensor_load_pb(path: *const c_char, out: *mut *mut PmiTensor) -> PmiStatus {
+    guard(|| {
+        check_out(out)?;
+        let p = c_str(path, "path")?;
+        out_tensor(out, crate::onnx::load_tensor_pb(Path::new(p))?)
+    })
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn pmi_tensor_save_pb(tensor: *const PmiTensor, path: *const c_char) -> PmiStatus {
+    guard(|| {
+        let t = nn(tensor, "tensor")?;
+        let p = c_str(path, "path")?;
+        crate::onnx::save_tensor_pb(&t.tensor, "", Path::new(p))
+    })
+}

@@ -241,6 +241,8 @@ pub struct Model {
     pub metadata: Vec<(String, String)>,
     pub graph: Arc<Graph>,
     pub functions: Vec<Function>,
+    /// The decoded protobuf, kept for saving (initializer bytes are shared, not copied).
+    pub proto: Arc<crate::onnx::proto::ModelProto>,
 }
 
 impl Model {

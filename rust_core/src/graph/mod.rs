@@ -1,5 +1,6 @@
 //! The validated in-memory model (IR) built from ONNX protobuf messages.
 
+pub mod from_proto;
 pub mod ir;
 
 pub use ir::{AttrValue, Dim, Function, Graph, Model, Node, TypeInfo, ValueInfo};
