@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Build and run the C consumer tests against the Rust library:
+#   1. test_tensor.c (C99, -Wall -Wextra -Werror -pedantic) linked to the STATIC library, run under
+#      AddressSanitizer + UndefinedBehaviorSanitizer with leak detection;
+#   2. the same program linked to the SHARED library, run under valgrind (if installed), which
+#      also sees invalid accesses inside the (uninstrumented) Rust code;
+#   3. test_header_cpp.cpp: the header compiles as C++17 (-Wall -Wextra -Werror -pedantic) and links.
+# The library comes from rust_core/target/release (built here with `cargo build --release`, a
+# no-op when `pip install .` or `cargo test --release` already built it), or from $PMI_LIB_DIR.
+# Exits non-zero on any failure.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUILD="$ROOT/tests/c/build"
+LIBDIR="${PMI_LIB_DIR:-$ROOT/rust_core/target/release}"
+CC="${CC:-gcc}"
+CXX="${CXX:-g++}"
+mkdir -p "$BUILD"
+
+if [[ -z "${PMI_LIB_DIR:-}" ]]; then
+    echo "== cargo build --release (rust_core)"
+    cargo build --release --quiet --manifest-path "$ROOT/rust_core/Cargo.toml"
+fi
+STATIC="$LIBDIR/libpyml_interop.a"
+[[ -f "$STATIC" && -f "$LIBDIR/libpyml_interop.so" ]] || { echo "missing $STATIC or libpyml_interop.so" >&2; exit 1; }
+
+DEFINES=()
+# (grep without -q: an early exit would SIGPIPE nm and fail the pipeline under pipefail)
+if nm --defined-only "$STATIC" 2>/dev/null | grep ' T pmi_tensor_load_pb$' >/dev/null; then
+    DEFINES+=(-DPMI_TEST_HAVE_PB)
+fi
+CFLAGS=(-std=c99 -Wall -Wextra -Werror -pedantic -g -I"$ROOT/include" "${DEFINES[@]}")
+SYSLIBS=(-lpthread -ldl -lm)
+
+status=0
+export RUST_BACKTRACE=0  # the panic-guard test panics on purpose: keep its report to one line
+
+echo "== C tests, static library, AddressSanitizer + UBSan"
+"$CC" "${CFLAGS[@]}" -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+    "$ROOT/tests/c/test_tensor.c" "$STATIC" "${SYSLIBS[@]}" -o "$BUILD/test_tensor_asan"
+ASAN_OPTIONS="detect_leaks=1:halt_on_error=1:${ASAN_OPTIONS:-}" UBSAN_OPTIONS="print_stacktrace=1" \
+    "$BUILD/test_tensor_asan" || status=1
+
+echo "== C tests, shared library${VALGRIND:+, valgrind}"
+"$CC" "${CFLAGS[@]}" -O1 "$ROOT/tests/c/test_tensor.c" -L"$LIBDIR" -lpyml_interop -Wl,-rpath,"$LIBDIR" \
+    "${SYSLIBS[@]}" -o "$BUILD/test_tensor_shared"
+if command -v valgrind >/dev/null 2>&1 && [[ "${PMI_NO_VALGRIND:-}" != 1 ]]; then
+    valgrind --quiet --leak-check=full --errors-for-leak-kinds=definite,indirect --error-exitcode=1 \
+        "$BUILD/test_tensor_shared" || status=1
+else
+    echo "(valgrind not installed or PMI_NO_VALGRIND=1: running without it)"
+    "$BUILD/test_tensor_shared" || status=1
+fi
+
+echo "== C++ header test"
+"$CXX" -std=c++17 -Wall -Wextra -Werror -pedantic -I"$ROOT/include" "$ROOT/tests/c/test_header_cpp.cpp" \
+    "$STATIC" "${SYSLIBS[@]}" -o "$BUILD/test_header_cpp"
+"$BUILD/test_header_cpp" || status=1
+
+exit $status
