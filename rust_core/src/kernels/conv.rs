@@ -1,0 +1,299 @@
+//! Convolution building blocks over a 3-D window (1-D and 2-D convolutions use leading axes of
+//! size 1): im2col / col2im, a direct depthwise kernel, and the GEMM-based forward pass.
+//!
+//! Layouts: an image is `[C][D][H][W]` contiguous; a column buffer is
+//! `[C][KD][KH][KW][OD][OH][OW]` so that `W_g (Mg × Cg·K) · col (Cg·K × OD·OH·OW)` is the output.
+
+use crate::error::Result;
+use crate::executor::pool::ThreadPool;
+use crate::kernels::float::Float;
+use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
+use crate::kernels::SendPtr;
+
+/// A window over exactly three spatial axes (D, H, W).
+#[derive(Debug, Clone, Copy)]
+pub struct Window3 {
+    pub input: [usize; 3],
+    pub kernel: [usize; 3],
+    pub strides: [usize; 3],
+    pub dilations: [usize; 3],
+    pub pad_begin: [usize; 3],
+    pub pad_end: [usize; 3],
+    pub out: [usize; 3],
+}
+
+impl Window3 {
+    pub fn in_size(&self) -> usize {
+        self.input.iter().product()
+    }
+    pub fn out_size(&self) -> usize {
+        self.out.iter().product()
+    }
+    pub fn kernel_size(&self) -> usize {
+        self.kernel.iter().product()
+    }
+
+    /// Input coordinate on `axis` of output position `o` and kernel tap `k` (may be outside).
+    #[inline(always)]
+    pub fn coord(&self, axis: usize, o: usize, k: usize) -> isize {
+        (o * self.strides[axis] + k * self.dilations[axis]) as isize - self.pad_begin[axis] as isize
+    }
+
+    /// The range of output positions `o` on `axis` whose tap `k` falls inside the input.
+    #[inline]
+    pub fn valid_out_range(&self, axis: usize, k: usize) -> (usize, usize) {
+        let s = self.strides[axis] as isize;
+        let off = (k * self.dilations[axis]) as isize - self.pad_begin[axis] as isize;
+        let n_in = self.input[axis] as isize;
+        let n_out = self.out[axis] as isize;
+        // o*s + off >= 0  ->  o >= ceil(-off / s)
+        let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+        // o*s + off <= n_in - 1  ->  o <= floor((n_in - 1 - off) / s)
+        let hi = if n_in - 1 - off < 0 { 0 } else { ((n_in - 1 - off) / s + 1).min(n_out) };
+        let lo = lo.min(n_out);
+        (lo as usize, (hi.max(lo)) as usize)
+    }
+}
+
+/// Fill the column rows `rows` (each `c·K + tap`) of `col` from image `x` (`[C][D][H][W]`).
+/// `col` holds exactly those rows, each `w.out_size()` long.
+pub fn im2col_rows<T: Float>(w: &Window3, x: &[T], rows: std::ops::Range<usize>, col: &mut [T]) {
+    let [_, kh, kw] = w.kernel;
+    let ksz = w.kernel_size();
+    let [od_n, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let in_plane = w.in_size();
+    let out_sz = w.out_size();
+    let (sw, dw, pw) = (w.strides[2], w.dilations[2], w.pad_begin[2]);
+    for (ri, row) in rows.enumerate() {
+        let c = row / ksz;
+        let tap = row % ksz;
+        let (tkd, tkh, tkw) = (tap / (kh * kw), (tap / kw) % kh, tap % kw);
+        let xc = &x[c * in_plane..(c + 1) * in_plane];
+        let dst = &mut col[ri * out_sz..(ri + 1) * out_sz];
+        let (lo, hi) = w.valid_out_range(2, tkw);
+        for od in 0..od_n {
+            let id = w.coord(0, od, tkd);
+            for oh in 0..oh_n {
+                let ih = w.coord(1, oh, tkh);
+                let d = &mut dst[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
+                if id < 0 || id >= w.input[0] as isize || ih < 0 || ih >= ih_n as isize {
+                    d.iter_mut().for_each(|v| *v = T::ZERO);
+                    continue;
+                }
+                let base = (id as usize * ih_n + ih as usize) * iw_n;
+                d[..lo].iter_mut().for_each(|v| *v = T::ZERO);
+                d[hi..].iter_mut().for_each(|v| *v = T::ZERO);
+                if hi > lo {
+                    let iw0 = lo * sw + tkw * dw - pw;
+                    if sw == 1 {
+                        d[lo..hi].copy_from_slice(&xc[base + iw0..base + iw0 + (hi - lo)]);
+                    } else {
+                        for (j, v) in d[lo..hi].iter_mut().enumerate() {
+                            *v = xc[base + iw0 + j * sw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Scatter-add column rows `rows` of `col` into image `y` (`[C][D][H][W]` of `w.input`): the
+/// adjoint of [`im2col_rows`]. Rows of one channel must all be handled by one caller.
+pub fn col2im_rows<T: Float>(w: &Window3, col: &[T], rows: std::ops::Range<usize>, y: &mut [T]) {
+    let [_, kh, kw] = w.kernel;
+    let ksz = w.kernel_size();
+    let [od_n, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let in_plane = w.in_size();
+    let out_sz = w.out_size();
+    let (sw, dw, pw) = (w.strides[2], w.dilations[2], w.pad_begin[2]);
+    for (ri, row) in rows.enumerate() {
+        let c = row / ksz;
+        let tap = row % ksz;
+        let (tkd, tkh, tkw) = (tap / (kh * kw), (tap / kw) % kh, tap % kw);
+        let yc = &mut y[c * in_plane..(c + 1) * in_plane];
+        let src = &col[ri * out_sz..(ri + 1) * out_sz];
+        let (lo, hi) = w.valid_out_range(2, tkw);
+        if hi <= lo {
+            continue;
+        }
+        for od in 0..od_n {
+            let id = w.coord(0, od, tkd);
+            if id < 0 || id >= w.input[0] as isize {
+                continue;
+            }
+            for oh in 0..oh_n {
+                let ih = w.coord(1, oh, tkh);
+                if ih < 0 || ih >= ih_n as isize {
+                    continue;
+                }
+                let s = &src[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
+                let base = (id as usize * ih_n + ih as usize) * iw_n;
+                let iw0 = lo * sw + tkw * dw - pw;
+                if sw == 1 {
+                    for (d, v) in yc[base + iw0..base + iw0 + (hi - lo)].iter_mut().zip(&s[lo..hi]) {
+                        *d += *v;
+                    }
+                } else {
+                    for (j, v) in s[lo..hi].iter().enumerate() {
+                        yc[base + iw0 + j * sw] += *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Direct convolution of one input channel plane `x` with `taps` (`[KD][KH][KW]`), accumulated
+/// into output plane `y` (`[OD][OH][OW]`), which the caller initialized (e.g. with the bias).
+pub fn conv_plane_direct<T: Float>(w: &Window3, x: &[T], taps: &[T], y: &mut [T]) {
+    let [kd_n, kh_n, kw_n] = w.kernel;
+    let [_, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let (sw, dw, pw) = (w.strides[2], w.dilations[2], w.pad_begin[2]);
+    for kd in 0..kd_n {
+        let (d_lo, d_hi) = w.valid_out_range(0, kd);
+        for kh in 0..kh_n {
+            let (h_lo, h_hi) = w.valid_out_range(1, kh);
+            for kw in 0..kw_n {
+                let wv = taps[(kd * kh_n + kh) * kw_n + kw];
+                let (lo, hi) = w.valid_out_range(2, kw);
+                if hi <= lo {
+                    continue;
+                }
+                let iw0 = lo * sw + kw * dw - pw;
+                for od in d_lo..d_hi {
+                    let id = w.coord(0, od, kd) as usize;
+                    for oh in h_lo..h_hi {
+                        let ih = w.coord(1, oh, kh) as usize;
+                        let xb = (id * ih_n + ih) * iw_n + iw0;
+                        let yr = &mut y[(od * oh_n + oh) * ow_n + lo..(od * oh_n + oh) * ow_n + hi];
+                        if sw == 1 {
+                            for (o, xv) in yr.iter_mut().zip(&x[xb..xb + (hi - lo)]) {
+                                *o += wv * *xv;
+                            }
+                        } else {
+                            for (j, o) in yr.iter_mut().enumerate() {
+                                *o += wv * x[xb + j * sw];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Shape of a grouped convolution.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvShape {
+    pub batch: usize,
+    pub in_channels: usize,
+    pub out_channels: usize,
+    pub group: usize,
+    pub window: Window3,
+}
+
+impl ConvShape {
+    fn cg(&self) -> usize {
+        self.in_channels / self.group
+    }
+    fn mg(&self) -> usize {
+        self.out_channels / self.group
+    }
+    fn is_pointwise(&self) -> bool {
+        let w = &self.window;
+        w.kernel == [1, 1, 1] && w.strides == [1, 1, 1] && w.pad_begin == [0, 0, 0] && w.input == w.out
+    }
+}
+
+/// Forward convolution: `y = conv(x, weights) + bias`.
+/// `x`: `[N][C][in]`, `weights`: `[M][C/group][K]`, `y`: `[N][M][out]`.
+pub fn conv_forward<T: GemmElem>(pool: &ThreadPool, s: &ConvShape, x: &[T], weights: &[T], bias: Option<&[T]>, y: &mut [T]) -> Result<()> {
+    let w = &s.window;
+    let (cg, mg, group) = (s.cg(), s.mg(), s.group);
+    let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), w.kernel_size());
+    // Initialize with the bias (every strategy accumulates into y).
+    for n in 0..s.batch {
+        for m in 0..s.out_channels {
+            let b = bias.map(|b| b[m]).unwrap_or(T::ZERO);
+            y[(n * s.out_channels + m) * out_sz..(n * s.out_channels + m + 1) * out_sz].iter_mut().for_each(|v| *v = b);
+        }
+    }
+    if s.batch == 0 || out_sz == 0 || s.out_channels == 0 {
+        return Ok(());
+    }
+    let yp = SendPtr(y.as_mut_ptr());
+    if cg == 1 && group > 1 {
+        // Depthwise: one direct plane kernel per (image, output channel).
+        let tasks = s.batch * s.out_channels;
+        let min_chunk = (1 << 14) / (out_sz * ksz).max(1) + 1;
+        pool.parallel_for(tasks, min_chunk, |a, b| {
+            for t in a..b {
+                let (n, m) = (t / s.out_channels, t % s.out_channels);
+                let c = m / mg;
+                let xc = &x[(n * s.in_channels + c) * in_sz..(n * s.in_channels + c + 1) * in_sz];
+                // SAFETY: task t owns output plane t.
+                let yo = unsafe { yp.slice(t * out_sz, out_sz) };
+                conv_plane_direct(w, xc, &weights[m * ksz..(m + 1) * ksz], yo);
+            }
+        });
+        return Ok(());
+    }
+    let kdim = cg * ksz;
+    let tasks = s.batch * group;
+    let pointwise = s.is_pointwise();
+    let flops_per_task = mg * kdim * out_sz;
+    let run_task = |t: usize, col: &mut Vec<T>, par: bool| -> Result<()> {
+        let (n, g) = (t / group, t % group);
+        let xg = &x[(n * s.in_channels + g * cg) * in_sz..(n * s.in_channels + (g + 1) * cg) * in_sz];
+        let wg = &weights[g * mg * kdim..(g + 1) * mg * kdim];
+        // SAFETY: task t owns output channels g*mg..(g+1)*mg of image n.
+        let yg = unsafe { yp.slice((n * s.out_channels + g * mg) * out_sz, mg * out_sz) };
+        let b_mat: &[T] = if pointwise {
+            xg
+        } else {
+            col.resize(kdim * out_sz, T::ZERO);
+            if par {
+                let cp = SendPtr(col.as_mut_ptr());
+                pool.parallel_for(kdim, 1.max(4096 / out_sz.max(1)), |r0, r1| {
+                    // SAFETY: disjoint row ranges of the column buffer.
+                    let rows = unsafe { cp.slice(r0 * out_sz, (r1 - r0) * out_sz) };
+                    im2col_rows(w, xg, r0..r1, rows);
+                });
+            } else {
+                im2col_rows(w, xg, 0..kdim, col);
+            }
+            col
+        };
+        let a = MatRef::row_major(wg, kdim);
+        let b = MatRef::row_major(b_mat, out_sz);
+        if par {
+            gemm_par(pool, mg, out_sz, kdim, T::ONE, a, b, T::ONE, yg, out_sz, 1)
+        } else {
+            gemm(mg, out_sz, kdim, T::ONE, a, b, T::ONE, yg, out_sz, 1)
+        }
+    };
+    if tasks >= pool.threads() && pool.threads() > 1 && flops_per_task < (1 << 22) || tasks >= 4 * pool.threads() {
+        let failed = std::sync::Mutex::new(None);
+        pool.parallel_for(tasks, 1, |a, b| {
+            let mut col = Vec::new();
+            for t in a..b {
+                if let Err(e) = run_task(t, &mut col, false) {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+    } else {
+        let mut col = Vec::new();
+        for t in 0..tasks {
+            run_task(t, &mut col, true)?;
+        }
+    }
+    Ok(())
+}

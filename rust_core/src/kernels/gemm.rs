@@ -1,0 +1,325 @@
+//! General matrix multiplication: `C = alpha * A·B + beta * C` for `f32` and `f64`.
+//!
+//! The single entry point for every GEMM in the engine (MatMul, Gemm, Conv via im2col, RNNs),
+//! so the backend can be swapped after benchmarking. Matrices are described by a slice and a
+//! row stride and column stride in elements; a transpose is just swapped strides. The backend
+//! today is the `matrixmultiply` crate (BLIS-style packing, AVX2/FMA kernels chosen at run time);
+//! [`gemm_par`] splits large products over the session's thread pool.
+//!
+//! When `beta == 0`, `C` is overwritten and its previous content (even NaN) is ignored.
+
+use crate::error::{Error, Result};
+use crate::executor::pool::ThreadPool;
+use crate::kernels::float::Float;
+
+/// A read-only matrix: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a, T> MatRef<'a, T> {
+    /// A row-major matrix with `cols` columns.
+    pub fn row_major(data: &'a [T], cols: usize) -> Self {
+        MatRef { data, rs: cols, cs: 1 }
+    }
+    /// The transpose of a row-major matrix with `cols` columns (i.e. column-major storage).
+    pub fn col_major(data: &'a [T], rows: usize) -> Self {
+        MatRef { data, rs: 1, cs: rows }
+    }
+    /// The transposed view.
+    pub fn t(self) -> Self {
+        MatRef { data: self.data, rs: self.cs, cs: self.rs }
+    }
+}
+
+/// Element types the GEMM backend supports.
+pub trait GemmElem: Float {
+    /// # Safety
+    /// Every addressed element must be inside the buffers; `c` elements must not alias.
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn raw_gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: *const Self,
+        rsa: isize,
+        csa: isize,
+        b: *const Self,
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: *mut Self,
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl GemmElem for f32 {
+    unsafe fn raw_gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f32,
+        a: *const f32,
+        rsa: isize,
+        csa: isize,
+        b: *const f32,
+        rsb: isize,
+        csb: isize,
+        beta: f32,
+        c: *mut f32,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+impl GemmElem for f64 {
+    unsafe fn raw_gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: f64,
+        a: *const f64,
+        rsa: isize,
+        csa: isize,
+        b: *const f64,
+        rsb: isize,
+        csb: isize,
+        beta: f64,
+        c: *mut f64,
+        rsc: isize,
+        csc: isize,
+    ) {
+        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+    }
+}
+
+fn check_extent(what: &str, len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Result<()> {
+    if rows == 0 || cols == 0 {
+        return Ok(());
+    }
+    let last = (rows - 1)
+        .checked_mul(rs)
+        .and_then(|r| (cols - 1).checked_mul(cs).and_then(|c| r.checked_add(c)))
+        .ok_or_else(|| Error::Internal(format!("gemm: matrix {what} strides overflow")))?;
+    if last >= len {
+        return Err(Error::Internal(format!(
+            "gemm: matrix {what} ({rows}x{cols}, strides {rs},{cs}) needs {} elements, buffer has {len}",
+            last + 1
+        )));
+    }
+    Ok(())
+}
+
+/// `C[m×n] = alpha · A[m×k] · B[k×n] + beta · C`, single-threaded.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm<T: GemmElem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    rsc: usize,
+    csc: usize,
+) -> Result<()> {
+    check_extent("A", a.data.len(), m, k, a.rs, a.cs)?;
+    check_extent("B", b.data.len(), k, n, b.rs, b.cs)?;
+    check_extent("C", c.len(), m, n, rsc, csc)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    // SAFETY: extents checked above; `c` is a unique borrow.
+    unsafe { gemm_unchecked(m, n, k, alpha, a.data.as_ptr(), a.rs, a.cs, b.data.as_ptr(), b.rs, b.cs, beta, c.as_mut_ptr(), rsc, csc) }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_unchecked<T: GemmElem>(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: *const T,
+    rsa: usize,
+    csa: usize,
+    b: *const T,
+    rsb: usize,
+    csb: usize,
+    beta: T,
+    c: *mut T,
+    rsc: usize,
+    csc: usize,
+) {
+    if m == 1 && csc == 1 && csb == 1 && k > 0 {
+        // Row vector times matrix: a streaming axpy over B's rows beats packing.
+        let crow = std::slice::from_raw_parts_mut(c, n);
+        if beta == T::ZERO {
+            crow.iter_mut().for_each(|v| *v = T::ZERO);
+        } else if beta != T::ONE {
+            crow.iter_mut().for_each(|v| *v *= beta);
+        }
+        for p in 0..k {
+            let s = alpha * *a.add(p * csa);
+            let brow = std::slice::from_raw_parts(b.add(p * rsb), n);
+            for (cv, bv) in crow.iter_mut().zip(brow) {
+                *cv += s * *bv;
+            }
+        }
+        return;
+    }
+    T::raw_gemm(m, k, n, alpha, a, rsa as isize, csa as isize, b, rsb as isize, csb as isize, beta, c, rsc as isize, csc as isize)
+}
+
+/// Products smaller than this many multiply-adds run on the calling thread only.
+const PAR_MIN_FLOPS: usize = 1 << 17;
+
+/// Like [`gemm`], split over `pool`'s threads (by blocks of rows of C, or columns when C is short).
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_par<T: GemmElem>(
+    pool: &ThreadPool,
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: T,
+    a: MatRef<T>,
+    b: MatRef<T>,
+    beta: T,
+    c: &mut [T],
+    rsc: usize,
+    csc: usize,
+) -> Result<()> {
+    let threads = pool.threads();
+    if threads <= 1 || m.saturating_mul(n).saturating_mul(k.max(1)) < PAR_MIN_FLOPS {
+        return gemm(m, n, k, alpha, a, b, beta, c, rsc, csc);
+    }
+    check_extent("A", a.data.len(), m, k, a.rs, a.cs)?;
+    check_extent("B", b.data.len(), k, n, b.rs, b.cs)?;
+    check_extent("C", c.len(), m, n, rsc, csc)?;
+    let (ap, bp, cp) = (a.data.as_ptr() as usize, b.data.as_ptr() as usize, c.as_mut_ptr() as usize);
+    let (rsa, csa, rsb, csb) = (a.rs, a.cs, b.rs, b.cs);
+    if m >= 16 * threads || m >= n {
+        // Blocks of 8 rows.
+        let blocks = m.div_ceil(8);
+        pool.parallel_for(blocks, 1, |s, e| {
+            let (r0, r1) = (s * 8, (e * 8).min(m));
+            // SAFETY: disjoint row ranges of C; extents checked above.
+            unsafe {
+                gemm_unchecked(
+                    r1 - r0,
+                    n,
+                    k,
+                    alpha,
+                    (ap as *const T).add(r0 * rsa),
+                    rsa,
+                    csa,
+                    bp as *const T,
+                    rsb,
+                    csb,
+                    beta,
+                    (cp as *mut T).add(r0 * rsc),
+                    rsc,
+                    csc,
+                )
+            }
+        });
+    } else {
+        let blocks = n.div_ceil(16);
+        pool.parallel_for(blocks, 1, |s, e| {
+            let (c0, c1) = (s * 16, (e * 16).min(n));
+            // SAFETY: disjoint column ranges of C; extents checked above.
+            unsafe {
+                gemm_unchecked(
+                    m,
+                    c1 - c0,
+                    k,
+                    alpha,
+                    ap as *const T,
+                    rsa,
+                    csa,
+                    (bp as *const T).add(c0 * csb),
+                    rsb,
+                    csb,
+                    beta,
+                    (cp as *mut T).add(c0 * csc),
+                    rsc,
+                    csc,
+                )
+            }
+        });
+    }
+    Ok(())
+}
+
+/// `sgemm`: [`gemm`] for `f32`.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    alpha: f32,
+    a: MatRef<f32>,
+    b: MatRef<f32>,
+    beta: f32,
+    c: &mut [f32],
+    rsc: usize,
+    csc: usize,
+) -> Result<()> {
+    gemm(m, n, k, alpha, a, b, beta, c, rsc, csc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(m: usize, n: usize, k: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                for p in 0..k {
+                    c[i * n + j] += a[i * k + p] * b[p * n + j];
+                }
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_naive_with_transposes_and_threads() {
+        let pool = ThreadPool::new(3);
+        for &(m, n, k) in &[(1, 5, 3), (7, 1, 4), (33, 70, 65), (100, 9, 300), (3, 200, 300), (0, 3, 3), (2, 3, 0)] {
+            let a: Vec<f64> = (0..m * k).map(|i| ((i * 7 % 13) as f64) - 6.0).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| ((i * 5 % 11) as f64) * 0.5 - 2.0).collect();
+            let want = naive(m, n, k, &a, &b);
+            let mut c = vec![f64::NAN; m * n];
+            gemm_par(&pool, m, n, k, 1.0, MatRef::row_major(&a, k), MatRef::row_major(&b, n), 0.0, &mut c, n, 1).unwrap();
+            assert_eq!(c, want, "{m}x{n}x{k}");
+            // Transposed B stored as n x k.
+            let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            let mut c2 = vec![1.0; m * n];
+            gemm(m, n, k, 2.0, MatRef::row_major(&a, k), MatRef::row_major(&bt, k).t(), 1.0, &mut c2, n, 1).unwrap();
+            let want2: Vec<f64> = want.iter().map(|v| 2.0 * v + 1.0).collect();
+            assert_eq!(c2, want2);
+            let a32: Vec<f32> = a.iter().map(|v| *v as f32).collect();
+            let b32: Vec<f32> = b.iter().map(|v| *v as f32).collect();
+            let mut c3 = vec![0f32; m * n];
+            gemm_par(&pool, m, n, k, 1.0, MatRef::row_major(&a32, k), MatRef::row_major(&b32, n), 0.0, &mut c3, n, 1).unwrap();
+            assert!(c3.iter().zip(&want).all(|(x, y)| (*x as f64 - y).abs() < 1e-3));
+        }
+    }
+
+    #[test]
+    fn rejects_short_buffers() {
+        let a = [1f32; 5];
+        let mut c = [0f32; 4];
+        assert!(sgemm(2, 2, 3, 1.0, MatRef::row_major(&a, 3), MatRef::row_major(&a, 2), 0.0, &mut c, 2, 1).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! TopK: the k largest (or smallest) elements along an axis, with their indices; ties keep the
+//! lower index first.
+
+use super::concat::axis_in;
+use super::elements::{dispatch_numeric, ints_of, Num};
+use crate::error::{Error, Result};
+use crate::ops::{tensor_in, BuildContext, Op, RunContext, Value};
+use crate::tensor::{DType, Tensor};
+use std::cmp::Ordering;
+
+struct TopK {
+    axis: i64,
+    largest: bool,
+    /// Opset 1: k is an attribute.
+    attr_k: Option<i64>,
+}
+
+fn topk_typed<T: Num>(x: &Tensor, axis: usize, k: usize, largest: bool) -> Result<(Tensor, Tensor)> {
+    let s = x.shape();
+    let n = s[axis];
+    let pre: usize = s[..axis].iter().product();
+    let post: usize = s[axis + 1..].iter().product();
+    let mut out_shape = s.to_vec();
+    out_shape[axis] = k;
+    let xv = x.as_slice::<T>()?;
+    let mut vals = vec![T::default(); pre * k * post];
+    let mut idxs = vec![0i64; pre * k * post];
+    let mut buf: Vec<(T, usize)> = Vec::with_capacity(n);
+    let cmp = |a: &(T, usize), b: &(T, usize)| -> Ordering {
+        let c = if largest { b.0.total_cmp(&a.0) } else { a.0.total_cmp(&b.0) };
+        c.then(a.1.cmp(&b.1))
+    };
+    for p in 0..pre {
+        for q in 0..post {
+            buf.clear();
+            buf.extend((0..n).map(|i| (xv[(p * n + i) * post + q], i)));
+            if k < n && k > 0 {
+                buf.select_nth_unstable_by(k - 1, cmp);
+                buf.truncate(k);
+            }
+            buf.sort_unstable_by(cmp);
+            for (j, &(v, i)) in buf.iter().take(k).enumerate() {
+                let o = (p * k + j) * post + q;
+                vals[o] = v;
+                idxs[o] = i as i64;
+            }
+        }
+    }
+    Ok((Tensor::from_slice(&out_shape, &vals)?.with_dtype_of(x)?, Tensor::from_slice(&out_shape, &idxs)?))
+}
+
+/// Re-labels a tensor built from a storage-compatible Rust type with the dtype of `like`
+/// (e.g. `u8` data as bool).
+trait WithDtype: Sized {
+    fn with_dtype_of(self, like: &Tensor) -> Result<Tensor>;
+}
+
+impl WithDtype for Tensor {
+    fn with_dtype_of(self, like: &Tensor) -> Result<Tensor> {
+        if self.dtype() == like.dtype() {
+            return Ok(self);
+        }
+        Tensor::from_bytes(like.dtype(), self.shape(), self.bytes()?)
+    }
+}
+
+impl Op for TopK {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        let x = tensor_in(inputs, 0, "TopK")?;
+        let k = match self.attr_k {
+            Some(k) => k,
+            None => {
+                let kv = ints_of(tensor_in(inputs, 1, "TopK")?, "TopK: input 'K'")?;
+                *kv.first().ok_or_else(|| Error::InvalidArgument("TopK: input 'K' is empty".into()))?
+            }
+        };
+        let axis = axis_in(self.axis, x.rank(), "TopK")?;
+        let n = x.shape()[axis];
+        if k < 0 || k as usize > n {
+            return Err(Error::InvalidArgument(format!("TopK: k = {k} is out of range for axis {axis} of size {n}")));
+        }
+        let (v, i) = dispatch_numeric!(x.dtype(), T => topk_typed::<T>(x, axis, k as usize, self.largest),
+            Err(Error::UnsupportedDtype(format!("TopK: element type {} is not supported", x.dtype()))))?;
+        debug_assert_eq!(i.dtype(), DType::Int64);
+        Ok(vec![v.into(), i.into()])
+    }
+}
+
+pub fn build_topk(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let attr_k = if ctx.opset < 10 { Some(ctx.attr_opt_i("k")?.ok_or_else(|| ctx.invalid("attribute 'k' is required"))?) } else { None };
+    Ok(Box::new(TopK { axis: ctx.attr_i("axis", -1)?, largest: ctx.attr_i("largest", 1)? != 0, attr_k }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::graph::ir::AttrValue;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn topk() {
+        let x = Tensor::from_slice(&[2, 4], &[1f32, 3., 3., 2., 5., 4., 6., 0.]).unwrap();
+        let r = run("TopK", 11, vec![], vec![x.clone(), i64s(&[2])], 2).unwrap();
+        assert_eq!(floats(r[0].as_tensor().unwrap()), vec![3., 3., 6., 5.]);
+        assert_eq!(ints(r[1].as_tensor().unwrap()), vec![1, 2, 2, 0]);
+        let r = run("TopK", 11, vec![("largest", AttrValue::Int(0)), ("axis", AttrValue::Int(0))], vec![x.clone(), i64s(&[1])], 2).unwrap();
+        assert_eq!(floats(r[0].as_tensor().unwrap()), vec![1., 3., 3., 0.]);
+        assert_eq!(ints(r[1].as_tensor().unwrap()), vec![0, 0, 0, 1]);
+        let r = run("TopK", 1, vec![("k", AttrValue::Int(1))], vec![x.clone()], 2).unwrap();
+        assert_eq!(r[0].as_tensor().unwrap().shape(), &[2, 1]);
+        assert!(run("TopK", 11, vec![], vec![x, i64s(&[5])], 2).is_err());
+        let i = Tensor::from_slice(&[3], &[2i64, 9, 2]).unwrap();
+        let r = run("TopK", 11, vec![], vec![i, i64s(&[3])], 2).unwrap();
+        assert_eq!(ints(r[0].as_tensor().unwrap()), vec![9, 2, 2]);
+        assert_eq!(ints(r[1].as_tensor().unwrap()), vec![1, 0, 2]);
+    }
+}

@@ -1,0 +1,527 @@
+//! Convolutions: Conv, ConvTranspose, ConvInteger, QLinearConv.
+//!
+//! All of them run [`crate::kernels::conv`]: depthwise convolutions use a direct kernel,
+//! 1×1 convolutions a plain GEMM, the rest im2col + GEMM; ConvTranspose is GEMM + col2im.
+//! Integer variants compute exactly in `f64` (products of 8-bit values stay far below 2^53).
+
+use super::float_io::{is_compute_float, narrow, widen};
+use super::window::{AutoPad, WindowAttrs};
+use crate::error::{Error, Result};
+use crate::executor::pool::ThreadPool;
+use crate::kernels::conv::{col2im_rows, conv_forward, ConvShape, Window3};
+use crate::kernels::gemm::{gemm, GemmElem, MatRef};
+use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
+use crate::tensor::{DType, Tensor};
+use std::borrow::Cow;
+
+pub fn register(r: &mut Registry) {
+    r.add("Conv", build_conv);
+    r.add("ConvTranspose", build_conv_transpose);
+    r.add("ConvInteger", build_conv_integer);
+    r.add("QLinearConv", build_qlinear_conv);
+}
+
+/// Attributes common to the convolutions.
+#[derive(Debug, Clone)]
+struct ConvAttrs {
+    window: WindowAttrs,
+    group: usize,
+}
+
+impl ConvAttrs {
+    fn parse(ctx: &BuildContext) -> Result<ConvAttrs> {
+        let group = ctx.attr_i("group", 1)?;
+        if group < 1 {
+            return Err(ctx.invalid(format!("attribute 'group' must be >= 1, got {group}")));
+        }
+        Ok(ConvAttrs { window: WindowAttrs::parse(ctx)?, group: group as usize })
+    }
+
+    /// The convolution geometry for input `x` and weights `w` (`[M, C/group, k...]`), and the output shape.
+    fn geometry(&self, x: &[usize], w: &[usize], op: &str) -> Result<(ConvShape, Vec<usize>)> {
+        if x.len() < 3 || w.len() != x.len() {
+            return Err(Error::ShapeMismatch(format!("{op}: X {x:?} must have rank >= 3 and W {w:?} the same rank")));
+        }
+        let (n, c, m) = (x[0], x[1], w[0]);
+        if c != w[1] * self.group || m % self.group != 0 {
+            return Err(Error::ShapeMismatch(format!(
+                "{op}: X has {c} channels and W has shape {w:?}, which does not fit group {}",
+                self.group
+            )));
+        }
+        let kernel = self.kernel(w, op)?;
+        let win = self.window.resolve(&x[2..], &kernel, op)?;
+        let mut out = vec![n, m];
+        out.extend(&win.out);
+        Ok((ConvShape { batch: n, in_channels: c, out_channels: m, group: self.group, window: win.as_3d()? }, out))
+    }
+
+    fn kernel(&self, w: &[usize], op: &str) -> Result<Vec<usize>> {
+        let k = w[2..].to_vec();
+        if let Some(attr) = &self.window.kernel {
+            if *attr != k {
+                return Err(Error::ShapeMismatch(format!("{op}: kernel_shape {attr:?} does not match the weights' {k:?}")));
+            }
+        }
+        Ok(k)
+    }
+}
+
+fn widen_const(ctx: &BuildContext, i: usize) -> Result<Option<Tensor>> {
+    match ctx.const_inputs.get(i).copied().flatten() {
+        Some(t) if matches!(t.dtype(), DType::Float16 | DType::BFloat16) => Ok(Some(widen(t)?.into_owned())),
+        _ => Ok(None),
+    }
+}
+
+/// `Conv` (opsets 1, 11, 22).
+struct Conv {
+    attrs: ConvAttrs,
+    w_const: Option<Tensor>,
+}
+
+fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    Ok(Box::new(Conv { attrs: ConvAttrs::parse(ctx)?, w_const: widen_const(ctx, 1)? }))
+}
+
+impl Op for Conv {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let x = tensor_in(inputs, 0, "Conv")?;
+        let w = tensor_in(inputs, 1, "Conv")?;
+        let b = opt_tensor_in(inputs, 2, "Conv")?;
+        let dt = x.dtype();
+        if !is_compute_float(dt) || w.dtype() != dt || b.is_some_and(|b| b.dtype() != dt) {
+            return Err(Error::UnsupportedDtype(format!("Conv: X, W and B must share a float type, got X {dt}, W {}", w.dtype())));
+        }
+        let (shape, out_shape) = self.attrs.geometry(x.shape(), w.shape(), "Conv")?;
+        if let Some(b) = b {
+            if b.len() != shape.out_channels {
+                return Err(Error::ShapeMismatch(format!("Conv: B has {} values for {} output channels", b.len(), shape.out_channels)));
+            }
+        }
+        let xw = widen(x)?;
+        let ww = match &self.w_const {
+            Some(t) => Cow::Borrowed(t),
+            None => widen(w)?,
+        };
+        let bw = b.map(widen).transpose()?;
+        let y = crate::with_float!(xw.dtype(), "Conv", T => {
+            let bias = match &bw { Some(b) => Some(b.as_slice::<T>()?), None => None };
+            let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
+            Tensor::build::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, o))
+        })?;
+        Ok(vec![narrow(y, dt)?.into()])
+    }
+}
+
+/// An integer tensor minus its zero point (scalar, or per channel along axis `per_axis`), as `f64`.
+fn centered_f64(t: &Tensor, zp: Option<&Tensor>, per_axis: usize, what: &str) -> Result<Vec<f64>> {
+    let mut v = t.to_f64_vec()?;
+    let Some(zp) = zp else { return Ok(v) };
+    let z = zp.to_f64_vec()?;
+    if z.len() == 1 {
+        v.iter_mut().for_each(|x| *x -= z[0]);
+        return Ok(v);
+    }
+    let dim = t.shape().get(per_axis).copied().unwrap_or(0);
+    if z.len() != dim {
+        return Err(Error::ShapeMismatch(format!("{what} zero point has {} values, expected 1 or {dim}", z.len())));
+    }
+    let inner: usize = t.shape()[per_axis + 1..].iter().product();
+    for (i, x) in v.iter_mut().enumerate() {
+        *x -= z[(i / inner.max(1)) % dim];
+    }
+    Ok(v)
+}
+
+/// `ConvInteger` (opset 10): int32 output.
+struct ConvInteger {
+    attrs: ConvAttrs,
+}
+
+fn build_conv_integer(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    Ok(Box::new(ConvInteger { attrs: ConvAttrs::parse(ctx)? }))
+}
+
+impl Op for ConvInteger {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "ConvInteger";
+        let x = tensor_in(inputs, 0, OP)?;
+        let w = tensor_in(inputs, 1, OP)?;
+        let xz = opt_tensor_in(inputs, 2, OP)?;
+        let wz = opt_tensor_in(inputs, 3, OP)?;
+        let (shape, out_shape) = self.attrs.geometry(x.shape(), w.shape(), OP)?;
+        let xv = centered_f64(x, xz, 1, "x")?;
+        let wv = centered_f64(w, wz, 0, "w")?;
+        let n: usize = out_shape.iter().product();
+        let mut acc = vec![0f64; n];
+        conv_forward(ctx.pool, &shape, &xv, &wv, None, &mut acc)?;
+        Ok(vec![Tensor::from_vec(&out_shape, acc.into_iter().map(|v| v as i32).collect::<Vec<i32>>())?.into()])
+    }
+}
+
+/// `QLinearConv` (opsets 10, 21).
+struct QLinearConv {
+    attrs: ConvAttrs,
+}
+
+fn build_qlinear_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    Ok(Box::new(QLinearConv { attrs: ConvAttrs::parse(ctx)? }))
+}
+
+impl Op for QLinearConv {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "QLinearConv";
+        let x = tensor_in(inputs, 0, OP)?;
+        let xs = tensor_in(inputs, 1, OP)?.to_f64_vec()?;
+        let xz = opt_tensor_in(inputs, 2, OP)?;
+        let w = tensor_in(inputs, 3, OP)?;
+        let ws = tensor_in(inputs, 4, OP)?.to_f64_vec()?;
+        let wz = opt_tensor_in(inputs, 5, OP)?;
+        let ys = tensor_in(inputs, 6, OP)?.to_f64_vec()?;
+        let yz = opt_tensor_in(inputs, 7, OP)?;
+        let b = opt_tensor_in(inputs, 8, OP)?;
+        let (shape, out_shape) = self.attrs.geometry(x.shape(), w.shape(), OP)?;
+        let xv = centered_f64(x, xz, 1, "x")?;
+        let wv = centered_f64(w, wz, 0, "w")?;
+        let bias = b.map(|b| b.to_f64_vec()).transpose()?;
+        let n: usize = out_shape.iter().product();
+        let mut acc = vec![0f64; n];
+        conv_forward(ctx.pool, &shape, &xv, &wv, bias.as_deref(), &mut acc)?;
+        let m = shape.out_channels;
+        if xs.len() != 1 || ys.len() != 1 || (ws.len() != 1 && ws.len() != m) {
+            return Err(Error::ShapeMismatch(format!("{OP}: x_scale and y_scale must be scalars and w_scale scalar or per output channel")));
+        }
+        let out_dt = yz.map(|z| z.dtype()).unwrap_or(x.dtype());
+        let zero = match yz {
+            Some(z) => z.to_f64_vec()?.first().copied().unwrap_or(0.0),
+            None => 0.0,
+        };
+        let (lo, hi) = match out_dt {
+            DType::Uint8 => (0.0, 255.0),
+            DType::Int8 => (-128.0, 127.0),
+            d => return Err(Error::UnsupportedDtype(format!("{OP}: output type {d} is not supported"))),
+        };
+        let plane: usize = out_shape[2..].iter().product();
+        let q: Vec<f64> = acc
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let wsc = if ws.len() == 1 { ws[0] } else { ws[(i / plane.max(1)) % m] };
+                let f = (xs[0] as f32 * wsc as f32 / ys[0] as f32) as f64;
+                (a * f + zero).clamp(lo, hi).round_ties_even()
+            })
+            .collect();
+        let out = if out_dt == DType::Uint8 {
+            Tensor::from_vec(&out_shape, q.iter().map(|v| *v as u8).collect::<Vec<u8>>())?
+        } else {
+            Tensor::from_vec(&out_shape, q.iter().map(|v| *v as i8).collect::<Vec<i8>>())?
+        };
+        Ok(vec![out.into()])
+    }
+}
+
+/// `ConvTranspose` (opsets 1, 11, 22).
+struct ConvTranspose {
+    attrs: ConvAttrs,
+    output_padding: Option<Vec<usize>>,
+    output_shape: Option<Vec<usize>>,
+    w_const: Option<Tensor>,
+}
+
+fn build_conv_transpose(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let nonneg = |name: &str| -> Result<Option<Vec<usize>>> {
+        match ctx.attr_ints(name)? {
+            None => Ok(None),
+            Some(v) if v.iter().all(|x| *x >= 0) => Ok(Some(v.into_iter().map(|x| x as usize).collect())),
+            Some(v) => Err(ctx.invalid(format!("attribute '{name}' must be non-negative, got {v:?}"))),
+        }
+    };
+    Ok(Box::new(ConvTranspose {
+        attrs: ConvAttrs::parse(ctx)?,
+        output_padding: nonneg("output_padding")?,
+        output_shape: nonneg("output_shape")?,
+        w_const: widen_const(ctx, 1)?,
+    }))
+}
+
+impl ConvTranspose {
+    /// The window of the equivalent forward convolution (its input is our output) and our output shape.
+    fn geometry(&self, x: &[usize], w: &[usize]) -> Result<(Window3, Vec<usize>)> {
+        const OP: &str = "ConvTranspose";
+        if x.len() < 3 || w.len() != x.len() {
+            return Err(Error::ShapeMismatch(format!("{OP}: X {x:?} must have rank >= 3 and W {w:?} the same rank")));
+        }
+        if x[1] != w[0] || x[1] % self.attrs.group != 0 {
+            return Err(Error::ShapeMismatch(format!("{OP}: X has {} channels but W has shape {w:?} (group {})", x[1], self.attrs.group)));
+        }
+        let ns = x.len() - 2;
+        let kernel = self.attrs.kernel(w, OP)?;
+        let wa = &self.attrs.window;
+        let ones = vec![1; ns];
+        let strides = wa.strides.clone().unwrap_or_else(|| ones.clone());
+        let dil = wa.dilations.clone().unwrap_or_else(|| ones.clone());
+        let opad = self.output_padding.clone().unwrap_or_else(|| vec![0; ns]);
+        if strides.len() != ns || dil.len() != ns || opad.len() != ns {
+            return Err(Error::ShapeMismatch(format!("{OP}: strides, dilations and output_padding need {ns} values")));
+        }
+        let oshape = self.output_shape.as_ref().map(|s| s[s.len().saturating_sub(ns)..].to_vec());
+        let same = matches!(wa.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
+        let mut pads = match (&wa.pads, same) {
+            (Some(p), false) if p.len() == 2 * ns => p.clone(),
+            (Some(_), false) => return Err(Error::ShapeMismatch(format!("{OP}: 'pads' needs {} values", 2 * ns))),
+            _ => vec![0; 2 * ns],
+        };
+        let mut out = vec![0; ns];
+        for i in 0..ns {
+            let ext = (kernel[i] - 1) * dil[i] + 1;
+            let full = strides[i] * (x[2 + i].max(1) - 1) + opad[i] + ext;
+            if same {
+                let target = oshape.as_ref().map(|s| s[i]).unwrap_or(x[2 + i] * strides[i]);
+                let total = full as isize - target as isize;
+                let total = total.max(0) as usize;
+                let (b, e) = if wa.auto_pad == AutoPad::SameUpper { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
+                pads[i] = b;
+                pads[ns + i] = e;
+                out[i] = target;
+            } else if let Some(s) = &oshape {
+                out[i] = s[i];
+            } else {
+                out[i] = full.checked_sub(pads[i] + pads[ns + i]).ok_or_else(|| {
+                    Error::ShapeMismatch(format!("{OP}: pads exceed the output size on axis {i}"))
+                })?;
+            }
+        }
+        let win = super::window::Window {
+            input: out.clone(),
+            kernel,
+            strides,
+            dilations: dil,
+            pads,
+            out: x[2..].to_vec(),
+        };
+        let mut shape = vec![x[0], w[1] * self.attrs.group];
+        shape.extend(&out);
+        Ok((win.as_3d()?, shape))
+    }
+}
+
+fn conv_transpose_forward<T: GemmElem>(
+    pool: &ThreadPool,
+    win: &Window3,
+    group: usize,
+    x_shape: &[usize],
+    x: &[T],
+    w: &[T],
+    bias: Option<&[T]>,
+    out_shape: &[usize],
+    y: &mut [T],
+) -> Result<()> {
+    let (n, c, m) = (x_shape[0], x_shape[1], out_shape[1]);
+    let (cg, mg) = (c / group, m / group);
+    let ksz = win.kernel_size();
+    let in_sz = win.out_size(); // our input spatial = the forward conv's output
+    let out_sz = win.in_size();
+    let rows = mg * ksz;
+    let mut col = vec![T::ZERO; rows * in_sz];
+    for img in 0..n {
+        for g in 0..group {
+            let xg = &x[(img * c + g * cg) * in_sz..(img * c + (g + 1) * cg) * in_sz];
+            let wg = &w[g * cg * rows..(g + 1) * cg * rows];
+            // col (rows × in_sz) = W_g^T (rows × cg) · X_g (cg × in_sz)
+            let a = MatRef { data: wg, rs: 1, cs: rows };
+            if pool.threads() > 1 {
+                crate::kernels::gemm::gemm_par(pool, rows, in_sz, cg, T::ONE, a, MatRef::row_major(xg, in_sz), T::ZERO, &mut col, in_sz, 1)?;
+            } else {
+                gemm(rows, in_sz, cg, T::ONE, a, MatRef::row_major(xg, in_sz), T::ZERO, &mut col, in_sz, 1)?;
+            }
+            let yg = &mut y[(img * m + g * mg) * out_sz..(img * m + (g + 1) * mg) * out_sz];
+            for (j, plane) in yg.chunks_mut(out_sz.max(1)).enumerate() {
+                let b = bias.map(|b| b[g * mg + j]).unwrap_or(T::ZERO);
+                plane.iter_mut().for_each(|v| *v = b);
+            }
+            col2im_rows(win, &col, 0..rows, yg);
+        }
+    }
+    Ok(())
+}
+
+impl Op for ConvTranspose {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "ConvTranspose";
+        let x = tensor_in(inputs, 0, OP)?;
+        let w = tensor_in(inputs, 1, OP)?;
+        let b = opt_tensor_in(inputs, 2, OP)?;
+        let dt = x.dtype();
+        if !is_compute_float(dt) || w.dtype() != dt || b.is_some_and(|b| b.dtype() != dt) {
+            return Err(Error::UnsupportedDtype(format!("{OP}: X, W and B must share a float type, got X {dt}, W {}", w.dtype())));
+        }
+        let (win, out_shape) = self.geometry(x.shape(), w.shape())?;
+        if let Some(b) = b {
+            if b.len() != out_shape[1] {
+                return Err(Error::ShapeMismatch(format!("{OP}: B has {} values for {} output channels", b.len(), out_shape[1])));
+            }
+        }
+        let xw = widen(x)?;
+        let ww = match &self.w_const {
+            Some(t) => Cow::Borrowed(t),
+            None => widen(w)?,
+        };
+        let bw = b.map(widen).transpose()?;
+        let y = crate::with_float!(xw.dtype(), OP, T => {
+            let bias = match &bw { Some(b) => Some(b.as_slice::<T>()?), None => None };
+            let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
+            Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
+                conv_transpose_forward(ctx.pool, &win, self.attrs.group, x.shape(), xv, wv, bias, &out_shape, o)
+            })
+        })?;
+        Ok(vec![narrow(y, dt)?.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::graph::ir::AttrValue;
+
+    fn iota(n: usize) -> Vec<f32> {
+        (0..n).map(|i| i as f32).collect()
+    }
+
+    #[test]
+    fn conv_basic_and_padding() {
+        // ONNX test_basic_conv_with_padding / without_padding.
+        let x = tf(&[1, 1, 5, 5], &iota(25));
+        let w = tf(&[1, 1, 3, 3], &[1.; 9]);
+        let y = &run_op("Conv", 11, vec![("pads", ints(&[1, 1, 1, 1]))], vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[1, 1, 5, 5]);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[12., 21., 27., 33., 24., 33., 54., 63., 72., 51., 63., 108., 117., 126., 81., 93., 153., 162., 171., 111., 72., 111., 117., 123., 84.]
+        );
+        let y = &run_op("Conv", 11, vec![], vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[54., 63., 72., 99., 108., 117., 144., 153., 162.]);
+        // Strides 2 with asymmetric padding (test_conv_with_strides_and_asymmetric_padding), on 7x5.
+        let x = tf(&[1, 1, 7, 5], &iota(35));
+        let y = &run_op(
+            "Conv",
+            11,
+            vec![("pads", ints(&[1, 0, 1, 0])), ("strides", ints(&[2, 2]))],
+            vec![Some(x.clone()), Some(w.clone())],
+            1,
+        )
+        .unwrap()[0];
+        assert_eq!(y.shape(), &[1, 1, 4, 2]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[21., 33., 99., 117., 189., 207., 171., 183.]);
+        // SAME_LOWER autopad with stride 2 (test_conv_with_autopad_same).
+        let x = tf(&[1, 1, 5, 5], &iota(25));
+        let y = &run_op(
+            "Conv",
+            11,
+            vec![("auto_pad", AttrValue::String(b"SAME_LOWER".to_vec())), ("strides", ints(&[2, 2]))],
+            vec![Some(x), Some(w)],
+            1,
+        )
+        .unwrap()[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[12., 27., 24., 63., 108., 81., 72., 117., 84.]);
+    }
+
+    #[test]
+    fn conv_groups_depthwise_bias_1d() {
+        // Depthwise 1-D: 2 channels, kernel 2, bias.
+        let x = tf(&[1, 2, 3], &[1., 2., 3., 4., 5., 6.]);
+        let w = tf(&[2, 1, 2], &[1., 1., 1., -1.]);
+        let b = tf(&[2], &[10., 20.]);
+        let y = &run_op("Conv", 11, vec![("group", AttrValue::Int(2))], vec![Some(x.clone()), Some(w), Some(b)], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[13., 15., 19., 19.]);
+        // Pointwise with 2 groups: each output channel scales its group's input channel.
+        let w = tf(&[2, 1, 1], &[2., 3.]);
+        let y = &run_op("Conv", 11, vec![("group", AttrValue::Int(2))], vec![Some(x.clone()), Some(w)], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[2., 4., 6., 12., 15., 18.]);
+        // Dilated 1-D full conv: kernel 2, dilation 2 over 2 channels.
+        let w = tf(&[1, 2, 2], &[1., 1., 1., 1.]);
+        let y = &run_op("Conv", 11, vec![("dilations", ints(&[2]))], vec![Some(x), Some(w)], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[1. + 3. + 4. + 6.]);
+        // Bad group.
+        let x = tf(&[1, 3, 3], &[0.; 9]);
+        let w = tf(&[2, 1, 2], &[0.; 4]);
+        assert!(run_op("Conv", 11, vec![("group", AttrValue::Int(2))], vec![Some(x), Some(w)], 1).is_err());
+    }
+
+    #[test]
+    fn conv_3d_matches_naive() {
+        let x = tf(&[1, 2, 3, 4, 4], &(0..96).map(|i| ((i * 7) % 11) as f32 - 5.).collect::<Vec<_>>());
+        let w = tf(&[3, 2, 2, 3, 2], &(0..72).map(|i| ((i * 5) % 7) as f32 - 3.).collect::<Vec<_>>());
+        let attrs = vec![("pads", ints(&[1, 0, 1, 0, 1, 0])), ("strides", ints(&[1, 2, 1]))];
+        let y = &run_op("Conv", 11, attrs, vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
+        let (xv, wv) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
+        // out: D=(3+1-2)+1=3, H=(4+0-3)/2+1=1, W=(4+1-2)+1=4
+        assert_eq!(y.shape(), &[1, 3, 3, 1, 4]);
+        let mut want = vec![0f32; 36];
+        for m in 0..3 {
+            for od in 0..3 {
+                for ow in 0..4 {
+                    let mut s = 0.;
+                    for c in 0..2 {
+                        for kd in 0..2 {
+                            for kh in 0..3 {
+                                for kw in 0..2 {
+                                    let (id, ih, iw) = (od as isize + kd as isize - 1, kh as isize, ow as isize + kw as isize - 1);
+                                    if id < 0 || id >= 3 || iw < 0 || iw >= 4 {
+                                        continue;
+                                    }
+                                    s += xv[((c * 3 + id as usize) * 4 + ih as usize) * 4 + iw as usize] * wv[(((m * 2 + c) * 2 + kd) * 3 + kh) * 2 + kw];
+                                }
+                            }
+                        }
+                    }
+                    want[(m * 3 + od) * 4 + ow] = s;
+                }
+            }
+        }
+        assert_eq!(y.as_slice::<f32>().unwrap(), &want[..]);
+    }
+
+    #[test]
+    fn conv_transpose_cases() {
+        // test_convtranspose_1d: x [1,1,3] = [0,1,2], W [1,2,3] ones -> [[0,1,3,3,2],[0,1,3,3,2]]
+        let x = tf(&[1, 1, 3], &[0., 1., 2.]);
+        let w = tf(&[1, 2, 3], &[1.; 6]);
+        let y = &run_op("ConvTranspose", 11, vec![], vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[1, 2, 5]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[0., 1., 3., 3., 2., 0., 1., 3., 3., 2.]);
+        // Stride 2, pads 1, output_padding 1: full = 2*2+1+3 = 8, minus 2 pads -> 6.
+        let y = &run_op(
+            "ConvTranspose",
+            11,
+            vec![("strides", ints(&[2])), ("pads", ints(&[1, 1])), ("output_padding", ints(&[1]))],
+            vec![Some(x.clone()), Some(w.clone())],
+            1,
+        )
+        .unwrap()[0];
+        // Unpadded length-8 result: [0,0,1,1,3,2,2,0]; crop 1 each side -> [0,1,1,3,2,2]
+        assert_eq!(y.shape(), &[1, 2, 6]);
+        assert_eq!(&y.as_slice::<f32>().unwrap()[..6], &[0., 1., 1., 3., 2., 2.]);
+        // output_shape with SAME_UPPER.
+        let y = &run_op(
+            "ConvTranspose",
+            11,
+            vec![("strides", ints(&[2])), ("auto_pad", AttrValue::String(b"SAME_UPPER".to_vec()))],
+            vec![Some(x), Some(w)],
+            1,
+        )
+        .unwrap()[0];
+        // target 6, full = 7, total 1 -> pads (0,1): [0,0,1,1,3,2]
+        assert_eq!(&y.as_slice::<f32>().unwrap()[..6], &[0., 0., 1., 1., 3., 2.]);
+    }
+
+    #[test]
+    fn conv_integer_and_qlinear() {
+        use crate::tensor::Tensor;
+        let x = Tensor::from_slice(&[1, 1, 3, 3], &[2u8, 3, 4, 5, 6, 7, 8, 9, 10]).unwrap();
+        let w = Tensor::from_slice(&[1, 1, 2, 2], &[1u8, 1, 1, 1]).unwrap();
+        let xz = Tensor::from_slice(&[], &[1u8]).unwrap();
+        let y = &run_op("ConvInteger", 10, vec![], vec![Some(x), Some(w), Some(xz), None], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<i32>().unwrap(), &[12, 16, 24, 28]);
+    }
+}

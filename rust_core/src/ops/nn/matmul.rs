@@ -1,0 +1,535 @@
+//! Matrix products: MatMul, Gemm, MatMulInteger, QLinearMatMul.
+
+use super::float_io::{is_compute_float, narrow, widen};
+use crate::error::{Error, Result};
+use crate::kernels::float::Float;
+use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
+use crate::ops::common::{broadcast_shapes, broadcast_strides, for_each_broadcast};
+use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
+use crate::tensor::{DType, Element, Tensor};
+use crate::executor::pool::ThreadPool;
+
+pub fn register(r: &mut Registry) {
+    r.add("MatMul", build_matmul);
+    r.add("Gemm", build_gemm);
+    r.add("MatMulInteger", build_matmul_integer);
+    r.add("QLinearMatMul", build_qlinear_matmul);
+}
+
+/// Integer element types multiplied with wrapping arithmetic.
+pub trait WrapInt: Element {
+    fn wmul_add(acc: Self, a: Self, b: Self) -> Self;
+}
+macro_rules! wrap_int {
+    ($($t:ty),*) => {$(
+        impl WrapInt for $t {
+            #[inline(always)]
+            fn wmul_add(acc: Self, a: Self, b: Self) -> Self {
+                acc.wrapping_add(a.wrapping_mul(b))
+            }
+        }
+    )*};
+}
+wrap_int!(i8, i16, i32, i64, u8, u16, u32, u64);
+
+/// `c[m×n] += a[m×k] · b[k×n]` for row-major integer matrices (i-k-j order, vectorizable).
+pub fn int_gemm_acc<T: WrapInt>(m: usize, n: usize, k: usize, a: &[T], b: &[T], c: &mut [T]) {
+    for i in 0..m {
+        let crow = &mut c[i * n..(i + 1) * n];
+        for p in 0..k {
+            let av = a[i * k + p];
+            let brow = &b[p * n..(p + 1) * n];
+            for (cv, bv) in crow.iter_mut().zip(brow) {
+                *cv = T::wmul_add(*cv, av, *bv);
+            }
+        }
+    }
+}
+
+/// The geometry of a numpy-style matmul with batch broadcasting.
+#[derive(Debug)]
+pub struct MatMulShape {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub out_shape: Vec<usize>,
+    /// Element offsets of each batch's A and B matrices.
+    pub offsets: Vec<(usize, usize)>,
+    /// B has a single matrix and A's batches are contiguous: the batches fold into M.
+    pub fold: bool,
+}
+
+impl MatMulShape {
+    pub fn new(a: &[usize], b: &[usize], op: &str) -> Result<MatMulShape> {
+        if a.is_empty() || b.is_empty() {
+            return Err(Error::ShapeMismatch(format!("{op}: inputs must have rank >= 1, got shapes {a:?} and {b:?}")));
+        }
+        let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
+        let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+        let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
+        let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
+        if k != k2 {
+            return Err(Error::ShapeMismatch(format!(
+                "{op}: inner dimensions differ: A has shape {a:?} ({k} columns), B has shape {b:?} ({k2} rows)"
+            )));
+        }
+        let ba = &a2[..a2.len() - 2];
+        let bb = &b2[..b2.len() - 2];
+        let batch = broadcast_shapes(ba, bb).map_err(|e| e.context(format!("{op}: batch dimensions")))?;
+        let mut out_shape = batch.clone();
+        if a.len() > 1 {
+            out_shape.push(m);
+        }
+        if b.len() > 1 {
+            out_shape.push(n);
+        }
+        let nb: usize = batch.iter().product();
+        let b_single = bb.iter().product::<usize>() == 1;
+        let mut offsets = Vec::with_capacity(nb);
+        if nb > 0 {
+            let sa: Vec<usize> = broadcast_strides(ba, &batch).iter().map(|s| s * m * k).collect();
+            let sb: Vec<usize> = broadcast_strides(bb, &batch).iter().map(|s| s * k * n).collect();
+            for_each_broadcast(&batch, [&sa, &sb], |_, [ia, ib]| offsets.push((ia, ib)));
+        }
+        let fold = b_single && ba.iter().product::<usize>() == nb;
+        Ok(MatMulShape { m, k, n, out_shape, offsets, fold })
+    }
+}
+
+/// Float batched matmul `out = a · b` (row-major, batch offsets from `sh`).
+fn float_matmul<T: GemmElem>(pool: &ThreadPool, sh: &MatMulShape, a: &[T], b: &[T], out: &mut [T]) -> Result<()> {
+    let (m, k, n) = (sh.m, sh.k, sh.n);
+    if sh.fold {
+        let rows = m * sh.offsets.len();
+        return gemm_par(pool, rows, n, k, T::ONE, MatRef::row_major(a, k), MatRef::row_major(b, n), T::ZERO, out, n, 1);
+    }
+    let nb = sh.offsets.len();
+    let per = m * n * k.max(1);
+    if nb >= pool.threads() && per < (1 << 16) {
+        let op = out.as_mut_ptr() as usize;
+        let out_len = out.len();
+        let failed = std::sync::Mutex::new(None);
+        pool.parallel_for(nb, 1, |s, e| {
+            for bi in s..e {
+                let (ia, ib) = sh.offsets[bi];
+                // SAFETY: batch bi writes only its own m*n block of `out`, which has nb*m*n elements.
+                let c = unsafe { std::slice::from_raw_parts_mut((op as *mut T).add(bi * m * n), m * n) };
+                debug_assert!((bi + 1) * m * n <= out_len);
+                if let Err(e) = gemm(m, n, k, T::ONE, MatRef::row_major(&a[ia..], k), MatRef::row_major(&b[ib..], n), T::ZERO, c, n, 1) {
+                    *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                }
+            }
+        });
+        if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
+        return Ok(());
+    }
+    for (bi, &(ia, ib)) in sh.offsets.iter().enumerate() {
+        let c = &mut out[bi * m * n..(bi + 1) * m * n];
+        gemm_par(pool, m, n, k, T::ONE, MatRef::row_major(&a[ia..], k), MatRef::row_major(&b[ib..], n), T::ZERO, c, n, 1)?;
+    }
+    Ok(())
+}
+
+fn int_matmul<T: WrapInt>(sh: &MatMulShape, a: &[T], b: &[T], out: &mut [T]) {
+    let (m, k, n) = (sh.m, sh.k, sh.n);
+    for (bi, &(ia, ib)) in sh.offsets.iter().enumerate() {
+        int_gemm_acc(m, n, k, &a[ia..ia + m * k], &b[ib..ib + k * n], &mut out[bi * m * n..(bi + 1) * m * n]);
+    }
+}
+
+/// `MatMul` (opsets 1, 9, 13): numpy matmul with batch broadcasting; 1-D operands promoted.
+struct MatMul {
+    /// A constant B already widened to compute precision.
+    b_const: Option<Tensor>,
+}
+
+fn build_matmul(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let b_const = match ctx.const_inputs.get(1).copied().flatten() {
+        Some(b) if matches!(b.dtype(), DType::Float16 | DType::BFloat16) => Some(widen(b)?.into_owned()),
+        _ => None,
+    };
+    Ok(Box::new(MatMul { b_const }))
+}
+
+impl Op for MatMul {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let a = tensor_in(inputs, 0, "MatMul")?;
+        let b = tensor_in(inputs, 1, "MatMul")?;
+        if a.dtype() != b.dtype() {
+            return Err(Error::InvalidArgument(format!("MatMul: A is {} but B is {}", a.dtype(), b.dtype())));
+        }
+        let sh = MatMulShape::new(a.shape(), b.shape(), "MatMul")?;
+        let dt = a.dtype();
+        if is_compute_float(dt) {
+            let aw = widen(a)?;
+            let bw = match &self.b_const {
+                Some(t) => std::borrow::Cow::Borrowed(t),
+                None => widen(b)?,
+            };
+            let out = crate::with_float!(aw.dtype(), "MatMul", T => {
+                let (av, bv) = (aw.as_slice::<T>()?, bw.as_slice::<T>()?);
+                Tensor::build::<T>(aw.dtype(), &sh.out_shape, |o| float_matmul(ctx.pool, &sh, av, bv, o))
+            })?;
+            return Ok(vec![narrow(out, dt)?.into()]);
+        }
+        macro_rules! int_case {
+            ($t:ty) => {{
+                let (av, bv) = (a.as_slice::<$t>()?, b.as_slice::<$t>()?);
+                Tensor::build::<$t>(dt, &sh.out_shape, |o| {
+                    int_matmul(&sh, av, bv, o);
+                    Ok(())
+                })?
+            }};
+        }
+        let out = match dt {
+            DType::Int32 => int_case!(i32),
+            DType::Int64 => int_case!(i64),
+            DType::Uint32 => int_case!(u32),
+            DType::Uint64 => int_case!(u64),
+            DType::Int8 => int_case!(i8),
+            DType::Uint8 => int_case!(u8),
+            DType::Int16 => int_case!(i16),
+            DType::Uint16 => int_case!(u16),
+            d => return Err(Error::UnsupportedDtype(format!("MatMul: element type {d} is not supported"))),
+        };
+        Ok(vec![out.into()])
+    }
+}
+
+/// `Gemm`: `Y = alpha · A' · B' + beta · C`, A' and B' optionally transposed, C broadcast to (M, N).
+struct Gemm {
+    alpha: f32,
+    beta: f32,
+    trans_a: bool,
+    trans_b: bool,
+    b_const: Option<Tensor>,
+}
+
+fn build_gemm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let b_const = match ctx.const_inputs.get(1).copied().flatten() {
+        Some(b) if matches!(b.dtype(), DType::Float16 | DType::BFloat16) => Some(widen(b)?.into_owned()),
+        _ => None,
+    };
+    Ok(Box::new(Gemm {
+        alpha: ctx.attr_f("alpha", 1.0)?,
+        beta: ctx.attr_f("beta", 1.0)?,
+        trans_a: ctx.attr_i("transA", 0)? != 0,
+        trans_b: ctx.attr_i("transB", 0)? != 0,
+        b_const,
+    }))
+}
+
+/// Fill `out` (m×n) with `beta · C` broadcast from `c_shape` (unidirectional broadcast).
+fn fill_bias<T: Copy + std::ops::Mul<Output = T>>(out: &mut [T], m: usize, n: usize, c: &[T], c_shape: &[usize], beta: T) -> Result<()> {
+    let target = [m, n];
+    if c_shape.len() > 2 || broadcast_shapes(c_shape, &target).ok().as_deref() != Some(&target[..]) {
+        return Err(Error::ShapeMismatch(format!("Gemm: C of shape {c_shape:?} cannot be broadcast to ({m}, {n})")));
+    }
+    let st = broadcast_strides(c_shape, &target);
+    for_each_broadcast(&target, [&st], |i, [ic]| out[i] = beta * c[ic]);
+    Ok(())
+}
+
+impl Op for Gemm {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let a = tensor_in(inputs, 0, "Gemm")?;
+        let b = tensor_in(inputs, 1, "Gemm")?;
+        let c = opt_tensor_in(inputs, 2, "Gemm")?;
+        if a.rank() != 2 || b.rank() != 2 {
+            return Err(Error::ShapeMismatch(format!("Gemm: A and B must be 2-D, got {:?} and {:?}", a.shape(), b.shape())));
+        }
+        let (m, k) = if self.trans_a { (a.shape()[1], a.shape()[0]) } else { (a.shape()[0], a.shape()[1]) };
+        let (k2, n) = if self.trans_b { (b.shape()[1], b.shape()[0]) } else { (b.shape()[0], b.shape()[1]) };
+        if k != k2 {
+            return Err(Error::ShapeMismatch(format!(
+                "Gemm: inner dimensions differ: A' is {m}x{k}, B' is {k2}x{n} (A {:?}, B {:?}, transA {}, transB {})",
+                a.shape(),
+                b.shape(),
+                self.trans_a as i32,
+                self.trans_b as i32
+            )));
+        }
+        let dt = a.dtype();
+        if b.dtype() != dt || c.is_some_and(|c| c.dtype() != dt) {
+            return Err(Error::InvalidArgument(format!("Gemm: A, B and C must have the same element type (A is {dt})")));
+        }
+        let a_mat = |len_k: usize, len_m: usize| if self.trans_a { (1usize, len_m) } else { (len_k, 1usize) };
+        let (rsa, csa) = a_mat(k, m);
+        let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
+        if is_compute_float(dt) {
+            let aw = widen(a)?;
+            let bw = match &self.b_const {
+                Some(t) => std::borrow::Cow::Borrowed(t),
+                None => widen(b)?,
+            };
+            let cw = c.map(widen).transpose()?;
+            let out = crate::with_float!(aw.dtype(), "Gemm", T => {
+                let (av, bv) = (aw.as_slice::<T>()?, bw.as_slice::<T>()?);
+                Tensor::build::<T>(aw.dtype(), &[m, n], |o| {
+                    let mut beta = T::ZERO;
+                    if let Some(cw) = &cw {
+                        if self.beta != 0.0 {
+                            fill_bias(o, m, n, cw.as_slice::<T>()?, cw.shape(), T::from_f32(self.beta))?;
+                            beta = T::ONE;
+                        }
+                    }
+                    let am = MatRef { data: av, rs: rsa, cs: csa };
+                    let bm = MatRef { data: bv, rs: rsb, cs: csb };
+                    gemm_par(ctx.pool, m, n, k, T::from_f32(self.alpha), am, bm, beta, o, n, 1)
+                })
+            })?;
+            return Ok(vec![narrow(out, dt)?.into()]);
+        }
+        macro_rules! int_case {
+            ($t:ty) => {{
+                let (av, bv) = (a.as_slice::<$t>()?, b.as_slice::<$t>()?);
+                let alpha = self.alpha as $t;
+                Tensor::build::<$t>(dt, &[m, n], |o| {
+                    if let Some(c) = c {
+                        if self.beta != 0.0 {
+                            fill_bias(o, m, n, c.as_slice::<$t>()?, c.shape(), self.beta as $t)?;
+                        }
+                    }
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut acc: $t = 0;
+                            for p in 0..k {
+                                acc = <$t>::wmul_add(acc, av[i * rsa + p * csa], bv[p * rsb + j * csb]);
+                            }
+                            o[i * n + j] = o[i * n + j].wrapping_add(alpha.wrapping_mul(acc));
+                        }
+                    }
+                    Ok(())
+                })?
+            }};
+        }
+        let out = match dt {
+            DType::Int32 => int_case!(i32),
+            DType::Int64 => int_case!(i64),
+            DType::Uint32 => int_case!(u32),
+            DType::Uint64 => int_case!(u64),
+            d => return Err(Error::UnsupportedDtype(format!("Gemm: element type {d} is not supported"))),
+        };
+        Ok(vec![out.into()])
+    }
+}
+
+/// An 8-bit (or other integer) tensor as i32 values minus a zero point broadcast numpy-style.
+fn centered_i32(x: &Tensor, zp: Option<&Tensor>, what: &str) -> Result<Vec<i32>> {
+    let xv: Vec<i32> = x.to_i64_vec()?.into_iter().map(|v| v as i32).collect();
+    let Some(zp) = zp else { return Ok(xv) };
+    let zv: Vec<i32> = zp.to_i64_vec()?.into_iter().map(|v| v as i32).collect();
+    if zv.len() == 1 {
+        return Ok(xv.into_iter().map(|v| v - zv[0]).collect());
+    }
+    // A 1-D zero point of an N-D input applies per row (A) or per column (B): align it to the
+    // first of the two matrix axes when it matches that dimension, as onnxruntime does for A.
+    let shape = x.shape();
+    let zshape: Vec<usize> = if zp.rank() == 1 && shape.len() >= 2 && what == "a" && zp.shape()[0] == shape[shape.len() - 2] {
+        vec![zp.shape()[0], 1]
+    } else {
+        zp.shape().to_vec()
+    };
+    let out = broadcast_shapes(&zshape, shape).map_err(|e| e.context(format!("zero point of {what}")))?;
+    if out != shape {
+        return Err(Error::ShapeMismatch(format!("zero point of {what} has shape {:?}, incompatible with {shape:?}", zp.shape())));
+    }
+    let st = broadcast_strides(&zshape, shape);
+    let mut r = xv;
+    for_each_broadcast(shape, [&st], |i, [iz]| r[i] -= zv[iz]);
+    Ok(r)
+}
+
+fn int32_matmul(a: &Tensor, av: &[i32], b: &Tensor, bv: &[i32], op: &str) -> Result<(MatMulShape, Vec<i32>)> {
+    let sh = MatMulShape::new(a.shape(), b.shape(), op)?;
+    let total: usize = sh.out_shape.iter().product();
+    let mut out = vec![0i32; total];
+    int_matmul(&sh, av, bv, &mut out);
+    Ok((sh, out))
+}
+
+/// `MatMulInteger` (opset 10): int8/uint8 inputs with optional zero points, int32 output.
+struct MatMulInteger;
+
+fn build_matmul_integer(_ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    Ok(Box::new(MatMulInteger))
+}
+
+impl Op for MatMulInteger {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        let a = tensor_in(inputs, 0, "MatMulInteger")?;
+        let b = tensor_in(inputs, 1, "MatMulInteger")?;
+        let azp = opt_tensor_in(inputs, 2, "MatMulInteger")?;
+        let bzp = opt_tensor_in(inputs, 3, "MatMulInteger")?;
+        let av = centered_i32(a, azp, "a")?;
+        let bv = centered_i32(b, bzp, "b")?;
+        let (sh, out) = int32_matmul(a, &av, b, &bv, "MatMulInteger")?;
+        Ok(vec![Tensor::from_vec(&sh.out_shape, out)?.into()])
+    }
+}
+
+/// `QLinearMatMul` (opsets 10, 21): quantized matmul with requantization of the output.
+struct QLinearMatMul;
+
+fn build_qlinear_matmul(_ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    Ok(Box::new(QLinearMatMul))
+}
+
+/// A scale tensor's values in f64, and whether it is float16 (computed with f16 rounding).
+fn scale_values(t: &Tensor) -> Result<Vec<f64>> {
+    t.to_f64_vec()
+}
+
+impl Op for QLinearMatMul {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "QLinearMatMul";
+        let a = tensor_in(inputs, 0, OP)?;
+        let a_scale = tensor_in(inputs, 1, OP)?;
+        let a_zp = opt_tensor_in(inputs, 2, OP)?;
+        let b = tensor_in(inputs, 3, OP)?;
+        let b_scale = tensor_in(inputs, 4, OP)?;
+        let b_zp = opt_tensor_in(inputs, 5, OP)?;
+        let y_scale = tensor_in(inputs, 6, OP)?;
+        let y_zp = opt_tensor_in(inputs, 7, OP)?;
+        let av = centered_i32(a, a_zp, "a")?;
+        let bv = centered_i32(b, b_zp, "b")?;
+        let (sh, acc) = int32_matmul(a, &av, b, &bv, OP)?;
+        let (sa, sb, sy) = (scale_values(a_scale)?, scale_values(b_scale)?, scale_values(y_scale)?);
+        if sa.len() != 1 || sb.len() != 1 || sy.len() != 1 {
+            return Err(Error::InvalidArgument(format!("{OP}: only per-tensor (scalar) scales are supported")));
+        }
+        let half = a_scale.dtype() == DType::Float16;
+        let factor = if half {
+            let p = half::f16::from_f64(sa[0] * sb[0]).to_f64();
+            half::f16::from_f64(p / sy[0]).to_f64()
+        } else {
+            let p = (sa[0] as f32) * (sb[0] as f32);
+            (p / sy[0] as f32) as f64
+        };
+        let out_dt = y_zp.map(|z| z.dtype()).unwrap_or(a.dtype());
+        let yz = match y_zp {
+            Some(z) => *z.to_f64_vec()?.first().ok_or_else(|| Error::InvalidArgument(format!("{OP}: y_zero_point is empty")))?,
+            None => 0.0,
+        };
+        let (lo, hi) = match out_dt {
+            DType::Uint8 => (0.0, 255.0),
+            DType::Int8 => (-128.0, 127.0),
+            d => return Err(Error::UnsupportedDtype(format!("{OP}: output type {d} is not supported"))),
+        };
+        let q: Vec<f64> = acc.iter().map(|&c| ((c as f64) * factor + yz).round_ties_even().clamp(lo, hi)).collect();
+        let out = if out_dt == DType::Uint8 {
+            Tensor::from_vec(&sh.out_shape, q.iter().map(|v| *v as u8).collect::<Vec<u8>>())?
+        } else {
+            Tensor::from_vec(&sh.out_shape, q.iter().map(|v| *v as i8).collect::<Vec<i8>>())?
+        };
+        Ok(vec![out.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::graph::ir::AttrValue;
+    use crate::tensor::Tensor;
+
+    #[test]
+    fn matmul_shapes_and_values() {
+        // [2,2,3] x [3,2]: folded batch.
+        let a = tf(&[2, 2, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.]);
+        let b = tf(&[3, 2], &[1., 0., 0., 1., 1., 1.]);
+        let y = &run_op("MatMul", 13, vec![], vec![Some(a.clone()), Some(b)], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[2, 2, 2]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[4., 5., 10., 11., 16., 17., 22., 23.]);
+        // 1-D x 1-D -> scalar.
+        let v = tf(&[3], &[1., 2., 3.]);
+        let y = &run_op("MatMul", 13, vec![], vec![Some(v.clone()), Some(v.clone())], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[] as &[usize]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[14.]);
+        // [2,2,3] x [3] -> [2,2].
+        let y = &run_op("MatMul", 13, vec![], vec![Some(a.clone()), Some(v.clone())], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[2, 2]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[14., 32., 50., 68.]);
+        // [3] x [2,3,1] -> [2,1]
+        let b3 = tf(&[2, 3, 1], &[1., 1., 1., 0., 1., 0.]);
+        let y = &run_op("MatMul", 13, vec![], vec![Some(v), Some(b3)], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[2, 1]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[6., 2.]);
+        // Broadcast batch: [2,1,1,3] x [3,3,1] -> [2,3,1,1]
+        let a4 = tf(&[2, 1, 1, 3], &[1., 2., 3., 4., 5., 6.]);
+        let b4 = tf(&[3, 3, 1], &[1., 0., 0., 0., 1., 0., 0., 0., 1.]);
+        let y = &run_op("MatMul", 13, vec![], vec![Some(a4), Some(b4)], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[2, 3, 1, 1]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[1., 2., 3., 4., 5., 6.]);
+        // Mismatch.
+        let e = run_op("MatMul", 13, vec![], vec![Some(tf(&[2, 3], &[0.; 6])), Some(tf(&[2, 3], &[0.; 6]))], 1);
+        assert!(matches!(e, Err(crate::Error::ShapeMismatch(_))));
+        // Empty.
+        let y = &run_op("MatMul", 13, vec![], vec![Some(tf(&[0, 3], &[])), Some(tf(&[3, 2], &[0.; 6]))], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[0, 2]);
+        let y = &run_op("MatMul", 13, vec![], vec![Some(tf(&[2, 0], &[])), Some(tf(&[0, 2], &[]))], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[0.; 4]);
+    }
+
+    #[test]
+    fn matmul_int_and_half() {
+        let a = Tensor::from_slice(&[2, 2], &[1i64, 2, 3, 4]).unwrap();
+        let y = &run_op("MatMul", 13, vec![], vec![Some(a.clone()), Some(a)], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<i64>().unwrap(), &[7, 10, 15, 22]);
+        let h: Vec<half::f16> = [1f32, 2., 3., 4.].iter().map(|v| half::f16::from_f32(*v)).collect();
+        let a = Tensor::from_slice(&[2, 2], &h).unwrap();
+        let y = &run_op_const("MatMul", 13, vec![], vec![Some(a.clone()), Some(a)], &[1], 1).unwrap()[0];
+        let got: Vec<f32> = y.as_slice::<half::f16>().unwrap().iter().map(|v| v.to_f32()).collect();
+        assert_eq!(got, vec![7., 10., 15., 22.]);
+    }
+
+    #[test]
+    fn gemm_attributes() {
+        // A^T: A stored 3x2; B^T: B stored 2x3; C row vector.
+        let a = tf(&[3, 2], &[1., 4., 2., 5., 3., 6.]);
+        let b = tf(&[2, 3], &[1., 0., 1., 0., 1., 1.]);
+        let c = tf(&[2], &[10., 20.]);
+        let attrs = vec![
+            ("transA", AttrValue::Int(1)),
+            ("transB", AttrValue::Int(1)),
+            ("alpha", AttrValue::Float(2.0)),
+            ("beta", AttrValue::Float(0.5)),
+        ];
+        let y = &run_op("Gemm", 13, attrs, vec![Some(a), Some(b), Some(c)], 1).unwrap()[0];
+        // A' = [[1,2,3],[4,5,6]], B' = [[1,0],[0,1],[1,1]] -> [[4,5],[10,11]]
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[13., 20., 25., 32.]);
+        // Scalar C, no transposes, f64.
+        let a = Tensor::from_slice(&[1, 2], &[1f64, 2.]).unwrap();
+        let b = Tensor::from_slice(&[2, 1], &[3f64, 4.]).unwrap();
+        let c = Tensor::from_slice(&[], &[1f64]).unwrap();
+        let y = &run_op("Gemm", 13, vec![], vec![Some(a.clone()), Some(b.clone()), Some(c)], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<f64>().unwrap(), &[12.]);
+        let bad = Tensor::from_slice(&[3], &[1f64, 2., 3.]).unwrap();
+        assert!(run_op("Gemm", 13, vec![], vec![Some(a), Some(b), Some(bad)], 1).is_err());
+    }
+
+    #[test]
+    fn integer_matmuls() {
+        let a = Tensor::from_slice(&[2, 2], &[11u8, 7, 3, 9]).unwrap();
+        let b = Tensor::from_slice(&[2, 2], &[1u8, 4, 2, 3]).unwrap();
+        let az = Tensor::from_slice(&[], &[1u8]).unwrap();
+        let y = &run_op("MatMulInteger", 10, vec![], vec![Some(a.clone()), Some(b.clone()), Some(az), None], 1).unwrap()[0];
+        // [[10,6],[2,8]] x [[1,4],[2,3]]
+        assert_eq!(y.as_slice::<i32>().unwrap(), &[22, 58, 18, 32]);
+        let s = tf(&[], &[0.5]);
+        let zp = Tensor::from_slice(&[], &[0u8]).unwrap();
+        let ys = tf(&[], &[2.0]);
+        let yz = Tensor::from_slice(&[], &[100u8]).unwrap();
+        let y = &run_op(
+            "QLinearMatMul",
+            10,
+            vec![],
+            vec![Some(a), Some(s.clone()), Some(zp.clone()), Some(b), Some(s), Some(zp), Some(ys), Some(yz)],
+            1,
+        )
+        .unwrap()[0];
+        // acc = [[25,65],[21,39]] * 0.125 + 100 -> [103.125, 108.125, 102.625, 104.875]
+        assert_eq!(y.as_slice::<u8>().unwrap(), &[103, 108, 103, 105]);
+    }
+}

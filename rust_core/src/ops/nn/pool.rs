@@ -1,0 +1,426 @@
+//! Pooling: MaxPool, AveragePool, LpPool, GlobalAveragePool, GlobalMaxPool, GlobalLpPool, MaxUnpool.
+//!
+//! Windows are resolved by [`super::window`] and run over 3-D planes (1-D and 2-D pools use
+//! leading axes of size 1), one (image, channel) plane per task in parallel.
+
+use super::float_io::{narrow, widen};
+use super::window::{Window3, WindowAttrs};
+use crate::error::{Error, Result};
+use crate::kernels::float::Float;
+use crate::kernels::SendPtr;
+use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
+use crate::tensor::{DType, Tensor};
+use std::borrow::Cow;
+
+pub fn register(r: &mut Registry) {
+    r.add("MaxPool", build_max_pool);
+    r.add("AveragePool", build_average_pool);
+    r.add("LpPool", build_lp_pool);
+    r.add("GlobalAveragePool", |_| Ok(Box::new(GlobalPool { kind: GlobalKind::Avg })));
+    r.add("GlobalMaxPool", |_| Ok(Box::new(GlobalPool { kind: GlobalKind::Max })));
+    r.add("GlobalLpPool", build_global_lp_pool);
+    r.add("MaxUnpool", build_max_unpool);
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum PoolKind {
+    Max,
+    Avg { count_include_pad: bool },
+    Lp { p: f64 },
+}
+
+struct Pool {
+    name: &'static str,
+    kind: PoolKind,
+    attrs: WindowAttrs,
+    storage_order: usize,
+}
+
+fn build_pool(ctx: &BuildContext, name: &'static str, kind: PoolKind) -> Result<Box<dyn Op>> {
+    let attrs = WindowAttrs::parse(ctx)?;
+    if attrs.kernel.is_none() {
+        return Err(ctx.invalid("attribute 'kernel_shape' is required"));
+    }
+    let storage_order = ctx.attr_i("storage_order", 0)?;
+    if !(0..=1).contains(&storage_order) {
+        return Err(ctx.invalid(format!("storage_order must be 0 or 1, got {storage_order}")));
+    }
+    Ok(Box::new(Pool { name, kind, attrs, storage_order: storage_order as usize }))
+}
+
+fn build_max_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    build_pool(ctx, "MaxPool", PoolKind::Max)
+}
+
+fn build_average_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    build_pool(ctx, "AveragePool", PoolKind::Avg { count_include_pad: ctx.attr_i("count_include_pad", 0)? != 0 })
+}
+
+fn build_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    // Opset 1 had a float `p`; later opsets an int.
+    let p = match ctx.attr("p") {
+        Some(crate::graph::ir::AttrValue::Float(f)) => *f as f64,
+        _ => ctx.attr_i("p", 2)? as f64,
+    };
+    build_pool(ctx, "LpPool", PoolKind::Lp { p })
+}
+
+/// Number of taps of kernel axis `axis` at output `o` landing in `[lo, hi)` (input coordinates).
+#[inline]
+fn taps_in(w: &Window3, axis: usize, o: usize, lo: isize, hi: isize) -> usize {
+    (0..w.kernel[axis]).filter(|&k| (lo..hi).contains(&w.coord(axis, o, k))).count()
+}
+
+/// Pool one plane. `idx` receives flat input indices (MaxPool), offset by `base`.
+fn pool_plane<T: Float>(w: &Window3, kind: PoolKind, storage_order: usize, x: &[T], y: &mut [T], mut idx: Option<&mut [i64]>, base: usize) {
+    let [od_n, oh_n, ow_n] = w.out;
+    let [id_n, ih_n, iw_n] = w.input;
+    let [kd_n, kh_n, kw_n] = w.kernel;
+    let mut o = 0;
+    for od in 0..od_n {
+        for oh in 0..oh_n {
+            for ow in 0..ow_n {
+                let mut acc = match kind {
+                    PoolKind::Max => T::NEG_INFINITY,
+                    _ => T::ZERO,
+                };
+                let mut best = 0usize;
+                let mut count = 0usize;
+                for kd in 0..kd_n {
+                    let id = w.coord(0, od, kd);
+                    if id < 0 || id >= id_n as isize {
+                        continue;
+                    }
+                    for kh in 0..kh_n {
+                        let ih = w.coord(1, oh, kh);
+                        if ih < 0 || ih >= ih_n as isize {
+                            continue;
+                        }
+                        let row = (id as usize * ih_n + ih as usize) * iw_n;
+                        for kw in 0..kw_n {
+                            let iw = w.coord(2, ow, kw);
+                            if iw < 0 || iw >= iw_n as isize {
+                                continue;
+                            }
+                            let pos = row + iw as usize;
+                            let v = x[pos];
+                            match kind {
+                                PoolKind::Max => {
+                                    if v > acc || count == 0 && !(v < acc) {
+                                        acc = v;
+                                        best = pos;
+                                    }
+                                }
+                                PoolKind::Avg { .. } => acc += v,
+                                PoolKind::Lp { p } => acc += v.abs().powf(T::from_f64(p)),
+                            }
+                            count += 1;
+                        }
+                    }
+                }
+                y[o] = match kind {
+                    PoolKind::Max => acc,
+                    PoolKind::Avg { count_include_pad } => {
+                        let n = if count_include_pad {
+                            // Taps inside the padded input (explicit or automatic pads) count.
+                            (0..3)
+                                .map(|a| {
+                                    let o_a = [od, oh, ow][a];
+                                    taps_in(w, a, o_a, -(w.pad_begin[a] as isize), (w.input[a] + w.pad_end[a]) as isize)
+                                })
+                                .product::<usize>()
+                        } else {
+                            count
+                        };
+                        if n == 0 {
+                            T::ZERO
+                        } else {
+                            acc / T::from_usize(n)
+                        }
+                    }
+                    PoolKind::Lp { p } => acc.powf(T::ONE / T::from_f64(p)),
+                };
+                if let Some(ix) = idx.as_deref_mut() {
+                    let (d, rem) = (best / (ih_n * iw_n), best % (ih_n * iw_n));
+                    let (h, wv) = (rem / iw_n, rem % iw_n);
+                    let flat = if storage_order == 1 { d + h * id_n + wv * id_n * ih_n } else { best };
+                    ix[o] = (base + flat) as i64;
+                }
+                o += 1;
+            }
+        }
+    }
+}
+
+impl Op for Pool {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let x = tensor_in(inputs, 0, self.name)?;
+        if x.rank() < 3 {
+            return Err(Error::ShapeMismatch(format!("{}: X must have rank >= 3, got shape {:?}", self.name, x.shape())));
+        }
+        let kernel = self.attrs.kernel.clone().unwrap_or_default();
+        let win = self.attrs.resolve(&x.shape()[2..], &kernel, self.name)?;
+        let w3 = win.as_3d().map_err(|e| e.context(self.name))?;
+        let mut out_shape = x.shape()[..2].to_vec();
+        out_shape.extend(&win.out);
+        let dt = x.dtype();
+        // Integer MaxPool (int8/uint8) runs exactly in f32.
+        let xw: Cow<Tensor> = match dt {
+            DType::Int8 | DType::Uint8 if self.kind == PoolKind::Max => {
+                Cow::Owned(Tensor::from_vec(x.shape(), x.to_f64_vec()?.into_iter().map(|v| v as f32).collect())?)
+            }
+            _ => widen(x)?,
+        };
+        let planes = x.shape()[0] * x.shape()[1];
+        let (in_sz, out_sz) = (w3.in_size(), w3.out_size());
+        let want_idx = self.kind == PoolKind::Max;
+        let mut indices = vec![0i64; if want_idx { planes * out_sz } else { 0 }];
+        let y = crate::with_float!(xw.dtype(), self.name, T => {
+            let xv = xw.as_slice::<T>()?;
+            Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
+                let yp = SendPtr::new(o);
+                let ip = SendPtr::new(&mut indices);
+                ctx.pool.parallel_for(planes, (1 << 12) / (out_sz * w3.kernel_size()).max(1) + 1, |a, b| {
+                    for p in a..b {
+                        // SAFETY: plane p is written by this task only.
+                        let yo = unsafe { yp.slice(p * out_sz, out_sz) };
+                        let io = if want_idx { Some(unsafe { ip.slice(p * out_sz, out_sz) }) } else { None };
+                        pool_plane(&w3, self.kind, self.storage_order, &xv[p * in_sz..(p + 1) * in_sz], yo, io, p * in_sz);
+                    }
+                });
+                Ok(())
+            })
+        })?;
+        let y = match dt {
+            DType::Int8 | DType::Uint8 => {
+                let v = y.as_slice::<f32>()?;
+                if dt == DType::Int8 {
+                    Tensor::from_vec(&out_shape, v.iter().map(|f| *f as i8).collect::<Vec<i8>>())?
+                } else {
+                    Tensor::from_vec(&out_shape, v.iter().map(|f| *f as u8).collect::<Vec<u8>>())?
+                }
+            }
+            _ => narrow(y, dt)?,
+        };
+        let mut out = vec![Value::Tensor(y)];
+        if want_idx {
+            out.push(Tensor::from_vec(&out_shape, indices)?.into());
+        }
+        Ok(out)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum GlobalKind {
+    Avg,
+    Max,
+    Lp(f64),
+}
+
+struct GlobalPool {
+    kind: GlobalKind,
+}
+
+fn build_global_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let p = match ctx.attr("p") {
+        Some(crate::graph::ir::AttrValue::Float(f)) => *f as f64,
+        _ => ctx.attr_i("p", 2)? as f64,
+    };
+    Ok(Box::new(GlobalPool { kind: GlobalKind::Lp(p) }))
+}
+
+fn global_plane<T: Float>(kind: GlobalKind, x: &[T]) -> T {
+    match kind {
+        GlobalKind::Avg => {
+            let mut s = T::ZERO;
+            for v in x {
+                s += *v;
+            }
+            s / T::from_usize(x.len().max(1))
+        }
+        GlobalKind::Max => x.iter().fold(T::NEG_INFINITY, |m, v| if *v > m || v.is_nan() { *v } else { m }),
+        GlobalKind::Lp(p) => {
+            let pt = T::from_f64(p);
+            let mut s = T::ZERO;
+            for v in x {
+                s += v.abs().powf(pt);
+            }
+            s.powf(T::ONE / pt)
+        }
+    }
+}
+
+impl Op for GlobalPool {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let name = match self.kind {
+            GlobalKind::Avg => "GlobalAveragePool",
+            GlobalKind::Max => "GlobalMaxPool",
+            GlobalKind::Lp(_) => "GlobalLpPool",
+        };
+        let x = tensor_in(inputs, 0, name)?;
+        if x.rank() < 2 {
+            return Err(Error::ShapeMismatch(format!("{name}: X must have rank >= 2, got shape {:?}", x.shape())));
+        }
+        let dt = x.dtype();
+        let xw = widen(x)?;
+        let planes = x.shape()[0] * x.shape()[1];
+        let sz: usize = x.shape()[2..].iter().product();
+        let mut out_shape = x.shape()[..2].to_vec();
+        out_shape.extend(std::iter::repeat(1).take(x.rank() - 2));
+        let y = crate::with_float!(xw.dtype(), name, T => {
+            let xv = xw.as_slice::<T>()?;
+            Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
+                let yp = SendPtr::new(o);
+                ctx.pool.parallel_for(planes, (1 << 14) / sz.max(1) + 1, |a, b| {
+                    // SAFETY: outputs a..b belong to this task.
+                    let yo = unsafe { yp.slice(a, b - a) };
+                    for (p, v) in (a..b).zip(yo.iter_mut()) {
+                        *v = global_plane(self.kind, &xv[p * sz..(p + 1) * sz]);
+                    }
+                });
+                Ok(())
+            })
+        })?;
+        Ok(vec![narrow(y, dt)?.into()])
+    }
+}
+
+/// `MaxUnpool` (opsets 9, 11, 22): scatter X to the positions given by Indices.
+struct MaxUnpool {
+    attrs: WindowAttrs,
+}
+
+fn build_max_unpool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let attrs = WindowAttrs::parse(ctx)?;
+    if attrs.kernel.is_none() {
+        return Err(ctx.invalid("attribute 'kernel_shape' is required"));
+    }
+    Ok(Box::new(MaxUnpool { attrs }))
+}
+
+impl Op for MaxUnpool {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "MaxUnpool";
+        let x = tensor_in(inputs, 0, OP)?;
+        let ind = tensor_in(inputs, 1, OP)?.to_i64_vec()?;
+        let oshape = opt_tensor_in(inputs, 2, OP)?;
+        if x.rank() < 3 || ind.len() != x.len() {
+            return Err(Error::ShapeMismatch(format!("{OP}: X {:?} must have rank >= 3 and as many indices as values", x.shape())));
+        }
+        let k = self.attrs.kernel.clone().unwrap_or_default();
+        let ns = x.rank() - 2;
+        if k.len() != ns {
+            return Err(Error::ShapeMismatch(format!("{OP}: kernel_shape has {} axes for {ns} spatial axes", k.len())));
+        }
+        let strides = self.attrs.strides.clone().unwrap_or(vec![1; ns]);
+        let pads = self.attrs.pads.clone().unwrap_or(vec![0; 2 * ns]);
+        let mut inferred = x.shape()[..2].to_vec();
+        for i in 0..ns {
+            let full = (x.shape()[2 + i].max(1) - 1) * strides[i] + k[i];
+            inferred.push(full.saturating_sub(pads[i] + pads[ns + i]));
+        }
+        let shape: Vec<usize> = match oshape {
+            Some(t) => t.to_i64_vec()?.into_iter().map(|v| v.max(0) as usize).collect(),
+            None => inferred.clone(),
+        };
+        if shape.len() != x.rank() || shape.iter().zip(&inferred).any(|(a, b)| a < b) {
+            return Err(Error::ShapeMismatch(format!("{OP}: output_shape {shape:?} is smaller than the inferred {inferred:?}")));
+        }
+        let dt = x.dtype();
+        let xw = widen(x)?;
+        let inferred_len: usize = inferred.iter().product();
+        let y = crate::with_float!(xw.dtype(), OP, T => {
+            let xv = xw.as_slice::<T>()?;
+            let mut flat = vec![T::ZERO; inferred_len];
+            for (v, &i) in xv.iter().zip(&ind) {
+                let slot = flat.get_mut(i as usize).filter(|_| i >= 0).ok_or_else(|| {
+                    Error::Runtime(format!("{OP}: index {i} in I is outside the output of {inferred_len} elements"))
+                })?;
+                *slot = *v;
+            }
+            // Place the inferred block at the origin of the (possibly larger) output.
+            Tensor::build::<T>(xw.dtype(), &shape, |o| {
+                let st_out = crate::ops::common::strides_of(&shape);
+                let st_in = crate::ops::common::strides_of(&inferred);
+                for (i, v) in flat.iter().enumerate() {
+                    let mut off = 0;
+                    for d in 0..shape.len() {
+                        off += (i / st_in[d]) % inferred[d] * st_out[d];
+                    }
+                    o[off] = *v;
+                }
+                Ok(())
+            })
+        })?;
+        Ok(vec![narrow(y, dt)?.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use crate::graph::ir::AttrValue;
+    use crate::tensor::Tensor;
+
+    fn iota(n: usize) -> Vec<f32> {
+        (1..=n).map(|i| i as f32).collect()
+    }
+
+    #[test]
+    fn max_pool_with_indices_and_ceil() {
+        // 1x1x4x4, kernel 2, stride 2.
+        let x = tf(&[1, 1, 4, 4], &iota(16));
+        let attrs = vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))];
+        let out = run_op("MaxPool", 12, attrs, vec![Some(x.clone())], 2).unwrap();
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[6., 8., 14., 16.]);
+        assert_eq!(out[1].as_slice::<i64>().unwrap(), &[5, 7, 13, 15]);
+        // storage_order 1: (h, w) -> h + w*H.
+        let attrs = vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2])), ("storage_order", AttrValue::Int(1))];
+        let out = run_op("MaxPool", 12, attrs, vec![Some(x.clone())], 2).unwrap();
+        assert_eq!(out[1].as_slice::<i64>().unwrap(), &[5, 13, 7, 15]);
+        // ceil_mode: kernel 3 stride 2 on 4 -> ceil(1/2)+1 = 2.
+        let attrs = vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("ceil_mode", AttrValue::Int(1))];
+        let out = run_op("MaxPool", 12, attrs, vec![Some(x)], 1).unwrap();
+        assert_eq!(out[0].shape(), &[1, 1, 2, 2]);
+        assert_eq!(out[0].as_slice::<f32>().unwrap(), &[11., 12., 15., 16.]);
+        // uint8.
+        let x = Tensor::from_slice(&[1, 1, 3], &[3u8, 200, 7]).unwrap();
+        let out = run_op("MaxPool", 12, vec![("kernel_shape", ints(&[2]))], vec![Some(x)], 1).unwrap();
+        assert_eq!(out[0].as_slice::<u8>().unwrap(), &[200, 200]);
+    }
+
+    #[test]
+    fn average_pool_pads() {
+        let x = tf(&[1, 1, 3, 3], &iota(9));
+        let attrs = |cip: i64| vec![("kernel_shape", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1])), ("count_include_pad", AttrValue::Int(cip))];
+        let y = &run_op("AveragePool", 11, attrs(0), vec![Some(x.clone())], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[1, 1, 4, 4]);
+        assert_close(&y.as_slice::<f32>().unwrap()[..4], &[1., 1.5, 2.5, 3.], 1e-6);
+        let y = &run_op("AveragePool", 11, attrs(1), vec![Some(x.clone())], 1).unwrap()[0];
+        assert_close(&y.as_slice::<f32>().unwrap()[..4], &[0.25, 0.75, 1.25, 0.75], 1e-6);
+        // SAME_UPPER, kernel 2 on 3: pads (0, 1).
+        let attrs = vec![("kernel_shape", ints(&[2, 2])), ("auto_pad", AttrValue::String(b"SAME_UPPER".to_vec()))];
+        let y = &run_op("AveragePool", 11, attrs, vec![Some(x.clone())], 1).unwrap()[0];
+        assert_close(y.as_slice::<f32>().unwrap(), &[3., 4., 4.5, 6., 7., 7.5, 7.5, 8.5, 9.], 1e-6);
+        let y = &run_op("LpPool", 18, vec![("kernel_shape", ints(&[3, 3]))], vec![Some(x.clone())], 1).unwrap()[0];
+        assert_close(y.as_slice::<f32>().unwrap(), &[(285f32).sqrt()], 1e-6);
+        let y = &run_op("GlobalAveragePool", 1, vec![], vec![Some(x.clone())], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[1, 1, 1, 1]);
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[5.]);
+        let y = &run_op("GlobalMaxPool", 1, vec![], vec![Some(x)], 1).unwrap()[0];
+        assert_eq!(y.as_slice::<f32>().unwrap(), &[9.]);
+    }
+
+    #[test]
+    fn max_unpool_round_trip() {
+        let x = tf(&[1, 1, 2, 2], &[5., 6., 7., 8.]);
+        let i = Tensor::from_slice(&[1, 1, 2, 2], &[5i64, 7, 13, 15]).unwrap();
+        let attrs = vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))];
+        let y = &run_op("MaxUnpool", 11, attrs.clone(), vec![Some(x.clone()), Some(i.clone())], 1).unwrap()[0];
+        assert_eq!(y.shape(), &[1, 1, 4, 4]);
+        let v = y.as_slice::<f32>().unwrap();
+        assert_eq!((v[5], v[7], v[13], v[15], v[0]), (5., 6., 7., 8., 0.));
+        let bad = Tensor::from_slice(&[1, 1, 2, 2], &[5i64, 7, 13, 99]).unwrap();
+        assert!(matches!(run_op("MaxUnpool", 11, attrs, vec![Some(x), Some(bad)], 1), Err(crate::Error::Runtime(_))));
+    }
+}
