@@ -60,11 +60,19 @@ impl Plan {
         let input_names: HashSet<&str> = graph.inputs.iter().map(|v| v.name.as_str()).collect();
         // Initializers that are not also inputs are true constants. Those that are inputs are
         // overridable defaults: they get a runtime slot filled from the default when not fed.
-        for (name, t) in &graph.initializers {
-            if !input_names.contains(name.as_str()) {
-                slots.insert(name.clone(), consts.len());
-                consts.push(Value::Tensor(t.clone()));
-            }
+        let initial: HashMap<String, Value> = graph
+            .initializers
+            .iter()
+            .filter(|(name, _)| !input_names.contains(name.as_str()))
+            .map(|(name, t)| (name.clone(), Value::Tensor(t.clone())))
+            .collect();
+        // Nodes computable from constants alone run now, once; their outputs become constants.
+        let (known, folded) = crate::optimizer::fold::fold_constants(graph, opsets.as_ref(), initial);
+        let mut known: Vec<(String, Value)> = known.into_iter().collect();
+        known.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, v) in known {
+            slots.insert(name, consts.len());
+            consts.push(v);
         }
         let nc = consts.len();
         let mut n_runtime = 0usize;
@@ -93,7 +101,8 @@ impl Plan {
         }
         let mut steps = Vec::with_capacity(graph.nodes.len());
         let mut last_use: HashMap<usize, usize> = HashMap::new();
-        for (k, node) in graph.nodes.iter().enumerate() {
+        for (_, node) in graph.nodes.iter().enumerate().filter(|(k, _)| !folded.contains(k)) {
+            let k = steps.len();
             let label = node.describe();
             // Explicit inputs.
             let mut in_slots = Vec::with_capacity(node.inputs.len());

@@ -1,5 +1,6 @@
 //! Graph transformations applied at session creation.
 
+pub mod fold;
 mod inline;
 
 use crate::error::Result;
