@@ -44,6 +44,8 @@ extern "C" {
 
 #define PMI_ABI_VERSION_MAJOR 1
 #define PMI_ABI_VERSION_MINOR 0
+/** (major << 16) | minor, comparable with pmi_abi_version(). */
+#define PMI_ABI_VERSION ((PMI_ABI_VERSION_MAJOR << 16) | PMI_ABI_VERSION_MINOR)
 
 /* ------------------------------------------------------------------------------------------ */
 /* Status codes                                                                               */
@@ -203,7 +205,7 @@ typedef void (*pmi_release_fn)(void* ctx);
 /** Flag for the DLPack import functions: copy non-contiguous (strided) data instead of failing. */
 #define PMI_DLPACK_ALLOW_COPY 1
 
-/** A new zero-filled tensor (empty strings for STRING), 64-byte aligned, writable.
+/** A new tensor with every byte zero (empty strings for STRING), 64-byte aligned, writable.
  *  shape: `rank` non-negative dims (may be NULL when rank is 0). Caller owns *out.
  *  Errors: NULL_POINTER (out, or shape with rank > 0), INVALID_ARGUMENT (negative dim),
  *  UNSUPPORTED_DTYPE (unknown code), LIMIT_EXCEEDED (rank > PMI_MAX_RANK, size overflow, OOM). */
@@ -451,7 +453,8 @@ pmi_status pmi_session_run(const pmi_session* session, const char* const* input_
 /* ------------------------------------------------------------------------------------------ */
 
 /** Panics inside the library on purpose, to test that panics become PMI_ERR_PANIC with
- *  `message` in pmi_last_error(). Always returns PMI_ERR_PANIC. Do not use in production. */
+ *  `message` (or a default text when NULL) in pmi_last_error(). Always returns PMI_ERR_PANIC.
+ *  The panic message is also printed to stderr by Rust's default panic hook. Test use only. */
 pmi_status pmi_debug_panic(const char* message);
 
 #ifdef __cplusplus

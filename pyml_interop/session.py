@@ -123,10 +123,12 @@ class Session:
         self._c_names = {v.name: ffi.new("char[]", v.name.encode("utf-8")) for v in ins + outs}
         self._all_out = ffi.new("const char*[]", [self._c_names[o.name] for o in outs])
 
-    def _c_name(self, name: str) -> Any:
+    def _c_name(self, name: str, keep: list[Any]) -> Any:
         c = self._c_names.get(name)
         if c is None:
-            c = ffi.new("char[]", name.encode("utf-8"))  # unknown name: the library reports it
+            # An unknown name (the library reports it): kept alive by `keep` during the call.
+            c = ffi.new("char[]", name.encode("utf-8"))
+            keep.append(c)
         return c
 
     def run(self, inputs: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[Tensor]:
@@ -136,10 +138,11 @@ class Session:
         Raises :class:`InvalidArgumentError` (unknown or missing input name),
         :class:`UnsupportedDtypeError` (wrong dtype), :class:`ShapeMismatchError` (wrong shape
         or inconsistent symbolic dim), :class:`ExecutionError` (an operator failed)."""
+        keep: list[Any] = []
         names = list(inputs.keys())
         tensors = [_as_tensor(n, inputs[n]) for n in names]
         n_in = len(names)
-        c_in_names = ffi.new("const char*[]", [self._c_name(n) for n in names]) if n_in else ffi.NULL
+        c_in_names = ffi.new("const char*[]", [self._c_name(n, keep) for n in names]) if n_in else ffi.NULL
         c_in = ffi.new("const pmi_tensor*[]", [t._handle for t in tensors]) if n_in else ffi.NULL
         if output_names is None:
             n_out = len(self.outputs)
@@ -147,7 +150,7 @@ class Session:
         else:
             output_names = list(output_names)
             n_out = len(output_names)
-            c_out_names = ffi.new("const char*[]", [self._c_name(n) for n in output_names])
+            c_out_names = ffi.new("const char*[]", [self._c_name(n, keep) for n in output_names])
         outs = ffi.new("pmi_tensor*[]", max(n_out, 1))
         check(lib.pmi_session_run(self._handle, c_in_names, c_in, n_in, c_out_names, n_out, outs))
         return [Tensor._adopt(outs[i]) for i in range(n_out)]

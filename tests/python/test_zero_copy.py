@@ -328,12 +328,6 @@ def test_many_round_trips_do_not_leak_handles() -> None:
     assert freed == [1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="C library bug: complex64/complex128 data is required to be aligned to the element size "
-    "(8/16) instead of the component size (4/8, C's alignof(float/double _Complex)); fix in "
-    "Tensor::from_storage and dlpack::import",
-)
 @pytest.mark.parametrize(("real", "complex_"), [(np.float32, np.complex64), (np.float64, np.complex128)])
 def test_complex_with_natural_alignment_is_shared(real, complex_) -> None:
     buf = np.zeros(5, dtype=real)

@@ -306,7 +306,7 @@ pub unsafe extern "C" fn pmi_tensor_data(tensor: *const PmiTensor, out: *mut *co
 #[no_mangle]
 pub unsafe extern "C" fn pmi_tensor_data_mut(tensor: *mut PmiTensor, out: *mut *mut c_void) -> PmiStatus {
     guard(|| {
-        let t = nn_mut(tensor, "tensor")?;
+        let t = nn(tensor, "tensor")?;
         write_out(out, "out", t.tensor.data_mut_ptr()? as *mut c_void)
     })
 }

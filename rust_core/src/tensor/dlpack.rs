@@ -287,9 +287,10 @@ fn import(inc: Incoming<'_>, opts: ImportOptions, release: Box<dyn FnOnce() + Se
         drop(guard);
         return Ok(out);
     }
-    if numel != 0 && (base as usize) % elem.max(1) != 0 {
+    if numel != 0 && (base as usize) % dtype.align() != 0 {
         return Err(Error::InvalidArgument(format!(
-            "DLPack data pointer {base:p} is not aligned to {elem} bytes, as {dtype} elements need"
+            "DLPack data pointer {base:p} is not aligned to {} bytes, as {dtype} elements need",
+            dtype.align()
         )));
     }
     let release = guard.0.take();
@@ -305,7 +306,7 @@ fn import(inc: Incoming<'_>, opts: ImportOptions, release: Box<dyn FnOnce() + Se
 /// `mt` must point to a valid managed tensor that the caller hands over.
 pub unsafe fn import_versioned(mt: *mut DLManagedTensorVersioned, opts: ImportOptions) -> Result<Tensor> {
     if mt.is_null() {
-        return Err(Error::NullPointer("DLManagedTensorVersioned pointer is NULL".into()));
+        return Err(Error::NullPointer("argument 'managed' (DLManagedTensorVersioned*) is NULL".into()));
     }
     let m = &*mt;
     let mt_addr = mt as usize;
@@ -339,7 +340,7 @@ pub unsafe fn import_versioned(mt: *mut DLManagedTensorVersioned, opts: ImportOp
 /// `mt` must point to a valid managed tensor that the caller hands over.
 pub unsafe fn import_legacy(mt: *mut DLManagedTensor, opts: ImportOptions) -> Result<Tensor> {
     if mt.is_null() {
-        return Err(Error::NullPointer("DLManagedTensor pointer is NULL".into()));
+        return Err(Error::NullPointer("argument 'managed' (DLManagedTensor*) is NULL".into()));
     }
     let m = &*mt;
     let mt_addr = mt as usize;

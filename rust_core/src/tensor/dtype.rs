@@ -102,6 +102,16 @@ impl DType {
         }
     }
 
+    /// Alignment the elements need in memory: the size of the scalar part (complex numbers are
+    /// pairs of floats, so complex64 needs 4 and complex128 needs 8, as in C and numpy).
+    pub fn align(self) -> usize {
+        match self {
+            DType::Complex64 => 4,
+            DType::Complex128 => 8,
+            d => d.size().max(1),
+        }
+    }
+
     /// Bits of one element in serialized ONNX form (4 for int4, 2 for int2...).
     pub fn packed_bits(self) -> usize {
         use DType::*;

@@ -130,7 +130,7 @@ impl Tensor {
                 storage.len()
             )));
         }
-        let align = dtype.size().max(1);
+        let align = dtype.align();
         if nbytes > 0 && storage.as_ptr() as usize % align != 0 {
             return Err(Error::InvalidArgument(format!(
                 "data pointer {:p} is not aligned to {align} bytes, as {dtype} elements need",
@@ -150,7 +150,7 @@ impl Tensor {
         owner: Arc<dyn Any + Send + Sync>,
         bytes: &[u8],
     ) -> Result<Tensor> {
-        if bytes.as_ptr() as usize % dtype.size().max(1) != 0 {
+        if bytes.as_ptr() as usize % dtype.align() != 0 {
             return Tensor::from_bytes(dtype, shape, bytes);
         }
         Tensor::from_storage(dtype, shape, Storage::shared(owner, bytes.as_ptr(), bytes.len()))
