@@ -1,7 +1,13 @@
 """pyml_interop: ONNX inference and zero-copy tensor exchange over a Rust core with a C ABI.
 
 The Python package is a thin layer over the C library (``include/pyml_interop.h``), loaded with
-cffi. What exists today is the tensor layer::
+cffi. Tensors cross it without copies; models run through an onnxruntime-compatible session::
+
+    import pyml_interop as ort                  # drop-in for `import onnxruntime as ort`
+    sess = ort.InferenceSession("model.onnx")
+    outputs = sess.run(None, {"input": x})      # list of numpy arrays
+
+The tensor layer::
 
     import numpy as np
     import pyml_interop as pmi
@@ -36,12 +42,25 @@ from ._errors import (
 from ._ffi import ffi as _ffi_instance
 from ._ffi import lib as _lib
 from .dtypes import DType
+from .model import Model, ValueInfo, load_model
+from .session import InferenceSession, ModelMetadata, NodeArg, RunOptions, Session, SessionOptions
 from .tensor import Tensor, from_dlpack, load_npy, load_pb, save_npy, save_pb
 
 __all__ = [
     "__version__",
     "abi_version",
     "library_version",
+    # models and sessions
+    "load_model",
+    "Model",
+    "ValueInfo",
+    "InferenceSession",
+    "Session",
+    "SessionOptions",
+    "RunOptions",
+    "NodeArg",
+    "ModelMetadata",
+    "get_available_providers",
     # tensors
     "Tensor",
     "DType",
@@ -66,6 +85,11 @@ __all__ = [
     "InternalError",
     "ExecutionError",
 ]
+
+
+def get_available_providers() -> list[str]:
+    """Execution providers, as onnxruntime names them: the CPU only."""
+    return ["CPUExecutionProvider"]
 
 
 def abi_version() -> tuple[int, int]:

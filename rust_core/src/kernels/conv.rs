@@ -49,7 +49,11 @@ impl Window3 {
         // o*s + off >= 0  ->  o >= ceil(-off / s)
         let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
         // o*s + off <= n_in - 1  ->  o <= floor((n_in - 1 - off) / s)
-        let hi = if n_in - 1 - off < 0 { 0 } else { ((n_in - 1 - off) / s + 1).min(n_out) };
+        let hi = if n_in - 1 - off < 0 {
+            0
+        } else {
+            ((n_in - 1 - off) / s + 1).min(n_out)
+        };
         let lo = lo.min(n_out);
         (lo as usize, (hi.max(lo)) as usize)
     }
@@ -133,7 +137,10 @@ pub fn col2im_rows<T: Float>(w: &Window3, col: &[T], rows: std::ops::Range<usize
                 let base = (id as usize * ih_n + ih as usize) * iw_n;
                 let iw0 = lo * sw + tkw * dw - pw;
                 if sw == 1 {
-                    for (d, v) in yc[base + iw0..base + iw0 + (hi - lo)].iter_mut().zip(&s[lo..hi]) {
+                    for (d, v) in yc[base + iw0..base + iw0 + (hi - lo)]
+                        .iter_mut()
+                        .zip(&s[lo..hi])
+                    {
                         *d += *v;
                     }
                 } else {
@@ -148,35 +155,48 @@ pub fn col2im_rows<T: Float>(w: &Window3, col: &[T], rows: std::ops::Range<usize
 
 /// Direct convolution of one input channel plane `x` with `taps` (`[KD][KH][KW]`), accumulated
 /// into output plane `y` (`[OD][OH][OW]`), which the caller initialized (e.g. with the bias).
+/// Output rows stay in L1 while every tap touching them is applied.
 pub fn conv_plane_direct<T: Float>(w: &Window3, x: &[T], taps: &[T], y: &mut [T]) {
     let [kd_n, kh_n, kw_n] = w.kernel;
-    let [_, oh_n, ow_n] = w.out;
-    let [_, ih_n, iw_n] = w.input;
+    let [od_n, oh_n, ow_n] = w.out;
+    let [id_n, ih_n, iw_n] = w.input;
     let (sw, dw, pw) = (w.strides[2], w.dilations[2], w.pad_begin[2]);
-    for kd in 0..kd_n {
-        let (d_lo, d_hi) = w.valid_out_range(0, kd);
-        for kh in 0..kh_n {
-            let (h_lo, h_hi) = w.valid_out_range(1, kh);
-            for kw in 0..kw_n {
-                let wv = taps[(kd * kh_n + kh) * kw_n + kw];
-                let (lo, hi) = w.valid_out_range(2, kw);
-                if hi <= lo {
+    // Per kernel column: the valid output range and the input column of its first output.
+    let cols: Vec<(usize, usize, usize)> = (0..kw_n)
+        .map(|kw| {
+            let (lo, hi) = w.valid_out_range(2, kw);
+            (lo, hi, if hi > lo { lo * sw + kw * dw - pw } else { 0 })
+        })
+        .collect();
+    for od in 0..od_n {
+        for oh in 0..oh_n {
+            let yrow = &mut y[(od * oh_n + oh) * ow_n..(od * oh_n + oh + 1) * ow_n];
+            for kd in 0..kd_n {
+                let id = w.coord(0, od, kd);
+                if id < 0 || id >= id_n as isize {
                     continue;
                 }
-                let iw0 = lo * sw + kw * dw - pw;
-                for od in d_lo..d_hi {
-                    let id = w.coord(0, od, kd) as usize;
-                    for oh in h_lo..h_hi {
-                        let ih = w.coord(1, oh, kh) as usize;
-                        let xb = (id * ih_n + ih) * iw_n + iw0;
-                        let yr = &mut y[(od * oh_n + oh) * ow_n + lo..(od * oh_n + oh) * ow_n + hi];
+                for kh in 0..kh_n {
+                    let ih = w.coord(1, oh, kh);
+                    if ih < 0 || ih >= ih_n as isize {
+                        continue;
+                    }
+                    let xrow = &x[(id as usize * ih_n + ih as usize) * iw_n
+                        ..(id as usize * ih_n + ih as usize + 1) * iw_n];
+                    let trow = &taps[(kd * kh_n + kh) * kw_n..(kd * kh_n + kh + 1) * kw_n];
+                    for (kw, &(lo, hi, iw0)) in cols.iter().enumerate() {
+                        if hi <= lo {
+                            continue;
+                        }
+                        let wv = trow[kw];
+                        let yr = &mut yrow[lo..hi];
                         if sw == 1 {
-                            for (o, xv) in yr.iter_mut().zip(&x[xb..xb + (hi - lo)]) {
+                            for (o, xv) in yr.iter_mut().zip(&xrow[iw0..iw0 + (hi - lo)]) {
                                 *o += wv * *xv;
                             }
                         } else {
-                            for (j, o) in yr.iter_mut().enumerate() {
-                                *o += wv * x[xb + j * sw];
+                            for (o, xv) in yr.iter_mut().zip(xrow[iw0..].iter().step_by(sw)) {
+                                *o += wv * *xv;
                             }
                         }
                     }
@@ -205,13 +225,23 @@ impl ConvShape {
     }
     fn is_pointwise(&self) -> bool {
         let w = &self.window;
-        w.kernel == [1, 1, 1] && w.strides == [1, 1, 1] && w.pad_begin == [0, 0, 0] && w.input == w.out
+        w.kernel == [1, 1, 1]
+            && w.strides == [1, 1, 1]
+            && w.pad_begin == [0, 0, 0]
+            && w.input == w.out
     }
 }
 
 /// Forward convolution: `y = conv(x, weights) + bias`.
 /// `x`: `[N][C][in]`, `weights`: `[M][C/group][K]`, `y`: `[N][M][out]`.
-pub fn conv_forward<T: GemmElem>(pool: &ThreadPool, s: &ConvShape, x: &[T], weights: &[T], bias: Option<&[T]>, y: &mut [T]) -> Result<()> {
+pub fn conv_forward<T: GemmElem>(
+    pool: &ThreadPool,
+    s: &ConvShape,
+    x: &[T],
+    weights: &[T],
+    bias: Option<&[T]>,
+    y: &mut [T],
+) -> Result<()> {
     let w = &s.window;
     let (cg, mg, group) = (s.cg(), s.mg(), s.group);
     let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), w.kernel_size());
@@ -219,7 +249,9 @@ pub fn conv_forward<T: GemmElem>(pool: &ThreadPool, s: &ConvShape, x: &[T], weig
     for n in 0..s.batch {
         for m in 0..s.out_channels {
             let b = bias.map(|b| b[m]).unwrap_or(T::ZERO);
-            y[(n * s.out_channels + m) * out_sz..(n * s.out_channels + m + 1) * out_sz].iter_mut().for_each(|v| *v = b);
+            y[(n * s.out_channels + m) * out_sz..(n * s.out_channels + m + 1) * out_sz]
+                .iter_mut()
+                .for_each(|v| *v = b);
         }
     }
     if s.batch == 0 || out_sz == 0 || s.out_channels == 0 {
@@ -248,7 +280,8 @@ pub fn conv_forward<T: GemmElem>(pool: &ThreadPool, s: &ConvShape, x: &[T], weig
     let flops_per_task = mg * kdim * out_sz;
     let run_task = |t: usize, col: &mut Vec<T>, par: bool| -> Result<()> {
         let (n, g) = (t / group, t % group);
-        let xg = &x[(n * s.in_channels + g * cg) * in_sz..(n * s.in_channels + (g + 1) * cg) * in_sz];
+        let xg =
+            &x[(n * s.in_channels + g * cg) * in_sz..(n * s.in_channels + (g + 1) * cg) * in_sz];
         let wg = &weights[g * mg * kdim..(g + 1) * mg * kdim];
         // SAFETY: task t owns output channels g*mg..(g+1)*mg of image n.
         let yg = unsafe { yp.slice((n * s.out_channels + g * mg) * out_sz, mg * out_sz) };
@@ -276,7 +309,9 @@ pub fn conv_forward<T: GemmElem>(pool: &ThreadPool, s: &ConvShape, x: &[T], weig
             gemm(mg, out_sz, kdim, T::ONE, a, b, T::ONE, yg, out_sz, 1)
         }
     };
-    if tasks >= pool.threads() && pool.threads() > 1 && flops_per_task < (1 << 22) || tasks >= 4 * pool.threads() {
+    if tasks >= pool.threads() && pool.threads() > 1 && flops_per_task < (1 << 22)
+        || tasks >= 4 * pool.threads()
+    {
         let failed = std::sync::Mutex::new(None);
         pool.parallel_for(tasks, 1, |a, b| {
             let mut col = Vec::new();

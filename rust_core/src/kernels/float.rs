@@ -121,11 +121,19 @@ macro_rules! impl_float {
             }
             #[inline(always)]
             fn fmax(self, o: Self) -> Self {
-                if self >= o || o.is_nan() { self } else { o }
+                if self >= o || o.is_nan() {
+                    self
+                } else {
+                    o
+                }
             }
             #[inline(always)]
             fn fmin(self, o: Self) -> Self {
-                if self <= o || o.is_nan() { self } else { o }
+                if self <= o || o.is_nan() {
+                    self
+                } else {
+                    o
+                }
             }
         }
     };

@@ -23,15 +23,27 @@ pub struct MatRef<'a, T> {
 impl<'a, T> MatRef<'a, T> {
     /// A row-major matrix with `cols` columns.
     pub fn row_major(data: &'a [T], cols: usize) -> Self {
-        MatRef { data, rs: cols, cs: 1 }
+        MatRef {
+            data,
+            rs: cols,
+            cs: 1,
+        }
     }
     /// The transpose of a row-major matrix with `cols` columns (i.e. column-major storage).
     pub fn col_major(data: &'a [T], rows: usize) -> Self {
-        MatRef { data, rs: 1, cs: rows }
+        MatRef {
+            data,
+            rs: 1,
+            cs: rows,
+        }
     }
     /// The transposed view.
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rs: self.cs, cs: self.rs }
+        MatRef {
+            data: self.data,
+            rs: self.cs,
+            cs: self.rs,
+        }
     }
 }
 
@@ -100,7 +112,14 @@ impl GemmElem for f64 {
     }
 }
 
-fn check_extent(what: &str, len: usize, rows: usize, cols: usize, rs: usize, cs: usize) -> Result<()> {
+fn check_extent(
+    what: &str,
+    len: usize,
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+) -> Result<()> {
     if rows == 0 || cols == 0 {
         return Ok(());
     }
@@ -138,7 +157,24 @@ pub fn gemm<T: GemmElem>(
         return Ok(());
     }
     // SAFETY: extents checked above; `c` is a unique borrow.
-    unsafe { gemm_unchecked(m, n, k, alpha, a.data.as_ptr(), a.rs, a.cs, b.data.as_ptr(), b.rs, b.cs, beta, c.as_mut_ptr(), rsc, csc) }
+    unsafe {
+        gemm_unchecked(
+            m,
+            n,
+            k,
+            alpha,
+            a.data.as_ptr(),
+            a.rs,
+            a.cs,
+            b.data.as_ptr(),
+            b.rs,
+            b.cs,
+            beta,
+            c.as_mut_ptr(),
+            rsc,
+            csc,
+        )
+    }
     Ok(())
 }
 
@@ -176,7 +212,57 @@ unsafe fn gemm_unchecked<T: GemmElem>(
         }
         return;
     }
-    T::raw_gemm(m, k, n, alpha, a, rsa as isize, csa as isize, b, rsb as isize, csb as isize, beta, c, rsc as isize, csc as isize)
+    if m <= 4 && csa == 1 && rsb == 1 && k >= 8 {
+        // Few rows against a B whose columns are contiguous (B = Mᵀ, M row-major, e.g. the
+        // recurrent weights of an RNN): dot products, no packing.
+        for i in 0..m {
+            let arow = std::slice::from_raw_parts(a.add(i * rsa), k);
+            for j in 0..n {
+                let bcol = std::slice::from_raw_parts(b.add(j * csb), k);
+                let d = alpha * dot(arow, bcol);
+                let cv = &mut *c.add(i * rsc + j * csc);
+                *cv = if beta == T::ZERO { d } else { beta * *cv + d };
+            }
+        }
+        return;
+    }
+    T::raw_gemm(
+        m,
+        k,
+        n,
+        alpha,
+        a,
+        rsa as isize,
+        csa as isize,
+        b,
+        rsb as isize,
+        csb as isize,
+        beta,
+        c,
+        rsc as isize,
+        csc as isize,
+    )
+}
+
+/// Dot product with 8 independent accumulators (vectorizes).
+#[inline]
+pub fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [T::ZERO; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += *x * *y;
+    }
+    s
 }
 
 /// Products smaller than this many multiply-adds run on the calling thread only.
@@ -204,7 +290,11 @@ pub fn gemm_par<T: GemmElem>(
     check_extent("A", a.data.len(), m, k, a.rs, a.cs)?;
     check_extent("B", b.data.len(), k, n, b.rs, b.cs)?;
     check_extent("C", c.len(), m, n, rsc, csc)?;
-    let (ap, bp, cp) = (a.data.as_ptr() as usize, b.data.as_ptr() as usize, c.as_mut_ptr() as usize);
+    let (ap, bp, cp) = (
+        a.data.as_ptr() as usize,
+        b.data.as_ptr() as usize,
+        c.as_mut_ptr() as usize,
+    );
     let (rsa, csa, rsb, csb) = (a.rs, a.cs, b.rs, b.cs);
     if m >= 16 * threads || m >= n {
         // Blocks of 8 rows.
@@ -295,24 +385,75 @@ mod tests {
     #[test]
     fn matches_naive_with_transposes_and_threads() {
         let pool = ThreadPool::new(3);
-        for &(m, n, k) in &[(1, 5, 3), (7, 1, 4), (33, 70, 65), (100, 9, 300), (3, 200, 300), (0, 3, 3), (2, 3, 0)] {
+        for &(m, n, k) in &[
+            (1, 5, 3),
+            (7, 1, 4),
+            (33, 70, 65),
+            (100, 9, 300),
+            (3, 200, 300),
+            (0, 3, 3),
+            (2, 3, 0),
+        ] {
             let a: Vec<f64> = (0..m * k).map(|i| ((i * 7 % 13) as f64) - 6.0).collect();
-            let b: Vec<f64> = (0..k * n).map(|i| ((i * 5 % 11) as f64) * 0.5 - 2.0).collect();
+            let b: Vec<f64> = (0..k * n)
+                .map(|i| ((i * 5 % 11) as f64) * 0.5 - 2.0)
+                .collect();
             let want = naive(m, n, k, &a, &b);
             let mut c = vec![f64::NAN; m * n];
-            gemm_par(&pool, m, n, k, 1.0, MatRef::row_major(&a, k), MatRef::row_major(&b, n), 0.0, &mut c, n, 1).unwrap();
+            gemm_par(
+                &pool,
+                m,
+                n,
+                k,
+                1.0,
+                MatRef::row_major(&a, k),
+                MatRef::row_major(&b, n),
+                0.0,
+                &mut c,
+                n,
+                1,
+            )
+            .unwrap();
             assert_eq!(c, want, "{m}x{n}x{k}");
             // Transposed B stored as n x k.
             let bt: Vec<f64> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
             let mut c2 = vec![1.0; m * n];
-            gemm(m, n, k, 2.0, MatRef::row_major(&a, k), MatRef::row_major(&bt, k).t(), 1.0, &mut c2, n, 1).unwrap();
+            gemm(
+                m,
+                n,
+                k,
+                2.0,
+                MatRef::row_major(&a, k),
+                MatRef::row_major(&bt, k).t(),
+                1.0,
+                &mut c2,
+                n,
+                1,
+            )
+            .unwrap();
             let want2: Vec<f64> = want.iter().map(|v| 2.0 * v + 1.0).collect();
             assert_eq!(c2, want2);
             let a32: Vec<f32> = a.iter().map(|v| *v as f32).collect();
             let b32: Vec<f32> = b.iter().map(|v| *v as f32).collect();
             let mut c3 = vec![0f32; m * n];
-            gemm_par(&pool, m, n, k, 1.0, MatRef::row_major(&a32, k), MatRef::row_major(&b32, n), 0.0, &mut c3, n, 1).unwrap();
-            assert!(c3.iter().zip(&want).all(|(x, y)| (*x as f64 - y).abs() < 1e-3));
+            gemm_par(
+                &pool,
+                m,
+                n,
+                k,
+                1.0,
+                MatRef::row_major(&a32, k),
+                MatRef::row_major(&b32, n),
+                0.0,
+                &mut c3,
+                n,
+                1,
+            )
+            .unwrap();
+            assert!(c3
+                .iter()
+                .zip(&want)
+                .all(|(x, y)| (*x as f64 - y).abs() < 1e-3));
         }
     }
 
@@ -320,6 +461,18 @@ mod tests {
     fn rejects_short_buffers() {
         let a = [1f32; 5];
         let mut c = [0f32; 4];
-        assert!(sgemm(2, 2, 3, 1.0, MatRef::row_major(&a, 3), MatRef::row_major(&a, 2), 0.0, &mut c, 2, 1).is_err());
+        assert!(sgemm(
+            2,
+            2,
+            3,
+            1.0,
+            MatRef::row_major(&a, 3),
+            MatRef::row_major(&a, 2),
+            0.0,
+            &mut c,
+            2,
+            1
+        )
+        .is_err());
     }
 }

@@ -3,6 +3,7 @@
 //! Kernels work on plain slices and strides, never on tensors, so they can be benchmarked and
 //! swapped (e.g. the GEMM backend) without touching the operators that call them.
 
+pub mod activation;
 pub mod conv;
 pub mod float;
 pub mod gemm;

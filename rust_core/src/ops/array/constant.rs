@@ -18,13 +18,30 @@ impl Op for Constant {
 }
 
 pub fn build_constant(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let forms = ["value", "sparse_value", "value_float", "value_floats", "value_int", "value_ints", "value_string", "value_strings"];
-    let given: Vec<&str> = forms.iter().copied().filter(|f| ctx.attr(f).is_some()).collect();
+    let forms = [
+        "value",
+        "sparse_value",
+        "value_float",
+        "value_floats",
+        "value_int",
+        "value_ints",
+        "value_string",
+        "value_strings",
+    ];
+    let given: Vec<&str> = forms
+        .iter()
+        .copied()
+        .filter(|f| ctx.attr(f).is_some())
+        .collect();
     if given.len() != 1 {
-        return Err(ctx.invalid(format!("exactly one of the attributes {forms:?} must be given, got {given:?}")));
+        return Err(ctx.invalid(format!(
+            "exactly one of the attributes {forms:?} must be given, got {given:?}"
+        )));
     }
     let name = given[0];
-    let attr = ctx.attr(name).ok_or_else(|| ctx.invalid("attribute vanished"))?;
+    let attr = ctx
+        .attr(name)
+        .ok_or_else(|| ctx.invalid("attribute vanished"))?;
     let bad = || ctx.invalid(format!("attribute '{name}' has type {}", attr.kind()));
     let value = match (name, attr) {
         ("value" | "sparse_value", AttrValue::Tensor(t) | AttrValue::SparseTensor(t)) => t.clone(),
@@ -54,7 +71,10 @@ impl MoveKernel for FillKernel {
 /// A tensor of `shape` filled with the one element of `value`.
 pub fn filled(value: &Tensor, shape: &[usize]) -> Result<Tensor> {
     if value.len() != 1 {
-        return Err(Error::InvalidArgument(format!("fill value must have one element, got shape {:?}", value.shape())));
+        return Err(Error::InvalidArgument(format!(
+            "fill value must have one element, got shape {:?}",
+            value.shape()
+        )));
     }
     apply_move("fill", value.dtype(), &[value], shape, &FillKernel)
 }
@@ -63,7 +83,10 @@ pub fn filled(value: &Tensor, shape: &[usize]) -> Result<Tensor> {
 pub fn dims_of(t: &Tensor, what: &str) -> Result<Vec<usize>> {
     ints_of(t, what)?
         .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| Error::InvalidArgument(format!("{what}: negative dimension {d}"))))
+        .map(|&d| {
+            usize::try_from(d)
+                .map_err(|_| Error::InvalidArgument(format!("{what}: negative dimension {d}")))
+        })
         .collect()
 }
 
@@ -74,7 +97,10 @@ struct ConstantOfShape {
 
 impl Op for ConstantOfShape {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
-        let shape = dims_of(tensor_in(inputs, 0, "ConstantOfShape")?, "ConstantOfShape: input 'input'")?;
+        let shape = dims_of(
+            tensor_in(inputs, 0, "ConstantOfShape")?,
+            "ConstantOfShape: input 'input'",
+        )?;
         Ok(vec![filled(&self.value, &shape)?.into()])
     }
 }
@@ -82,7 +108,12 @@ impl Op for ConstantOfShape {
 pub fn build_constant_of_shape(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let value = match ctx.attr_tensor("value")? {
         Some(t) if t.len() == 1 => t.reshaped(&[1])?,
-        Some(t) => return Err(ctx.invalid(format!("attribute 'value' must hold one element, got shape {:?}", t.shape()))),
+        Some(t) => {
+            return Err(ctx.invalid(format!(
+                "attribute 'value' must hold one element, got shape {:?}",
+                t.shape()
+            )))
+        }
         None => Tensor::from_slice(&[1], &[0f32])?,
     };
     Ok(Box::new(ConstantOfShape { value }))
@@ -98,7 +129,10 @@ impl Op for EyeLike {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, "EyeLike")?;
         let &[rows, cols] = x.shape() else {
-            return Err(Error::ShapeMismatch(format!("EyeLike: input must be 2-D, got shape {:?}", x.shape())));
+            return Err(Error::ShapeMismatch(format!(
+                "EyeLike: input must be 2-D, got shape {:?}",
+                x.shape()
+            )));
         };
         let dtype = self.dtype.unwrap_or(x.dtype());
         let one = scalar_of(dtype, 1.0, &[1])?;
@@ -118,7 +152,10 @@ impl Op for EyeLike {
 }
 
 pub fn build_eye_like(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(EyeLike { dtype: ctx.attr_dtype("dtype")?, k: ctx.attr_i("k", 0)? }))
+    Ok(Box::new(EyeLike {
+        dtype: ctx.attr_dtype("dtype")?,
+        k: ctx.attr_i("k", 0)?,
+    }))
 }
 
 /// Range: start, start + delta, ... up to (excluding) limit.
@@ -131,7 +168,11 @@ fn range_typed<T: Num>(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result
             .copied()
             .ok_or_else(|| Error::InvalidArgument(format!("Range: input '{what}' is empty")))
     };
-    let (s, l, d) = (get(start, "start")?, get(limit, "limit")?, get(delta, "delta")?);
+    let (s, l, d) = (
+        get(start, "start")?,
+        get(limit, "limit")?,
+        get(delta, "delta")?,
+    );
     let n = if T::DTYPE.is_float() {
         let (s, l, d) = (s.to_f64(), l.to_f64(), d.to_f64());
         if d == 0.0 {
@@ -144,11 +185,18 @@ fn range_typed<T: Num>(start: &Tensor, limit: &Tensor, delta: &Tensor) -> Result
             return Err(Error::InvalidArgument("Range: delta is 0".into()));
         }
         let span = l - s;
-        let q = span / d + if span % d != 0 && ((span < 0) == (d < 0)) { 1 } else { 0 };
+        let q = span / d
+            + if span % d != 0 && ((span < 0) == (d < 0)) {
+                1
+            } else {
+                0
+            };
         q.max(0) as f64
     };
     if n > (1u64 << 40) as f64 {
-        return Err(Error::LimitExceeded(format!("Range: {n} elements are too many")));
+        return Err(Error::LimitExceeded(format!(
+            "Range: {n} elements are too many"
+        )));
     }
     let n = n as usize;
     Tensor::build::<T>(T::DTYPE, &[n], |o| {
@@ -190,17 +238,47 @@ mod tests {
 
     #[test]
     fn constant_forms() {
-        let t = run1("Constant", 13, vec![("value", AttrValue::Tensor(iota(&[2])))], vec![]);
+        let t = run1(
+            "Constant",
+            13,
+            vec![("value", AttrValue::Tensor(iota(&[2])))],
+            vec![],
+        );
         assert_eq!(floats(&t), vec![0., 1.]);
-        let t = run1("Constant", 13, vec![("value_float", AttrValue::Float(2.5))], vec![]);
+        let t = run1(
+            "Constant",
+            13,
+            vec![("value_float", AttrValue::Float(2.5))],
+            vec![],
+        );
         assert_eq!(t.shape(), &[] as &[usize]);
         assert_eq!(floats(&t), vec![2.5]);
-        let t = run1("Constant", 13, vec![("value_ints", AttrValue::Ints(vec![3, 4]))], vec![]);
+        let t = run1(
+            "Constant",
+            13,
+            vec![("value_ints", AttrValue::Ints(vec![3, 4]))],
+            vec![],
+        );
         assert_eq!(ints(&t), vec![3, 4]);
-        let t = run1("Constant", 13, vec![("value_strings", AttrValue::Strings(vec![b"a".to_vec()]))], vec![]);
+        let t = run1(
+            "Constant",
+            13,
+            vec![("value_strings", AttrValue::Strings(vec![b"a".to_vec()]))],
+            vec![],
+        );
         assert_eq!(texts(&t), vec!["a"]);
         assert!(run("Constant", 13, vec![], vec![], 1).is_err());
-        assert!(run("Constant", 13, vec![("value_int", AttrValue::Int(1)), ("value_float", AttrValue::Float(1.))], vec![], 1).is_err());
+        assert!(run(
+            "Constant",
+            13,
+            vec![
+                ("value_int", AttrValue::Int(1)),
+                ("value_float", AttrValue::Float(1.))
+            ],
+            vec![],
+            1
+        )
+        .is_err());
     }
 
     #[test]
@@ -209,24 +287,77 @@ mod tests {
         assert_eq!(t.dtype(), DType::Float32);
         assert_eq!(floats(&t), vec![0.; 6]);
         let v = Tensor::from_slice(&[1], &[7i32]).unwrap();
-        let t = run1("ConstantOfShape", 9, vec![("value", AttrValue::Tensor(v))], vec![i64s(&[])]);
+        let t = run1(
+            "ConstantOfShape",
+            9,
+            vec![("value", AttrValue::Tensor(v))],
+            vec![i64s(&[])],
+        );
         assert_eq!(t.shape(), &[] as &[usize]);
         assert_eq!(ints(&t), vec![7]);
-        let e = run1("EyeLike", 9, vec![("k", AttrValue::Int(1)), ("dtype", AttrValue::Int(7))], vec![iota(&[3, 3])]);
+        let e = run1(
+            "EyeLike",
+            9,
+            vec![("k", AttrValue::Int(1)), ("dtype", AttrValue::Int(7))],
+            vec![iota(&[3, 3])],
+        );
         assert_eq!(ints(&e), vec![0, 1, 0, 0, 0, 1, 0, 0, 0]);
-        let e = run1("EyeLike", 9, vec![("k", AttrValue::Int(-1))], vec![iota(&[2, 3])]);
+        let e = run1(
+            "EyeLike",
+            9,
+            vec![("k", AttrValue::Int(-1))],
+            vec![iota(&[2, 3])],
+        );
         assert_eq!(floats(&e), vec![0., 0., 0., 1., 0., 0.]);
     }
 
     #[test]
     fn ranges() {
-        let r = run1("Range", 11, vec![], vec![Tensor::scalar(10i32), Tensor::scalar(4i32), Tensor::scalar(-3i32)]);
+        let r = run1(
+            "Range",
+            11,
+            vec![],
+            vec![
+                Tensor::scalar(10i32),
+                Tensor::scalar(4i32),
+                Tensor::scalar(-3i32),
+            ],
+        );
         assert_eq!(ints(&r), vec![10, 7]);
-        let r = run1("Range", 11, vec![], vec![Tensor::scalar(1f32), Tensor::scalar(2f32), Tensor::scalar(0.3f32)]);
+        let r = run1(
+            "Range",
+            11,
+            vec![],
+            vec![
+                Tensor::scalar(1f32),
+                Tensor::scalar(2f32),
+                Tensor::scalar(0.3f32),
+            ],
+        );
         assert_eq!(r.len(), 4);
         assert!((floats(&r)[3] - 1.9).abs() < 1e-6);
-        let r = run1("Range", 11, vec![], vec![Tensor::scalar(5i64), Tensor::scalar(1i64), Tensor::scalar(1i64)]);
+        let r = run1(
+            "Range",
+            11,
+            vec![],
+            vec![
+                Tensor::scalar(5i64),
+                Tensor::scalar(1i64),
+                Tensor::scalar(1i64),
+            ],
+        );
         assert_eq!(r.shape(), &[0]);
-        assert!(run("Range", 11, vec![], vec![Tensor::scalar(1i64), Tensor::scalar(2i64), Tensor::scalar(0i64)], 1).is_err());
+        assert!(run(
+            "Range",
+            11,
+            vec![],
+            vec![
+                Tensor::scalar(1i64),
+                Tensor::scalar(2i64),
+                Tensor::scalar(0i64)
+            ],
+            1
+        )
+        .is_err());
     }
 }

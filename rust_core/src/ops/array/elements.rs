@@ -28,7 +28,9 @@ fn cast<T: Copy>(b: &[u8]) -> Result<&[T]> {
         return Ok(&[]);
     }
     if b.as_ptr() as usize % std::mem::align_of::<T>() != 0 || b.len() % sz != 0 {
-        return Err(Error::Internal("tensor data is not aligned for its element width".into()));
+        return Err(Error::Internal(
+            "tensor data is not aligned for its element width".into(),
+        ));
     }
     // SAFETY: alignment and length checked; T is an integer type (any bit pattern is valid).
     Ok(unsafe { std::slice::from_raw_parts(b.as_ptr() as *const T, b.len() / sz) })
@@ -40,14 +42,24 @@ fn cast_mut<T: Copy>(b: &mut [u8]) -> Result<&mut [T]> {
         return Ok(&mut []);
     }
     if b.as_ptr() as usize % std::mem::align_of::<T>() != 0 || b.len() % sz != 0 {
-        return Err(Error::Internal("tensor data is not aligned for its element width".into()));
+        return Err(Error::Internal(
+            "tensor data is not aligned for its element width".into(),
+        ));
     }
     // SAFETY: as in `cast`, and the slice is borrowed mutably.
     Ok(unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut T, b.len() / sz) })
 }
 
-fn move_typed<T: Elem + Copy>(dtype: DType, srcs: &[&Tensor], out_shape: &[usize], k: &impl MoveKernel) -> Result<Tensor> {
-    let views = srcs.iter().map(|t| cast::<T>(t.bytes()?)).collect::<Result<Vec<&[T]>>>()?;
+fn move_typed<T: Elem + Copy>(
+    dtype: DType,
+    srcs: &[&Tensor],
+    out_shape: &[usize],
+    k: &impl MoveKernel,
+) -> Result<Tensor> {
+    let views = srcs
+        .iter()
+        .map(|t| cast::<T>(t.bytes()?))
+        .collect::<Result<Vec<&[T]>>>()?;
     let mut out = Tensor::zeros(dtype, out_shape)?;
     let dst = cast_mut::<T>(out.make_mut_bytes()?)?;
     k.run(&views, dst)?;
@@ -56,7 +68,13 @@ fn move_typed<T: Elem + Copy>(dtype: DType, srcs: &[&Tensor], out_shape: &[usize
 
 /// Runs a data-movement kernel producing a tensor of `dtype` and `out_shape` from `srcs`,
 /// which must all be of `dtype` (checked here, naming `op`).
-pub fn apply_move(op: &str, dtype: DType, srcs: &[&Tensor], out_shape: &[usize], k: &impl MoveKernel) -> Result<Tensor> {
+pub fn apply_move(
+    op: &str,
+    dtype: DType,
+    srcs: &[&Tensor],
+    out_shape: &[usize],
+    k: &impl MoveKernel,
+) -> Result<Tensor> {
     for (i, s) in srcs.iter().enumerate() {
         if s.dtype() != dtype {
             return Err(Error::InvalidArgument(format!(
@@ -67,7 +85,10 @@ pub fn apply_move(op: &str, dtype: DType, srcs: &[&Tensor], out_shape: &[usize],
     }
     match dtype.size() {
         0 => {
-            let views = srcs.iter().map(|t| t.strings()).collect::<Result<Vec<&[Vec<u8>]>>>()?;
+            let views = srcs
+                .iter()
+                .map(|t| t.strings())
+                .collect::<Result<Vec<&[Vec<u8>]>>>()?;
             let n = crate::tensor::checked_numel(out_shape)?;
             let mut out = vec![Vec::new(); n];
             k.run(&views, &mut out)?;
@@ -118,7 +139,9 @@ pub fn par_rows<T: Send>(
     let err: Mutex<Option<Error>> = Mutex::new(None);
     pool.parallel_for(rows, min_rows, |s, e| {
         // SAFETY: chunks [s, e) of rows are disjoint and inside `dst`, which outlives the call.
-        let chunk = unsafe { std::slice::from_raw_parts_mut(base.get().add(s * row_len), (e - s) * row_len) };
+        let chunk = unsafe {
+            std::slice::from_raw_parts_mut(base.get().add(s * row_len), (e - s) * row_len)
+        };
         if let Err(x) = f(s, chunk) {
             let mut g = err.lock().unwrap_or_else(|p| p.into_inner());
             if g.is_none() {
@@ -135,7 +158,14 @@ pub fn par_rows<T: Send>(
 /// Walks the row-major linear indices `start..end` of `shape`, calling `f(k, offset)` with
 /// `offset = base + Σ idx[d] * strides[d]` (signed strides; the caller guarantees offsets stay
 /// non-negative). Offsets are updated incrementally (no division per element).
-pub fn walk_offsets(shape: &[usize], strides: &[isize], base: isize, start: usize, end: usize, mut f: impl FnMut(usize, usize)) {
+pub fn walk_offsets(
+    shape: &[usize],
+    strides: &[isize],
+    base: isize,
+    start: usize,
+    end: usize,
+    mut f: impl FnMut(usize, usize),
+) {
     if start >= end {
         return;
     }
@@ -189,7 +219,10 @@ pub fn walk_offsets(shape: &[usize], strides: &[isize], base: isize, start: usiz
 
 /// Row-major strides (in elements) of `shape`, signed.
 pub fn signed_strides(shape: &[usize]) -> Vec<isize> {
-    crate::ops::common::strides_of(shape).into_iter().map(|s| s as isize).collect()
+    crate::ops::common::strides_of(shape)
+        .into_iter()
+        .map(|s| s as isize)
+        .collect()
 }
 
 /// Calls the generic expression with `$T` bound to the Rust type of a numeric dtype (bool as
@@ -198,18 +231,54 @@ macro_rules! dispatch_numeric {
     ($dt:expr, $T:ident => $body:expr, $other:expr) => {{
         use $crate::tensor::DType as __D;
         match $dt {
-            __D::Float32 => { type $T = f32; $body }
-            __D::Float64 => { type $T = f64; $body }
-            __D::Float16 => { type $T = half::f16; $body }
-            __D::BFloat16 => { type $T = half::bf16; $body }
-            __D::Int8 => { type $T = i8; $body }
-            __D::Int16 => { type $T = i16; $body }
-            __D::Int32 => { type $T = i32; $body }
-            __D::Int64 => { type $T = i64; $body }
-            __D::Uint8 | __D::Bool => { type $T = u8; $body }
-            __D::Uint16 => { type $T = u16; $body }
-            __D::Uint32 => { type $T = u32; $body }
-            __D::Uint64 => { type $T = u64; $body }
+            __D::Float32 => {
+                type $T = f32;
+                $body
+            }
+            __D::Float64 => {
+                type $T = f64;
+                $body
+            }
+            __D::Float16 => {
+                type $T = half::f16;
+                $body
+            }
+            __D::BFloat16 => {
+                type $T = half::bf16;
+                $body
+            }
+            __D::Int8 => {
+                type $T = i8;
+                $body
+            }
+            __D::Int16 => {
+                type $T = i16;
+                $body
+            }
+            __D::Int32 => {
+                type $T = i32;
+                $body
+            }
+            __D::Int64 => {
+                type $T = i64;
+                $body
+            }
+            __D::Uint8 | __D::Bool => {
+                type $T = u8;
+                $body
+            }
+            __D::Uint16 => {
+                type $T = u16;
+                $body
+            }
+            __D::Uint32 => {
+                type $T = u32;
+                $body
+            }
+            __D::Uint64 => {
+                type $T = u64;
+                $body
+            }
             _ => $other,
         }
     }};
@@ -298,7 +367,12 @@ pub fn scalar_of(dtype: DType, v: f64, shape: &[usize]) -> Result<Tensor> {
 
 /// Reads an integer tensor (a shape, axes, indices...) as i64 values, naming `what` on error.
 pub fn ints_of(t: &Tensor, what: &str) -> Result<Vec<i64>> {
-    t.to_i64_vec().map_err(|_| Error::InvalidArgument(format!("{what} must be an integer tensor, got {}", t.dtype())))
+    t.to_i64_vec().map_err(|_| {
+        Error::InvalidArgument(format!(
+            "{what} must be an integer tensor, got {}",
+            t.dtype()
+        ))
+    })
 }
 
 #[cfg(test)]

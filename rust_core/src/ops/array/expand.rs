@@ -24,14 +24,21 @@ impl MoveKernel for BroadcastKernel<'_> {
         let row = self.row;
         par_rows(self.pool, dst, row, |r0, chunk| {
             let rows = chunk.len() / row;
-            walk_offsets(self.walk_shape, self.walk_strides, 0, r0, r0 + rows, |k, off| {
-                let o = (k - r0) * row;
-                if self.row_broadcast {
-                    chunk[o..o + row].fill(src[off].clone());
-                } else {
-                    chunk[o..o + row].clone_from_slice(&src[off..off + row]);
-                }
-            });
+            walk_offsets(
+                self.walk_shape,
+                self.walk_strides,
+                0,
+                r0,
+                r0 + rows,
+                |k, off| {
+                    let o = (k - r0) * row;
+                    if self.row_broadcast {
+                        chunk[o..o + row].fill(src[off].clone());
+                    } else {
+                        chunk[o..o + row].clone_from_slice(&src[off..off + row]);
+                    }
+                },
+            );
             Ok(())
         })
     }
@@ -92,8 +99,12 @@ impl Op for Expand {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, "Expand")?;
         let shape = dims_of(tensor_in(inputs, 1, "Expand")?, "Expand: input 'shape'")?;
-        let out = broadcast_shapes(x.shape(), &shape)
-            .map_err(|_| Error::ShapeMismatch(format!("Expand: input shape {:?} cannot expand to {shape:?}", x.shape())))?;
+        let out = broadcast_shapes(x.shape(), &shape).map_err(|_| {
+            Error::ShapeMismatch(format!(
+                "Expand: input shape {:?} cannot expand to {shape:?}",
+                x.shape()
+            ))
+        })?;
         Ok(vec![broadcast_to(x, &out, Some(ctx.pool))?.into()])
     }
 }
@@ -119,7 +130,8 @@ impl Op for Tile {
         let mut target = Vec::with_capacity(2 * x.rank());
         let mut out_shape = Vec::with_capacity(x.rank());
         for (&d, &r) in x.shape().iter().zip(&reps) {
-            let r = usize::try_from(r).map_err(|_| Error::InvalidArgument(format!("Tile: negative repeat {r}")))?;
+            let r = usize::try_from(r)
+                .map_err(|_| Error::InvalidArgument(format!("Tile: negative repeat {r}")))?;
             inter.extend([1, d]);
             target.extend([r, d]);
             out_shape.push(r * d);
@@ -142,17 +154,26 @@ mod tests {
         let x = iota(&[3, 1]);
         let r = run1("Expand", 13, vec![], vec![x.clone(), i64s(&[2, 1, 2])]);
         assert_eq!(r.shape(), &[2, 3, 2]);
-        assert_eq!(floats(&r), vec![0., 0., 1., 1., 2., 2., 0., 0., 1., 1., 2., 2.]);
+        assert_eq!(
+            floats(&r),
+            vec![0., 0., 1., 1., 2., 2., 0., 0., 1., 1., 2., 2.]
+        );
         let y = iota(&[1, 3]);
         let r = run1("Expand", 13, vec![], vec![y, i64s(&[2, 1])]);
         assert_eq!(floats(&r), vec![0., 1., 2., 0., 1., 2.]);
         let m = iota(&[2, 1, 1, 3]);
         let r = run1("Expand", 13, vec![], vec![m, i64s(&[2, 2, 2, 3])]);
-        assert_eq!(floats(&r)[..12], [0., 1., 2., 0., 1., 2., 0., 1., 2., 0., 1., 2.]);
+        assert_eq!(
+            floats(&r)[..12],
+            [0., 1., 2., 0., 1., 2., 0., 1., 2., 0., 1., 2.]
+        );
         assert_eq!(floats(&r)[12..15], [3., 4., 5.]);
         assert!(run("Expand", 13, vec![], vec![x, i64s(&[2, 1])], 1).is_err());
         let s = strs(&[1], &["a"]);
-        assert_eq!(texts(&run1("Expand", 13, vec![], vec![s, i64s(&[3])])), vec!["a", "a", "a"]);
+        assert_eq!(
+            texts(&run1("Expand", 13, vec![], vec![s, i64s(&[3])])),
+            vec!["a", "a", "a"]
+        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Gather, GatherElements, GatherND, Compress.
 
 use super::concat::axis_in;
-use super::elements::{apply_move, ints_of, par_rows, signed_strides, walk_offsets, Elem, MoveKernel};
+use super::elements::{
+    apply_move, ints_of, par_rows, signed_strides, walk_offsets, Elem, MoveKernel,
+};
 use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
 use crate::ops::{tensor_in, BuildContext, Op, RunContext, Value};
@@ -14,7 +16,9 @@ pub fn norm_indices(idx: &[i64], n: usize, op: &str, what: &str) -> Result<Vec<u
         .map(|&i| {
             let j = if i < 0 { i + n as i64 } else { i };
             if j < 0 || j >= n as i64 {
-                Err(Error::Runtime(format!("{op}: index {i} in input '{what}' is out of range for a dimension of size {n}")))
+                Err(Error::Runtime(format!(
+                    "{op}: index {i} in input '{what}' is out of range for a dimension of size {n}"
+                )))
             } else {
                 Ok(j as usize)
             }
@@ -51,13 +55,31 @@ impl MoveKernel for TakeKernel<'_> {
 
 /// Takes the slices `idx` (already in range) of `x` along `axis`; `idx_shape` replaces the axis
 /// in the output shape.
-pub fn take(x: &Tensor, axis: usize, idx: &[usize], idx_shape: &[usize], pool: Option<&ThreadPool>, op: &str) -> Result<Tensor> {
+pub fn take(
+    x: &Tensor,
+    axis: usize,
+    idx: &[usize],
+    idx_shape: &[usize],
+    pool: Option<&ThreadPool>,
+    op: &str,
+) -> Result<Tensor> {
     let s = x.shape();
     let mut out_shape = s[..axis].to_vec();
     out_shape.extend_from_slice(idx_shape);
     out_shape.extend_from_slice(&s[axis + 1..]);
     let post: usize = s[axis + 1..].iter().product();
-    apply_move(op, x.dtype(), &[x], &out_shape, &TakeKernel { idx, n: s[axis], post, pool })
+    apply_move(
+        op,
+        x.dtype(),
+        &[x],
+        &out_shape,
+        &TakeKernel {
+            idx,
+            n: s[axis],
+            post,
+            pool,
+        },
+    )
 }
 
 /// Gather.
@@ -70,13 +92,28 @@ impl Op for Gather {
         let x = tensor_in(inputs, 0, "Gather")?;
         let ind = tensor_in(inputs, 1, "Gather")?;
         let axis = axis_in(self.axis, x.rank(), "Gather")?;
-        let idx = norm_indices(&ints_of(ind, "Gather: input 'indices'")?, x.shape()[axis], "Gather", "indices")?;
-        Ok(vec![take(x, axis, &idx, ind.shape(), Some(ctx.pool), "Gather")?.into()])
+        let idx = norm_indices(
+            &ints_of(ind, "Gather: input 'indices'")?,
+            x.shape()[axis],
+            "Gather",
+            "indices",
+        )?;
+        Ok(vec![take(
+            x,
+            axis,
+            &idx,
+            ind.shape(),
+            Some(ctx.pool),
+            "Gather",
+        )?
+        .into()])
     }
 }
 
 pub fn build_gather(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Gather { axis: ctx.attr_i("axis", 0)? }))
+    Ok(Box::new(Gather {
+        axis: ctx.attr_i("axis", 0)?,
+    }))
 }
 
 /// Element gather: for every output position k (an index of the indices tensor), the source
@@ -107,7 +144,14 @@ struct GatherElements {
 
 /// Checks that `ind` has `x`'s rank and no dimension larger than `x`'s (except along `axis`).
 fn check_elementwise_shape(x: &Tensor, ind: &Tensor, axis: usize, op: &str) -> Result<()> {
-    if ind.rank() != x.rank() || ind.shape().iter().zip(x.shape()).enumerate().any(|(d, (i, s))| d != axis && i > s) {
+    if ind.rank() != x.rank()
+        || ind
+            .shape()
+            .iter()
+            .zip(x.shape())
+            .enumerate()
+            .any(|(d, (i, s))| d != axis && i > s)
+    {
         return Err(Error::ShapeMismatch(format!(
             "{op}: indices shape {:?} does not fit data shape {:?} (axis {axis})",
             ind.shape(),
@@ -123,17 +167,36 @@ impl Op for GatherElements {
         let ind = tensor_in(inputs, 1, "GatherElements")?;
         let axis = axis_in(self.axis, x.rank(), "GatherElements")?;
         check_elementwise_shape(x, ind, axis, "GatherElements")?;
-        let idx = norm_indices(&ints_of(ind, "GatherElements: input 'indices'")?, x.shape()[axis], "GatherElements", "indices")?;
+        let idx = norm_indices(
+            &ints_of(ind, "GatherElements: input 'indices'")?,
+            x.shape()[axis],
+            "GatherElements",
+            "indices",
+        )?;
         let mut st = signed_strides(x.shape());
         let axis_stride = st[axis] as usize;
         st[axis] = 0;
-        let k = ElementKernel { walk_shape: ind.shape(), walk_strides: &st, idx: &idx, axis_stride };
-        Ok(vec![apply_move("GatherElements", x.dtype(), &[x], ind.shape(), &k)?.into()])
+        let k = ElementKernel {
+            walk_shape: ind.shape(),
+            walk_strides: &st,
+            idx: &idx,
+            axis_stride,
+        };
+        Ok(vec![apply_move(
+            "GatherElements",
+            x.dtype(),
+            &[x],
+            ind.shape(),
+            &k,
+        )?
+        .into()])
     }
 }
 
 pub fn build_gather_elements(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(GatherElements { axis: ctx.attr_i("axis", 0)? }))
+    Ok(Box::new(GatherElements {
+        axis: ctx.attr_i("axis", 0)?,
+    }))
 }
 
 /// Copies `post`-element slices from precomputed source offsets (one per output slice).
@@ -184,7 +247,11 @@ impl Op for GatherND {
         let batch_block: usize = ds[b..].iter().product();
         let st = crate::ops::common::strides_of(&ds[b..]);
         let raw = ints_of(ind, "GatherND: input 'indices'")?;
-        let tuples = if m == 0 { is[..q - 1].iter().product() } else { raw.len() / m };
+        let tuples = if m == 0 {
+            is[..q - 1].iter().product()
+        } else {
+            raw.len() / m
+        };
         let per_batch = tuples / is[..b].iter().product::<usize>().max(1);
         let mut offsets = Vec::with_capacity(tuples);
         for t in 0..tuples {
@@ -203,8 +270,18 @@ impl Op for GatherND {
             }
             offsets.push(off);
         }
-        let k = OffsetsKernel { offsets: &offsets, post };
-        Ok(vec![apply_move("GatherND", x.dtype(), &[x], &out_shape, &k)?.into()])
+        let k = OffsetsKernel {
+            offsets: &offsets,
+            post,
+        };
+        Ok(vec![apply_move(
+            "GatherND",
+            x.dtype(),
+            &[x],
+            &out_shape,
+            &k,
+        )?
+        .into()])
     }
 }
 
@@ -213,7 +290,9 @@ pub fn build_gather_nd(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     if b < 0 {
         return Err(ctx.invalid(format!("attribute 'batch_dims' must be >= 0, got {b}")));
     }
-    Ok(Box::new(GatherND { batch_dims: b as usize }))
+    Ok(Box::new(GatherND {
+        batch_dims: b as usize,
+    }))
 }
 
 /// Compress: keeps the slices along `axis` (of the flattened input without axis) whose
@@ -249,13 +328,28 @@ impl Op for Compress {
                 c.len()
             )));
         }
-        let idx: Vec<usize> = c.iter().enumerate().filter(|(_, &v)| v != 0).map(|(i, _)| i).collect();
-        Ok(vec![take(x, axis, &idx, &[idx.len()], Some(ctx.pool), "Compress")?.into()])
+        let idx: Vec<usize> = c
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v != 0)
+            .map(|(i, _)| i)
+            .collect();
+        Ok(vec![take(
+            x,
+            axis,
+            &idx,
+            &[idx.len()],
+            Some(ctx.pool),
+            "Compress",
+        )?
+        .into()])
     }
 }
 
 pub fn build_compress(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Compress { axis: ctx.attr_opt_i("axis")? }))
+    Ok(Box::new(Compress {
+        axis: ctx.attr_opt_i("axis")?,
+    }))
 }
 
 #[cfg(test)]
@@ -271,7 +365,12 @@ mod tests {
         let r = run1("Gather", 13, vec![], vec![x.clone(), i64s(&[2, -3])]);
         assert_eq!(floats(&r), vec![8., 9., 10., 11., 0., 1., 2., 3.]);
         let ind = Tensor::from_slice(&[2, 1], &[3i32, 0]).unwrap();
-        let r = run1("Gather", 13, vec![("axis", AttrValue::Int(-1))], vec![x.clone(), ind]);
+        let r = run1(
+            "Gather",
+            13,
+            vec![("axis", AttrValue::Int(-1))],
+            vec![x.clone(), ind],
+        );
         assert_eq!(r.shape(), &[3, 2, 1]);
         assert_eq!(floats(&r), vec![3., 0., 7., 4., 11., 8.]);
         let r = run1("Gather", 13, vec![], vec![x.clone(), Tensor::scalar(1i64)]);
@@ -281,7 +380,10 @@ mod tests {
             other => panic!("expected a runtime error, got {other:?}"),
         }
         let s = strs(&[3], &["a", "b", "c"]);
-        assert_eq!(texts(&run1("Gather", 13, vec![], vec![s, i64s(&[2, 2, 0])])), vec!["c", "c", "a"]);
+        assert_eq!(
+            texts(&run1("Gather", 13, vec![], vec![s, i64s(&[2, 2, 0])])),
+            vec!["c", "c", "a"]
+        );
         let r = run1("Gather", 13, vec![], vec![x, i64s(&[])]);
         assert_eq!(r.shape(), &[0, 4]);
     }
@@ -291,7 +393,12 @@ mod tests {
         // onnx example: data [[1,2],[3,4]], indices [[0,0],[1,0]], axis 1 -> [[1,1],[4,3]]
         let x = Tensor::from_slice(&[2, 2], &[1f32, 2., 3., 4.]).unwrap();
         let ind = Tensor::from_slice(&[2, 2], &[0i64, 0, 1, 0]).unwrap();
-        let r = run1("GatherElements", 13, vec![("axis", AttrValue::Int(1))], vec![x.clone(), ind]);
+        let r = run1(
+            "GatherElements",
+            13,
+            vec![("axis", AttrValue::Int(1))],
+            vec![x.clone(), ind],
+        );
         assert_eq!(floats(&r), vec![1., 1., 4., 3.]);
         let ind = Tensor::from_slice(&[1, 2], &[-1i64, 0]).unwrap();
         let r = run1("GatherElements", 13, vec![], vec![x.clone(), ind]);
@@ -303,14 +410,22 @@ mod tests {
         // batch_dims 1: data [2,2,2] = 0..8, indices [[1],[0]] -> [[2,3],[4,5]]
         let d = iota(&[2, 2, 2]);
         let ind = Tensor::from_slice(&[2, 1], &[1i64, 0]).unwrap();
-        let r = run1("GatherND", 13, vec![("batch_dims", AttrValue::Int(1))], vec![d.clone(), ind]);
+        let r = run1(
+            "GatherND",
+            13,
+            vec![("batch_dims", AttrValue::Int(1))],
+            vec![d.clone(), ind],
+        );
         assert_eq!(r.shape(), &[2, 2]);
         assert_eq!(floats(&r), vec![2., 3., 4., 5.]);
         let ind = Tensor::from_slice(&[2, 3], &[0i64, 1, 1, 1, 1, 0]).unwrap();
         let r = run1("GatherND", 13, vec![], vec![d.clone(), ind]);
         assert_eq!(floats(&r), vec![3., 6.]);
         let ind = Tensor::from_slice(&[1, 1], &[2i64]).unwrap();
-        assert!(matches!(run("GatherND", 13, vec![], vec![d, ind], 1), Err(Error::Runtime(_))));
+        assert!(matches!(
+            run("GatherND", 13, vec![], vec![d, ind], 1),
+            Err(Error::Runtime(_))
+        ));
     }
 
     #[test]
@@ -318,7 +433,12 @@ mod tests {
         let x = iota(&[3, 2]);
         let c = Tensor::from_slice(&[3], &[0u8, 1, 1]).unwrap();
         let c = Tensor::from_bytes(crate::DType::Bool, &[3], c.bytes().unwrap()).unwrap();
-        let r = run1("Compress", 11, vec![("axis", AttrValue::Int(0))], vec![x.clone(), c.clone()]);
+        let r = run1(
+            "Compress",
+            11,
+            vec![("axis", AttrValue::Int(0))],
+            vec![x.clone(), c.clone()],
+        );
         assert_eq!(floats(&r), vec![2., 3., 4., 5.]);
         let r = run1("Compress", 11, vec![], vec![x, c]);
         assert_eq!(floats(&r), vec![1., 2.]);

@@ -8,20 +8,34 @@ use crate::tensor::Tensor;
 struct NonZero;
 
 fn flags<T: Num>(t: &Tensor) -> Result<Vec<usize>> {
-    Ok(t.as_slice::<T>()?.iter().enumerate().filter(|(_, v)| !v.is_zero()).map(|(i, _)| i).collect())
+    Ok(t.as_slice::<T>()?
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| !v.is_zero())
+        .map(|(i, _)| i)
+        .collect())
 }
 
 impl Op for NonZero {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, "NonZero")?;
         let hits = if x.dtype() == crate::tensor::DType::String {
-            x.strings()?.iter().enumerate().filter(|(_, s)| !s.is_empty()).map(|(i, _)| i).collect()
+            x.strings()?
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !s.is_empty())
+                .map(|(i, _)| i)
+                .collect()
         } else {
             dispatch_numeric!(x.dtype(), T => flags::<T>(x)?,
                 return Err(Error::UnsupportedDtype(format!("NonZero: element type {} is not supported", x.dtype()))))
         };
         // A scalar behaves as a 1-element vector (numpy's nonzero).
-        let shape: Vec<usize> = if x.rank() == 0 { vec![1] } else { x.shape().to_vec() };
+        let shape: Vec<usize> = if x.rank() == 0 {
+            vec![1]
+        } else {
+            x.shape().to_vec()
+        };
         let r = shape.len();
         let n = hits.len();
         let st = crate::ops::common::strides_of(&shape);
@@ -50,7 +64,12 @@ mod tests {
         let r = run1("NonZero", 13, vec![], vec![x]);
         assert_eq!(r.shape(), &[2, 3]);
         assert_eq!(ints(&r), vec![0, 1, 1, 0, 0, 1]);
-        let e = run1("NonZero", 13, vec![], vec![Tensor::zeros(crate::DType::Float32, &[3]).unwrap()]);
+        let e = run1(
+            "NonZero",
+            13,
+            vec![],
+            vec![Tensor::zeros(crate::DType::Float32, &[3]).unwrap()],
+        );
         assert_eq!(e.shape(), &[1, 0]);
     }
 }

@@ -34,7 +34,9 @@ impl Op for OneHot {
             .first()
             .ok_or_else(|| Error::InvalidArgument("OneHot: input 'depth' is empty".into()))?;
         if !(depth >= 1.0) {
-            return Err(Error::InvalidArgument(format!("OneHot: depth must be positive, got {depth}")));
+            return Err(Error::InvalidArgument(format!(
+                "OneHot: depth must be positive, got {depth}"
+            )));
         }
         let depth = depth as usize;
         if values.len() != 2 {
@@ -44,9 +46,16 @@ impl Op for OneHot {
             )));
         }
         let r = ind.rank() as i64 + 1;
-        let axis = if self.axis < 0 { self.axis + r } else { self.axis };
+        let axis = if self.axis < 0 {
+            self.axis + r
+        } else {
+            self.axis
+        };
         if axis < 0 || axis >= r {
-            return Err(Error::InvalidArgument(format!("OneHot: axis {} is out of range for output rank {r}", self.axis)));
+            return Err(Error::InvalidArgument(format!(
+                "OneHot: axis {} is out of range for output rank {r}",
+                self.axis
+            )));
         }
         let axis = axis as usize;
         let mut out_shape = ind.shape().to_vec();
@@ -65,12 +74,21 @@ impl Op for OneHot {
             }
         }
         let flat = values.reshaped(&[2])?;
-        Ok(vec![apply_move("OneHot", values.dtype(), &[&flat], &out_shape, &OneHotKernel { on_positions: &on })?.into()])
+        Ok(vec![apply_move(
+            "OneHot",
+            values.dtype(),
+            &[&flat],
+            &out_shape,
+            &OneHotKernel { on_positions: &on },
+        )?
+        .into()])
     }
 }
 
 pub fn build_one_hot(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(OneHot { axis: ctx.attr_i("axis", -1)? }))
+    Ok(Box::new(OneHot {
+        axis: ctx.attr_i("axis", -1)?,
+    }))
 }
 
 #[cfg(test)]
@@ -83,10 +101,20 @@ mod tests {
     fn one_hot() {
         let ind = Tensor::from_slice(&[3], &[0i64, -1, 5]).unwrap();
         let vals = Tensor::from_slice(&[2], &[0f32, 1.]).unwrap();
-        let r = run1("OneHot", 11, vec![], vec![ind.clone(), Tensor::scalar(3f32), vals.clone()]);
+        let r = run1(
+            "OneHot",
+            11,
+            vec![],
+            vec![ind.clone(), Tensor::scalar(3f32), vals.clone()],
+        );
         assert_eq!(r.shape(), &[3, 3]);
         assert_eq!(floats(&r), vec![1., 0., 0., 0., 0., 1., 0., 0., 0.]);
-        let r = run1("OneHot", 11, vec![("axis", AttrValue::Int(0))], vec![ind, Tensor::scalar(3i64), vals]);
+        let r = run1(
+            "OneHot",
+            11,
+            vec![("axis", AttrValue::Int(0))],
+            vec![ind, Tensor::scalar(3i64), vals],
+        );
         assert_eq!(floats(&r), vec![1., 0., 0., 0., 0., 0., 0., 1., 0.]);
     }
 }

@@ -19,11 +19,15 @@ pub enum PadMode {
 fn axis_map(dim: usize, begin: i64, end: i64, mode: PadMode) -> Result<Vec<Option<usize>>> {
     let out = dim as i64 + begin + end;
     if out < 0 {
-        return Err(Error::InvalidArgument(format!("Pad: pads ({begin}, {end}) remove more than the dimension {dim}")));
+        return Err(Error::InvalidArgument(format!(
+            "Pad: pads ({begin}, {end}) remove more than the dimension {dim}"
+        )));
     }
     let d = dim as i64;
     if d == 0 && out > 0 && mode != PadMode::Constant {
-        return Err(Error::InvalidArgument(format!("Pad: cannot pad an empty axis in {mode:?} mode")));
+        return Err(Error::InvalidArgument(format!(
+            "Pad: cannot pad an empty axis in {mode:?} mode"
+        )));
     }
     Ok((0..out)
         .map(|o| {
@@ -130,18 +134,35 @@ impl MoveKernel for PadKernel<'_> {
 }
 
 /// Pads `x` by per-axis (begin, end) amounts; `value` is a one-element tensor of x's dtype.
-pub fn pad_tensor(x: &Tensor, pads: &[(i64, i64)], mode: PadMode, value: &Tensor, pool: Option<&ThreadPool>) -> Result<Tensor> {
+pub fn pad_tensor(
+    x: &Tensor,
+    pads: &[(i64, i64)],
+    mode: PadMode,
+    value: &Tensor,
+    pool: Option<&ThreadPool>,
+) -> Result<Tensor> {
     if pads.iter().all(|&(b, e)| b == 0 && e == 0) {
         return Ok(x.clone());
     }
-    let maps = x.shape().iter().zip(pads).map(|(&d, &(b, e))| axis_map(d, b, e, mode)).collect::<Result<Vec<_>>>()?;
+    let maps = x
+        .shape()
+        .iter()
+        .zip(pads)
+        .map(|(&d, &(b, e))| axis_map(d, b, e, mode))
+        .collect::<Result<Vec<_>>>()?;
     let out_shape: Vec<usize> = maps.iter().map(|m| m.len()).collect();
     if x.rank() == 0 || out_shape.contains(&0) {
         return Tensor::zeros(x.dtype(), &out_shape);
     }
     let in_strides = crate::ops::common::strides_of(x.shape());
     let last_runs = runs_of(&maps[x.rank() - 1]);
-    let k = PadKernel { maps: &maps, in_strides: &in_strides, out_shape: &out_shape, last_runs: &last_runs, pool };
+    let k = PadKernel {
+        maps: &maps,
+        in_strides: &in_strides,
+        out_shape: &out_shape,
+        last_runs: &last_runs,
+        pool,
+    };
     apply_move("Pad", x.dtype(), &[x, value], &out_shape, &k)
 }
 
@@ -168,19 +189,28 @@ impl Op for Pad {
         let x = tensor_in(inputs, 0, "Pad")?;
         let r = x.rank();
         let (raw, value, axes) = match &self.attr_pads {
-            Some(p) => (p.clone(), scalar_of(x.dtype(), self.attr_value as f64, &[1])?, None),
+            Some(p) => (
+                p.clone(),
+                scalar_of(x.dtype(), self.attr_value as f64, &[1])?,
+                None,
+            ),
             None => {
                 let raw = ints_of(tensor_in(inputs, 1, "Pad")?, "Pad: input 'pads'")?;
                 let value = match opt_tensor_in(inputs, 2, "Pad")? {
                     Some(v) if v.len() >= 1 => v.reshaped(&[v.len()])?,
                     _ => Tensor::zeros(x.dtype(), &[1])?,
                 };
-                let axes = opt_tensor_in(inputs, 3, "Pad")?.map(|t| ints_of(t, "Pad: input 'axes'")).transpose()?;
+                let axes = opt_tensor_in(inputs, 3, "Pad")?
+                    .map(|t| ints_of(t, "Pad: input 'axes'"))
+                    .transpose()?;
                 (raw, value, axes)
             }
         };
         let axes: Vec<usize> = match axes {
-            Some(a) => a.iter().map(|&a| axis_in(a, r, "Pad")).collect::<Result<_>>()?,
+            Some(a) => a
+                .iter()
+                .map(|&a| axis_in(a, r, "Pad"))
+                .collect::<Result<_>>()?,
             None => (0..r).collect(),
         };
         if raw.len() != 2 * axes.len() {
@@ -193,20 +223,38 @@ impl Op for Pad {
         for (i, &a) in axes.iter().enumerate() {
             pads[a] = (raw[i], raw[axes.len() + i]);
         }
-        Ok(vec![pad_tensor(x, &pads, self.mode, &value, Some(ctx.pool))?.into()])
+        Ok(vec![pad_tensor(
+            x,
+            &pads,
+            self.mode,
+            &value,
+            Some(ctx.pool),
+        )?
+        .into()])
     }
 }
 
 pub fn build_pad(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let m = ctx.attr_s("mode", "constant")?;
-    let mode = parse_mode(&m).ok_or_else(|| ctx.invalid(format!("unknown mode '{m}' (constant, reflect, edge, wrap)")))?;
+    let mode = parse_mode(&m).ok_or_else(|| {
+        ctx.invalid(format!(
+            "unknown mode '{m}' (constant, reflect, edge, wrap)"
+        ))
+    })?;
     let attr_pads = if ctx.opset < 11 {
         let key = if ctx.opset < 2 { "paddings" } else { "pads" };
-        Some(ctx.attr_ints(key)?.ok_or_else(|| ctx.invalid(format!("attribute '{key}' is required")))?)
+        Some(
+            ctx.attr_ints(key)?
+                .ok_or_else(|| ctx.invalid(format!("attribute '{key}' is required")))?,
+        )
     } else {
         None
     };
-    Ok(Box::new(Pad { mode, attr_pads, attr_value: ctx.attr_f("value", 0.0)? }))
+    Ok(Box::new(Pad {
+        mode,
+        attr_pads,
+        attr_value: ctx.attr_f("value", 0.0)?,
+    }))
 }
 
 /// CenterCropPad: crops or zero-pads the listed axes symmetrically to the target sizes.
@@ -217,10 +265,16 @@ struct CenterCropPad {
 impl Op for CenterCropPad {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, "CenterCropPad")?;
-        let shape = ints_of(tensor_in(inputs, 1, "CenterCropPad")?, "CenterCropPad: input 'shape'")?;
+        let shape = ints_of(
+            tensor_in(inputs, 1, "CenterCropPad")?,
+            "CenterCropPad: input 'shape'",
+        )?;
         let r = x.rank();
         let axes: Vec<usize> = match &self.axes {
-            Some(a) => a.iter().map(|&a| axis_in(a, r, "CenterCropPad")).collect::<Result<_>>()?,
+            Some(a) => a
+                .iter()
+                .map(|&a| axis_in(a, r, "CenterCropPad"))
+                .collect::<Result<_>>()?,
             None => (0..r).collect(),
         };
         if shape.len() != axes.len() {
@@ -232,7 +286,9 @@ impl Op for CenterCropPad {
         let mut pads = vec![(0i64, 0i64); r];
         for (&a, &s) in axes.iter().zip(&shape) {
             if s < 0 {
-                return Err(Error::InvalidArgument(format!("CenterCropPad: negative target size {s}")));
+                return Err(Error::InvalidArgument(format!(
+                    "CenterCropPad: negative target size {s}"
+                )));
             }
             let diff = s - x.shape()[a] as i64;
             // Crop: begin = floor(excess / 2); pad: begin = floor(missing / 2).
@@ -240,12 +296,21 @@ impl Op for CenterCropPad {
             pads[a] = (begin, diff - begin);
         }
         let zero = Tensor::zeros(x.dtype(), &[1])?;
-        Ok(vec![pad_tensor(x, &pads, PadMode::Constant, &zero, Some(ctx.pool))?.into()])
+        Ok(vec![pad_tensor(
+            x,
+            &pads,
+            PadMode::Constant,
+            &zero,
+            Some(ctx.pool),
+        )?
+        .into()])
     }
 }
 
 pub fn build_center_crop_pad(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(CenterCropPad { axes: ctx.attr_ints("axes")? }))
+    Ok(Box::new(CenterCropPad {
+        axes: ctx.attr_ints("axes")?,
+    }))
 }
 
 #[cfg(test)]
@@ -263,7 +328,12 @@ mod tests {
         // numpy.pad(arange(4), (3, 2), mode) for each mode.
         let x = iota(&[4]);
         let p = i64s(&[3, 2]);
-        let c = run1("Pad", 13, vec![], vec![x.clone(), p.clone(), Tensor::scalar(9f32)]);
+        let c = run1(
+            "Pad",
+            13,
+            vec![],
+            vec![x.clone(), p.clone(), Tensor::scalar(9f32)],
+        );
         assert_eq!(floats(&c), vec![9., 9., 9., 0., 1., 2., 3., 9., 9.]);
         let r = run1("Pad", 13, vec![mode("reflect")], vec![x.clone(), p.clone()]);
         assert_eq!(floats(&r), vec![3., 2., 1., 0., 1., 2., 3., 2., 1.]);
@@ -281,13 +351,38 @@ mod tests {
     fn pad_2d_axes_and_attr_form() {
         let x = iota(&[2, 2]);
         // Opset 18 axes: pad only axis -1 by (1, 0).
-        let r = run_opt("Pad", 18, vec![], vec![Some(x.clone()), Some(i64s(&[1, 0])), None, Some(i64s(&[-1]))], 1).unwrap();
+        let r = run_opt(
+            "Pad",
+            18,
+            vec![],
+            vec![
+                Some(x.clone()),
+                Some(i64s(&[1, 0])),
+                None,
+                Some(i64s(&[-1])),
+            ],
+            1,
+        )
+        .unwrap();
         let r = r[0].as_tensor().unwrap();
         assert_eq!(r.shape(), &[2, 3]);
         assert_eq!(floats(r), vec![0., 0., 1., 0., 2., 3.]);
-        let r = run1("Pad", 2, vec![("pads", AttrValue::Ints(vec![1, 0, 0, 0])), ("value", AttrValue::Float(5.))], vec![x.clone()]);
+        let r = run1(
+            "Pad",
+            2,
+            vec![
+                ("pads", AttrValue::Ints(vec![1, 0, 0, 0])),
+                ("value", AttrValue::Float(5.)),
+            ],
+            vec![x.clone()],
+        );
         assert_eq!(floats(&r), vec![5., 5., 0., 1., 2., 3.]);
-        let r = run1("Pad", 13, vec![mode("reflect")], vec![x, i64s(&[0, 1, 0, 1])]);
+        let r = run1(
+            "Pad",
+            13,
+            vec![mode("reflect")],
+            vec![x, i64s(&[0, 1, 0, 1])],
+        );
         assert_eq!(floats(&r), vec![1., 0., 1., 0., 3., 2., 3., 2.]);
     }
 

@@ -13,7 +13,9 @@ impl Op for Identity {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
         match inputs.first().copied().flatten() {
             Some(v) => Ok(vec![v.clone()]),
-            None => Err(Error::InvalidArgument("Identity: input 0 is missing".into())),
+            None => Err(Error::InvalidArgument(
+                "Identity: input 0 is missing".into(),
+            )),
         }
     }
 }
@@ -46,7 +48,10 @@ impl Op for Shape {
 }
 
 pub fn build_shape(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Shape { start: ctx.attr_i("start", 0)?, end: ctx.attr_opt_i("end")? }))
+    Ok(Box::new(Shape {
+        start: ctx.attr_i("start", 0)?,
+        end: ctx.attr_opt_i("end")?,
+    }))
 }
 
 /// Size: the number of elements as an int64 scalar.
@@ -72,7 +77,9 @@ pub fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> Result<
         match d {
             -1 => {
                 if infer.is_some() {
-                    return Err(Error::InvalidArgument(format!("Reshape: shape {spec:?} has more than one -1")));
+                    return Err(Error::InvalidArgument(format!(
+                        "Reshape: shape {spec:?} has more than one -1"
+                    )));
                 }
                 infer = Some(i);
                 out.push(1);
@@ -86,13 +93,20 @@ pub fn reshape_target(input: &[usize], spec: &[i64], allowzero: bool) -> Result<
                 })?;
                 out.push(v);
             }
-            d if d < 0 => return Err(Error::InvalidArgument(format!("Reshape: invalid dimension {d} in shape {spec:?}"))),
+            d if d < 0 => {
+                return Err(Error::InvalidArgument(format!(
+                    "Reshape: invalid dimension {d} in shape {spec:?}"
+                )))
+            }
             d => out.push(d as usize),
         }
     }
     let total = crate::tensor::checked_numel(input)?;
     if let Some(i) = infer {
-        let known = out.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).unwrap_or(usize::MAX);
+        let known = out
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .unwrap_or(usize::MAX);
         if known == 0 || total % known != 0 {
             return Err(Error::ShapeMismatch(format!(
                 "Reshape: cannot infer the -1 of shape {spec:?} for an input of shape {input:?} ({total} elements)"
@@ -128,11 +142,18 @@ impl Op for Reshape {
 }
 
 pub fn build_reshape(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let attr_shape = if ctx.opset < 5 { ctx.attr_ints("shape")? } else { None };
+    let attr_shape = if ctx.opset < 5 {
+        ctx.attr_ints("shape")?
+    } else {
+        None
+    };
     if attr_shape.is_none() && !ctx.has_input(1) {
         return Err(ctx.invalid("the 'shape' input is missing"));
     }
-    Ok(Box::new(Reshape { allowzero: ctx.attr_i("allowzero", 0)? != 0, attr_shape }))
+    Ok(Box::new(Reshape {
+        allowzero: ctx.attr_i("allowzero", 0)? != 0,
+        attr_shape,
+    }))
 }
 
 /// Flatten: [d0..d(axis-1)] x [d(axis)..] as a 2-D tensor (no copy).
@@ -144,9 +165,16 @@ impl Op for Flatten {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, "Flatten")?;
         let r = x.rank() as i64;
-        let a = if self.axis < 0 { self.axis + r } else { self.axis };
+        let a = if self.axis < 0 {
+            self.axis + r
+        } else {
+            self.axis
+        };
         if a < 0 || a > r {
-            return Err(Error::InvalidArgument(format!("Flatten: axis {} is out of range for rank {r}", self.axis)));
+            return Err(Error::InvalidArgument(format!(
+                "Flatten: axis {} is out of range for rank {r}",
+                self.axis
+            )));
         }
         let a = a as usize;
         let outer: usize = x.shape()[..a].iter().product();
@@ -156,7 +184,9 @@ impl Op for Flatten {
 }
 
 pub fn build_flatten(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Flatten { axis: ctx.attr_i("axis", 1)? }))
+    Ok(Box::new(Flatten {
+        axis: ctx.attr_i("axis", 1)?,
+    }))
 }
 
 /// Normalizes axes against `rank`, rejecting out-of-range and repeated axes.
@@ -165,10 +195,14 @@ pub fn norm_axes(axes: &[i64], rank: usize, op: &str) -> Result<Vec<usize>> {
     for &a in axes {
         let n = if a < 0 { a + rank as i64 } else { a };
         if n < 0 || n >= rank as i64 {
-            return Err(Error::InvalidArgument(format!("{op}: axis {a} is out of range for rank {rank}")));
+            return Err(Error::InvalidArgument(format!(
+                "{op}: axis {a} is out of range for rank {rank}"
+            )));
         }
         if out.contains(&(n as usize)) {
-            return Err(Error::InvalidArgument(format!("{op}: axis {a} is repeated in {axes:?}")));
+            return Err(Error::InvalidArgument(format!(
+                "{op}: axis {a} is repeated in {axes:?}"
+            )));
         }
         out.push(n as usize);
     }
@@ -176,7 +210,12 @@ pub fn norm_axes(axes: &[i64], rank: usize, op: &str) -> Result<Vec<usize>> {
 }
 
 /// Axes given either as an attribute (older opsets) or as an optional input (opset 13+).
-pub fn axes_from(attr: &Option<Vec<i64>>, inputs: &[Option<&Value>], i: usize, op: &str) -> Result<Option<Vec<i64>>> {
+pub fn axes_from(
+    attr: &Option<Vec<i64>>,
+    inputs: &[Option<&Value>],
+    i: usize,
+    op: &str,
+) -> Result<Option<Vec<i64>>> {
     if let Some(a) = attr {
         return Ok(Some(a.clone()));
     }
@@ -207,7 +246,12 @@ impl Op for Squeeze {
                         )));
                     }
                 }
-                shape.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, d)| *d).collect()
+                shape
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !axes.contains(i))
+                    .map(|(_, d)| *d)
+                    .collect()
             }
         };
         Ok(vec![x.reshaped(&out)?.into()])
@@ -215,7 +259,11 @@ impl Op for Squeeze {
 }
 
 pub fn build_squeeze(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let attr_axes = if ctx.opset < 13 { ctx.attr_ints("axes")? } else { None };
+    let attr_axes = if ctx.opset < 13 {
+        ctx.attr_ints("axes")?
+    } else {
+        None
+    };
     Ok(Box::new(Squeeze { attr_axes }))
 }
 
@@ -232,13 +280,25 @@ impl Op for Unsqueeze {
         let r = x.rank() + axes.len();
         let axes = norm_axes(&axes, r, "Unsqueeze")?;
         let mut src = x.shape().iter();
-        let out: Vec<usize> = (0..r).map(|i| if axes.contains(&i) { 1 } else { src.next().copied().unwrap_or(1) }).collect();
+        let out: Vec<usize> = (0..r)
+            .map(|i| {
+                if axes.contains(&i) {
+                    1
+                } else {
+                    src.next().copied().unwrap_or(1)
+                }
+            })
+            .collect();
         Ok(vec![x.reshaped(&out)?.into()])
     }
 }
 
 pub fn build_unsqueeze(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let attr_axes = if ctx.opset < 13 { ctx.attr_ints("axes")? } else { None };
+    let attr_axes = if ctx.opset < 13 {
+        ctx.attr_ints("axes")?
+    } else {
+        None
+    };
     if ctx.opset < 13 && attr_axes.is_none() {
         return Err(ctx.invalid("attribute 'axes' is required"));
     }
@@ -255,10 +315,23 @@ mod tests {
     #[test]
     fn shape_and_size() {
         let x = Tensor::zeros(crate::DType::Float32, &[2, 3, 4]).unwrap();
-        assert_eq!(ints(&run1("Shape", 15, vec![], vec![x.clone()])), vec![2, 3, 4]);
-        let r = run1("Shape", 15, vec![("start", AttrValue::Int(-2)), ("end", AttrValue::Int(100))], vec![x.clone()]);
+        assert_eq!(
+            ints(&run1("Shape", 15, vec![], vec![x.clone()])),
+            vec![2, 3, 4]
+        );
+        let r = run1(
+            "Shape",
+            15,
+            vec![("start", AttrValue::Int(-2)), ("end", AttrValue::Int(100))],
+            vec![x.clone()],
+        );
         assert_eq!(ints(&r), vec![3, 4]);
-        let r = run1("Shape", 15, vec![("start", AttrValue::Int(2)), ("end", AttrValue::Int(1))], vec![x.clone()]);
+        let r = run1(
+            "Shape",
+            15,
+            vec![("start", AttrValue::Int(2)), ("end", AttrValue::Int(1))],
+            vec![x.clone()],
+        );
         assert_eq!(r.shape(), &[0]);
         let r = run1("Size", 13, vec![], vec![x]);
         assert_eq!(r.shape(), &[] as &[usize]);
@@ -267,21 +340,37 @@ mod tests {
 
     #[test]
     fn reshape_rules() {
-        let x = Tensor::from_slice(&[2, 3, 4], &(0..24).map(|v| v as f32).collect::<Vec<_>>()).unwrap();
+        let x =
+            Tensor::from_slice(&[2, 3, 4], &(0..24).map(|v| v as f32).collect::<Vec<_>>()).unwrap();
         let s = Tensor::from_slice(&[3], &[0i64, -1, 2]).unwrap();
         let r = run1("Reshape", 14, vec![], vec![x.clone(), s]);
         assert_eq!(r.shape(), &[2, 6, 2]);
         assert!(r.shares_data_with(&x));
         let s = Tensor::from_slice(&[2], &[-1i64, -1]).unwrap();
-        assert!(matches!(run("Reshape", 14, vec![], vec![x.clone(), s], 1), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            run("Reshape", 14, vec![], vec![x.clone(), s], 1),
+            Err(Error::InvalidArgument(_))
+        ));
         let s = Tensor::from_slice(&[2], &[5i64, -1]).unwrap();
-        assert!(matches!(run("Reshape", 14, vec![], vec![x.clone(), s], 1), Err(Error::ShapeMismatch(_))));
+        assert!(matches!(
+            run("Reshape", 14, vec![], vec![x.clone(), s], 1),
+            Err(Error::ShapeMismatch(_))
+        ));
         // allowzero: 0 is a real zero dimension.
         let e = Tensor::zeros(crate::DType::Float32, &[0, 3]).unwrap();
         let s = Tensor::from_slice(&[2], &[3i64, 0]).unwrap();
-        let r = run1("Reshape", 14, vec![("allowzero", AttrValue::Int(1))], vec![e, s]);
+        let r = run1(
+            "Reshape",
+            14,
+            vec![("allowzero", AttrValue::Int(1))],
+            vec![e, s],
+        );
         assert_eq!(r.shape(), &[3, 0]);
-        let strs = Tensor::from_strings(&[2, 2], vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]).unwrap();
+        let strs = Tensor::from_strings(
+            &[2, 2],
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()],
+        )
+        .unwrap();
         let s = Tensor::from_slice(&[1], &[4i64]).unwrap();
         assert_eq!(run1("Reshape", 14, vec![], vec![strs, s]).shape(), &[4]);
     }
@@ -289,19 +378,76 @@ mod tests {
     #[test]
     fn flatten_squeeze_unsqueeze() {
         let x = Tensor::zeros(crate::DType::Float32, &[2, 1, 3, 1]).unwrap();
-        assert_eq!(run1("Flatten", 13, vec![("axis", AttrValue::Int(-1))], vec![x.clone()]).shape(), &[6, 1]);
-        assert_eq!(run1("Flatten", 13, vec![("axis", AttrValue::Int(0))], vec![x.clone()]).shape(), &[1, 6]);
-        assert_eq!(run1("Flatten", 13, vec![("axis", AttrValue::Int(4))], vec![x.clone()]).shape(), &[6, 1]);
-        assert_eq!(run1("Squeeze", 13, vec![], vec![x.clone()]).shape(), &[2, 3]);
+        assert_eq!(
+            run1(
+                "Flatten",
+                13,
+                vec![("axis", AttrValue::Int(-1))],
+                vec![x.clone()]
+            )
+            .shape(),
+            &[6, 1]
+        );
+        assert_eq!(
+            run1(
+                "Flatten",
+                13,
+                vec![("axis", AttrValue::Int(0))],
+                vec![x.clone()]
+            )
+            .shape(),
+            &[1, 6]
+        );
+        assert_eq!(
+            run1(
+                "Flatten",
+                13,
+                vec![("axis", AttrValue::Int(4))],
+                vec![x.clone()]
+            )
+            .shape(),
+            &[6, 1]
+        );
+        assert_eq!(
+            run1("Squeeze", 13, vec![], vec![x.clone()]).shape(),
+            &[2, 3]
+        );
         let ax = Tensor::from_slice(&[1], &[-1i64]).unwrap();
-        assert_eq!(run1("Squeeze", 13, vec![], vec![x.clone(), ax]).shape(), &[2, 1, 3]);
-        assert_eq!(run1("Squeeze", 11, vec![("axes", AttrValue::Ints(vec![1]))], vec![x.clone()]).shape(), &[2, 3, 1]);
+        assert_eq!(
+            run1("Squeeze", 13, vec![], vec![x.clone(), ax]).shape(),
+            &[2, 1, 3]
+        );
+        assert_eq!(
+            run1(
+                "Squeeze",
+                11,
+                vec![("axes", AttrValue::Ints(vec![1]))],
+                vec![x.clone()]
+            )
+            .shape(),
+            &[2, 3, 1]
+        );
         let ax = Tensor::from_slice(&[1], &[0i64]).unwrap();
-        assert!(matches!(run("Squeeze", 13, vec![], vec![x.clone(), ax], 1), Err(Error::ShapeMismatch(_))));
+        assert!(matches!(
+            run("Squeeze", 13, vec![], vec![x.clone(), ax], 1),
+            Err(Error::ShapeMismatch(_))
+        ));
         let ax = Tensor::from_slice(&[2], &[0i64, -1]).unwrap();
-        assert_eq!(run1("Unsqueeze", 13, vec![], vec![x.clone(), ax]).shape(), &[1, 2, 1, 3, 1, 1]);
+        assert_eq!(
+            run1("Unsqueeze", 13, vec![], vec![x.clone(), ax]).shape(),
+            &[1, 2, 1, 3, 1, 1]
+        );
         let s = Tensor::scalar(1.5f32);
-        assert_eq!(run1("Unsqueeze", 11, vec![("axes", AttrValue::Ints(vec![0]))], vec![s]).shape(), &[1]);
+        assert_eq!(
+            run1(
+                "Unsqueeze",
+                11,
+                vec![("axes", AttrValue::Ints(vec![0]))],
+                vec![s]
+            )
+            .shape(),
+            &[1]
+        );
         let ax = Tensor::from_slice(&[2], &[1i64, 1]).unwrap();
         assert!(run("Unsqueeze", 13, vec![], vec![x, ax], 1).is_err());
     }

@@ -15,7 +15,12 @@ struct TopK {
     attr_k: Option<i64>,
 }
 
-fn topk_typed<T: Num>(x: &Tensor, axis: usize, k: usize, largest: bool) -> Result<(Tensor, Tensor)> {
+fn topk_typed<T: Num>(
+    x: &Tensor,
+    axis: usize,
+    k: usize,
+    largest: bool,
+) -> Result<(Tensor, Tensor)> {
     let s = x.shape();
     let n = s[axis];
     let pre: usize = s[..axis].iter().product();
@@ -27,7 +32,11 @@ fn topk_typed<T: Num>(x: &Tensor, axis: usize, k: usize, largest: bool) -> Resul
     let mut idxs = vec![0i64; pre * k * post];
     let mut buf: Vec<(T, usize)> = Vec::with_capacity(n);
     let cmp = |a: &(T, usize), b: &(T, usize)| -> Ordering {
-        let c = if largest { b.0.total_cmp(&a.0) } else { a.0.total_cmp(&b.0) };
+        let c = if largest {
+            b.0.total_cmp(&a.0)
+        } else {
+            a.0.total_cmp(&b.0)
+        };
         c.then(a.1.cmp(&b.1))
     };
     for p in 0..pre {
@@ -46,7 +55,10 @@ fn topk_typed<T: Num>(x: &Tensor, axis: usize, k: usize, largest: bool) -> Resul
             }
         }
     }
-    Ok((Tensor::from_slice(&out_shape, &vals)?.with_dtype_of(x)?, Tensor::from_slice(&out_shape, &idxs)?))
+    Ok((
+        Tensor::from_slice(&out_shape, &vals)?.with_dtype_of(x)?,
+        Tensor::from_slice(&out_shape, &idxs)?,
+    ))
 }
 
 /// Re-labels a tensor built from a storage-compatible Rust type with the dtype of `like`
@@ -71,13 +83,16 @@ impl Op for TopK {
             Some(k) => k,
             None => {
                 let kv = ints_of(tensor_in(inputs, 1, "TopK")?, "TopK: input 'K'")?;
-                *kv.first().ok_or_else(|| Error::InvalidArgument("TopK: input 'K' is empty".into()))?
+                *kv.first()
+                    .ok_or_else(|| Error::InvalidArgument("TopK: input 'K' is empty".into()))?
             }
         };
         let axis = axis_in(self.axis, x.rank(), "TopK")?;
         let n = x.shape()[axis];
         if k < 0 || k as usize > n {
-            return Err(Error::InvalidArgument(format!("TopK: k = {k} is out of range for axis {axis} of size {n}")));
+            return Err(Error::InvalidArgument(format!(
+                "TopK: k = {k} is out of range for axis {axis} of size {n}"
+            )));
         }
         let (v, i) = dispatch_numeric!(x.dtype(), T => topk_typed::<T>(x, axis, k as usize, self.largest),
             Err(Error::UnsupportedDtype(format!("TopK: element type {} is not supported", x.dtype()))))?;
@@ -87,8 +102,19 @@ impl Op for TopK {
 }
 
 pub fn build_topk(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let attr_k = if ctx.opset < 10 { Some(ctx.attr_opt_i("k")?.ok_or_else(|| ctx.invalid("attribute 'k' is required"))?) } else { None };
-    Ok(Box::new(TopK { axis: ctx.attr_i("axis", -1)?, largest: ctx.attr_i("largest", 1)? != 0, attr_k }))
+    let attr_k = if ctx.opset < 10 {
+        Some(
+            ctx.attr_opt_i("k")?
+                .ok_or_else(|| ctx.invalid("attribute 'k' is required"))?,
+        )
+    } else {
+        None
+    };
+    Ok(Box::new(TopK {
+        axis: ctx.attr_i("axis", -1)?,
+        largest: ctx.attr_i("largest", 1)? != 0,
+        attr_k,
+    }))
 }
 
 #[cfg(test)]
@@ -103,10 +129,24 @@ mod tests {
         let r = run("TopK", 11, vec![], vec![x.clone(), i64s(&[2])], 2).unwrap();
         assert_eq!(floats(r[0].as_tensor().unwrap()), vec![3., 3., 6., 5.]);
         assert_eq!(ints(r[1].as_tensor().unwrap()), vec![1, 2, 2, 0]);
-        let r = run("TopK", 11, vec![("largest", AttrValue::Int(0)), ("axis", AttrValue::Int(0))], vec![x.clone(), i64s(&[1])], 2).unwrap();
+        let r = run(
+            "TopK",
+            11,
+            vec![("largest", AttrValue::Int(0)), ("axis", AttrValue::Int(0))],
+            vec![x.clone(), i64s(&[1])],
+            2,
+        )
+        .unwrap();
         assert_eq!(floats(r[0].as_tensor().unwrap()), vec![1., 3., 3., 0.]);
         assert_eq!(ints(r[1].as_tensor().unwrap()), vec![0, 0, 0, 1]);
-        let r = run("TopK", 1, vec![("k", AttrValue::Int(1))], vec![x.clone()], 2).unwrap();
+        let r = run(
+            "TopK",
+            1,
+            vec![("k", AttrValue::Int(1))],
+            vec![x.clone()],
+            2,
+        )
+        .unwrap();
         assert_eq!(r[0].as_tensor().unwrap().shape(), &[2, 1]);
         assert!(run("TopK", 11, vec![], vec![x, i64s(&[5])], 2).is_err());
         let i = Tensor::from_slice(&[3], &[2i64, 9, 2]).unwrap();

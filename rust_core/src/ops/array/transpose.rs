@@ -31,8 +31,13 @@ fn reduce(shape: &[usize], perm: &[usize]) -> Reduced {
     // Groups ordered by their first input axis give the fused input shape.
     let mut order: Vec<usize> = (0..groups.len()).collect();
     order.sort_by_key(|&g| groups[g][0]);
-    let shape: Vec<usize> = order.iter().map(|&g| groups[g].iter().map(|&a| s1[a]).product()).collect();
-    let perm: Vec<usize> = (0..groups.len()).map(|g| order.iter().position(|&o| o == g).unwrap_or(0)).collect();
+    let shape: Vec<usize> = order
+        .iter()
+        .map(|&g| groups[g].iter().map(|&a| s1[a]).product())
+        .collect();
+    let perm: Vec<usize> = (0..groups.len())
+        .map(|g| order.iter().position(|&o| o == g).unwrap_or(0))
+        .collect();
     Reduced { shape, perm }
 }
 
@@ -59,10 +64,17 @@ impl MoveKernel for TransposeKernel<'_> {
             // Contiguous runs: copy whole rows.
             return par_rows(self.pool, dst, n_last, |r0, chunk| {
                 let rows = chunk.len() / n_last;
-                walk_offsets(&out_shape[..last], &st[..last], 0, r0, r0 + rows, |k, off| {
-                    let o = (k - r0) * n_last;
-                    chunk[o..o + n_last].clone_from_slice(&src[off..off + n_last]);
-                });
+                walk_offsets(
+                    &out_shape[..last],
+                    &st[..last],
+                    0,
+                    r0,
+                    r0 + rows,
+                    |k, off| {
+                        let o = (k - r0) * n_last;
+                        chunk[o..o + n_last].clone_from_slice(&src[off..off + n_last]);
+                    },
+                );
                 Ok(())
             });
         }
@@ -82,7 +94,9 @@ impl MoveKernel for TransposeKernel<'_> {
                     let a0 = row % n_a;
                     let a1 = (a0 + TILE).min(n_a).min(a0 + (r0 + rows - row));
                     let mut base = 0usize;
-                    walk_offsets(outer_shape, outer_st, 0, outer, outer + 1, |_, off| base = off);
+                    walk_offsets(outer_shape, outer_st, 0, outer, outer + 1, |_, off| {
+                        base = off
+                    });
                     let mut b0 = 0;
                     while b0 < n_last {
                         let b1 = (b0 + TILE).min(n_last);
@@ -103,12 +117,19 @@ impl MoveKernel for TransposeKernel<'_> {
         // General case: each output row reads the input with a fixed stride.
         par_rows(self.pool, dst, n_last, |r0, chunk| {
             let rows = chunk.len() / n_last;
-            walk_offsets(&out_shape[..last], &st[..last], 0, r0, r0 + rows, |k, off| {
-                let o = (k - r0) * n_last;
-                for (b, d) in chunk[o..o + n_last].iter_mut().enumerate() {
-                    *d = src[off + b * s_last].clone();
-                }
-            });
+            walk_offsets(
+                &out_shape[..last],
+                &st[..last],
+                0,
+                r0,
+                r0 + rows,
+                |k, off| {
+                    let o = (k - r0) * n_last;
+                    for (b, d) in chunk[o..o + n_last].iter_mut().enumerate() {
+                        *d = src[off + b * s_last].clone();
+                    }
+                },
+            );
             Ok(())
         })
     }
@@ -122,21 +143,30 @@ pub fn transpose(x: &Tensor, perm: &[usize], pool: Option<&ThreadPool>) -> Resul
     if red.perm.len() <= 1 || red.perm.iter().enumerate().all(|(i, &p)| i == p) || x.is_empty() {
         return x.reshaped(&out_shape);
     }
-    let k = TransposeKernel { shape: &red.shape, perm: &red.perm, pool };
+    let k = TransposeKernel {
+        shape: &red.shape,
+        perm: &red.perm,
+        pool,
+    };
     apply_move("Transpose", x.dtype(), &[x], &out_shape, &k)
 }
 
 /// Checks that `perm` is a permutation of `0..rank`.
 fn check_perm(perm: &[i64], rank: usize) -> Result<Vec<usize>> {
     if perm.len() != rank {
-        return Err(Error::InvalidArgument(format!("Transpose: perm {perm:?} has {} entries for rank {rank}", perm.len())));
+        return Err(Error::InvalidArgument(format!(
+            "Transpose: perm {perm:?} has {} entries for rank {rank}",
+            perm.len()
+        )));
     }
     let mut seen = vec![false; rank];
     let mut out = Vec::with_capacity(rank);
     for &p in perm {
         let a = if p < 0 { p + rank as i64 } else { p };
         if a < 0 || a >= rank as i64 || seen[a as usize] {
-            return Err(Error::InvalidArgument(format!("Transpose: perm {perm:?} is not a permutation of 0..{rank}")));
+            return Err(Error::InvalidArgument(format!(
+                "Transpose: perm {perm:?} is not a permutation of 0..{rank}"
+            )));
         }
         seen[a as usize] = true;
         out.push(a as usize);
@@ -191,9 +221,17 @@ impl Op for DepthToSpace {
         }
         let c2 = c / (b * b);
         let t = if self.crd {
-            transpose(&x.reshaped(&[n, c2, b, b, h, w])?, &[0, 1, 4, 2, 5, 3], Some(ctx.pool))?
+            transpose(
+                &x.reshaped(&[n, c2, b, b, h, w])?,
+                &[0, 1, 4, 2, 5, 3],
+                Some(ctx.pool),
+            )?
         } else {
-            transpose(&x.reshaped(&[n, b, b, c2, h, w])?, &[0, 3, 4, 1, 5, 2], Some(ctx.pool))?
+            transpose(
+                &x.reshaped(&[n, b, b, c2, h, w])?,
+                &[0, 3, 4, 1, 5, 2],
+                Some(ctx.pool),
+            )?
         };
         Ok(vec![t.reshaped(&[n, c2, h * b, w * b])?.into()])
     }
@@ -202,12 +240,16 @@ impl Op for DepthToSpace {
 fn dims4(x: &Tensor, op: &str) -> Result<[usize; 4]> {
     match x.shape() {
         &[n, c, h, w] => Ok([n, c, h, w]),
-        s => Err(Error::ShapeMismatch(format!("{op}: input must be 4-D [N, C, H, W], got shape {s:?}"))),
+        s => Err(Error::ShapeMismatch(format!(
+            "{op}: input must be 4-D [N, C, H, W], got shape {s:?}"
+        ))),
     }
 }
 
 fn blocksize(ctx: &BuildContext) -> Result<usize> {
-    let b = ctx.attr_opt_i("blocksize")?.ok_or_else(|| ctx.invalid("attribute 'blocksize' is required"))?;
+    let b = ctx
+        .attr_opt_i("blocksize")?
+        .ok_or_else(|| ctx.invalid("attribute 'blocksize' is required"))?;
     if b <= 0 {
         return Err(ctx.invalid(format!("attribute 'blocksize' must be positive, got {b}")));
     }
@@ -224,7 +266,10 @@ fn crd_mode(ctx: &BuildContext) -> Result<bool> {
 }
 
 pub fn build_depth_to_space(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(DepthToSpace { block: blocksize(ctx)?, crd: crd_mode(ctx)? }))
+    Ok(Box::new(DepthToSpace {
+        block: blocksize(ctx)?,
+        crd: crd_mode(ctx)?,
+    }))
 }
 
 /// SpaceToDepth: [N, C, H, W] -> [N, C*b*b, H/b, W/b], DCR or CRD ordering (opset 28).
@@ -243,14 +288,25 @@ impl Op for SpaceToDepth {
                 "SpaceToDepth: height {h} and width {w} must be divisible by blocksize {b}"
             )));
         }
-        let perm: &[usize] = if self.crd { &[0, 1, 3, 5, 2, 4] } else { &[0, 3, 5, 1, 2, 4] };
-        let t = transpose(&x.reshaped(&[n, c, h / b, b, w / b, b])?, perm, Some(ctx.pool))?;
+        let perm: &[usize] = if self.crd {
+            &[0, 1, 3, 5, 2, 4]
+        } else {
+            &[0, 3, 5, 1, 2, 4]
+        };
+        let t = transpose(
+            &x.reshaped(&[n, c, h / b, b, w / b, b])?,
+            perm,
+            Some(ctx.pool),
+        )?;
         Ok(vec![t.reshaped(&[n, c * b * b, h / b, w / b])?.into()])
     }
 }
 
 pub fn build_space_to_depth(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(SpaceToDepth { block: blocksize(ctx)?, crd: crd_mode(ctx)? }))
+    Ok(Box::new(SpaceToDepth {
+        block: blocksize(ctx)?,
+        crd: crd_mode(ctx)?,
+    }))
 }
 
 #[cfg(test)]
@@ -297,7 +353,13 @@ mod tests {
             let x = iota(&shape);
             let want = naive(&floats(&x), &shape, &perm);
             let got = transpose(&x, &perm, Some(&pool)).unwrap();
-            assert_eq!(got.shape(), perm.iter().map(|&a| shape[a]).collect::<Vec<_>>().as_slice());
+            assert_eq!(
+                got.shape(),
+                perm.iter()
+                    .map(|&a| shape[a])
+                    .collect::<Vec<_>>()
+                    .as_slice()
+            );
             assert_eq!(floats(&got), want, "shape {shape:?} perm {perm:?}");
         }
     }
@@ -309,7 +371,12 @@ mod tests {
         assert_eq!(r.shape(), &[3, 2]);
         assert_eq!(floats(&r), vec![0., 3., 1., 4., 2., 5.]);
         let s = strs(&[2, 2], &["a", "b", "c", "d"]);
-        let r = run1("Transpose", 13, vec![("perm", AttrValue::Ints(vec![1, 0]))], vec![s]);
+        let r = run1(
+            "Transpose",
+            13,
+            vec![("perm", AttrValue::Ints(vec![1, 0]))],
+            vec![s],
+        );
         assert_eq!(texts(&r), vec!["a", "c", "b", "d"]);
         let b = Tensor::from_slice(&[2, 2], &[1u8, 0, 0, 0]).unwrap();
         let r = run1("Transpose", 13, vec![], vec![b]);
@@ -318,8 +385,22 @@ mod tests {
         let r = run1("Transpose", 13, vec![], vec![i.clone()]);
         assert!(r.shares_data_with(&i));
         assert_eq!(r.shape(), &[3, 1]);
-        assert!(run("Transpose", 13, vec![("perm", AttrValue::Ints(vec![0, 0]))], vec![iota(&[2, 2])], 1).is_err());
-        assert!(run("Transpose", 13, vec![("perm", AttrValue::Ints(vec![0, 1, 2]))], vec![iota(&[2, 2])], 1).is_err());
+        assert!(run(
+            "Transpose",
+            13,
+            vec![("perm", AttrValue::Ints(vec![0, 0]))],
+            vec![iota(&[2, 2])],
+            1
+        )
+        .is_err());
+        assert!(run(
+            "Transpose",
+            13,
+            vec![("perm", AttrValue::Ints(vec![0, 1, 2]))],
+            vec![iota(&[2, 2])],
+            1
+        )
+        .is_err());
         let e = Tensor::zeros(crate::DType::Float32, &[0, 3]).unwrap();
         assert_eq!(run1("Transpose", 13, vec![], vec![e]).shape(), &[3, 0]);
     }
@@ -328,19 +409,45 @@ mod tests {
     fn depth_space() {
         // numpy: x = arange(16).reshape(1,8,1,2), blocksize 2.
         let x = iota(&[1, 8, 1, 2]);
-        let dcr = run1("DepthToSpace", 13, vec![("blocksize", AttrValue::Int(2))], vec![x.clone()]);
+        let dcr = run1(
+            "DepthToSpace",
+            13,
+            vec![("blocksize", AttrValue::Int(2))],
+            vec![x.clone()],
+        );
         assert_eq!(dcr.shape(), &[1, 2, 2, 4]);
-        assert_eq!(floats(&dcr), vec![0., 4., 1., 5., 8., 12., 9., 13., 2., 6., 3., 7., 10., 14., 11., 15.]);
+        assert_eq!(
+            floats(&dcr),
+            vec![0., 4., 1., 5., 8., 12., 9., 13., 2., 6., 3., 7., 10., 14., 11., 15.]
+        );
         let crd = run1(
             "DepthToSpace",
             13,
-            vec![("blocksize", AttrValue::Int(2)), ("mode", AttrValue::String(b"CRD".to_vec()))],
+            vec![
+                ("blocksize", AttrValue::Int(2)),
+                ("mode", AttrValue::String(b"CRD".to_vec())),
+            ],
             vec![x],
         );
-        assert_eq!(floats(&crd), vec![0., 2., 1., 3., 4., 6., 5., 7., 8., 10., 9., 11., 12., 14., 13., 15.]);
-        let back = run1("SpaceToDepth", 13, vec![("blocksize", AttrValue::Int(2))], vec![dcr]);
+        assert_eq!(
+            floats(&crd),
+            vec![0., 2., 1., 3., 4., 6., 5., 7., 8., 10., 9., 11., 12., 14., 13., 15.]
+        );
+        let back = run1(
+            "SpaceToDepth",
+            13,
+            vec![("blocksize", AttrValue::Int(2))],
+            vec![dcr],
+        );
         assert_eq!(back.shape(), &[1, 8, 1, 2]);
         assert_eq!(floats(&back), (0..16).map(|v| v as f32).collect::<Vec<_>>());
-        assert!(run("SpaceToDepth", 13, vec![("blocksize", AttrValue::Int(3))], vec![iota(&[1, 1, 4, 4])], 1).is_err());
+        assert!(run(
+            "SpaceToDepth",
+            13,
+            vec![("blocksize", AttrValue::Int(3))],
+            vec![iota(&[1, 1, 4, 4])],
+            1
+        )
+        .is_err());
     }
 }

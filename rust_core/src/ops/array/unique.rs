@@ -16,15 +16,27 @@ struct Unique {
 }
 
 /// Groups of equal rows: (first index of each group in output order, inverse, counts).
-fn group_rows<T>(rows: &[&[T]], cmp: impl Fn(&T, &T) -> Ordering, sorted: bool) -> (Vec<usize>, Vec<i64>, Vec<i64>) {
-    let row_cmp = |a: &[T], b: &[T]| a.iter().zip(b).map(|(x, y)| cmp(x, y)).find(|o| *o != Ordering::Equal).unwrap_or(Ordering::Equal);
+fn group_rows<T>(
+    rows: &[&[T]],
+    cmp: impl Fn(&T, &T) -> Ordering,
+    sorted: bool,
+) -> (Vec<usize>, Vec<i64>, Vec<i64>) {
+    let row_cmp = |a: &[T], b: &[T]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| cmp(x, y))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(Ordering::Equal)
+    };
     let mut order: Vec<usize> = (0..rows.len()).collect();
     order.sort_by(|&a, &b| row_cmp(rows[a], rows[b]).then(a.cmp(&b)));
     // Groups in sorted order: (first index, members).
     let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
     for &i in &order {
         match groups.last_mut() {
-            Some((first, members)) if row_cmp(rows[*first], rows[i]) == Ordering::Equal => members.push(i),
+            Some((first, members)) if row_cmp(rows[*first], rows[i]) == Ordering::Equal => {
+                members.push(i)
+            }
             _ => groups.push((i, vec![i])),
         }
     }
@@ -47,7 +59,11 @@ fn rows_of<T>(v: &[T], n: usize) -> Vec<&[T]> {
     (0..n).map(|i| &v[i * w..(i + 1) * w]).collect()
 }
 
-fn group_typed<T: Num>(t: &Tensor, n: usize, sorted: bool) -> Result<(Vec<usize>, Vec<i64>, Vec<i64>)> {
+fn group_typed<T: Num>(
+    t: &Tensor,
+    n: usize,
+    sorted: bool,
+) -> Result<(Vec<usize>, Vec<i64>, Vec<i64>)> {
     let v = t.as_slice::<T>()?;
     Ok(group_rows(&rows_of(v, n), |a, b| a.total_cmp(b), sorted))
 }
@@ -83,7 +99,10 @@ impl Op for Unique {
 }
 
 pub fn build_unique(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Unique { sorted: ctx.attr_i("sorted", 1)? != 0, axis: ctx.attr_opt_i("axis")? }))
+    Ok(Box::new(Unique {
+        sorted: ctx.attr_i("sorted", 1)? != 0,
+        axis: ctx.attr_opt_i("axis")?,
+    }))
 }
 
 #[cfg(test)]
@@ -102,7 +121,14 @@ mod tests {
         assert_eq!(ints(t[1]), vec![1, 0, 3, 4]);
         assert_eq!(ints(t[2]), vec![1, 0, 0, 2, 3, 2]);
         assert_eq!(ints(t[3]), vec![2, 1, 2, 1]);
-        let r = run("Unique", 11, vec![("sorted", AttrValue::Int(0))], vec![x], 4).unwrap();
+        let r = run(
+            "Unique",
+            11,
+            vec![("sorted", AttrValue::Int(0))],
+            vec![x],
+            4,
+        )
+        .unwrap();
         assert_eq!(floats(r[0].as_tensor().unwrap()), vec![2., 1., 3., 4.]);
         assert_eq!(ints(r[2].as_tensor().unwrap()), vec![0, 1, 1, 2, 3, 2]);
     }

@@ -12,8 +12,16 @@ struct If {
 
 impl Op for If {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
-        let cond = inputs.first().copied().flatten().ok_or_else(|| Error::InvalidArgument("If: input 'cond' is missing".into()))?;
-        let branch = if truth(cond, "If: input 'cond'")? { &self.then_branch } else { &self.else_branch };
+        let cond = inputs
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| Error::InvalidArgument("If: input 'cond' is missing".into()))?;
+        let branch = if truth(cond, "If: input 'cond'")? {
+            &self.then_branch
+        } else {
+            &self.else_branch
+        };
         let captured = branch.captured(inputs)?;
         let outs = branch.run(Vec::new(), &captured, ctx)?;
         if outs.len() < self.n_outputs {
@@ -30,7 +38,11 @@ impl Op for If {
 pub fn build_if(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let then_branch = Body::build(ctx, "then_branch")?;
     let else_branch = Body::build(ctx, "else_branch")?;
-    Ok(Box::new(If { then_branch, else_branch, n_outputs: ctx.node.outputs.len() }))
+    Ok(Box::new(If {
+        then_branch,
+        else_branch,
+        n_outputs: ctx.node.outputs.len(),
+    }))
 }
 
 #[cfg(test)]
@@ -42,10 +54,19 @@ mod tests {
     use std::sync::Arc;
 
     pub fn vi(name: &str) -> ValueInfo {
-        ValueInfo { name: name.into(), ty: TypeInfo::Unknown, doc_string: String::new() }
+        ValueInfo {
+            name: name.into(),
+            ty: TypeInfo::Unknown,
+            doc_string: String::new(),
+        }
     }
 
-    pub fn simple_node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, AttrValue)>) -> Node {
+    pub fn simple_node(
+        op: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<(&str, AttrValue)>,
+    ) -> Node {
         Node {
             name: String::new(),
             op_type: op.into(),
@@ -66,7 +87,12 @@ mod tests {
             ..Default::default()
         };
         let else_g = Graph {
-            nodes: vec![simple_node("Constant", &[], &["e"], vec![("value_float", AttrValue::Float(7.0))])],
+            nodes: vec![simple_node(
+                "Constant",
+                &[],
+                &["e"],
+                vec![("value_float", AttrValue::Float(7.0))],
+            )],
             outputs: vec![vi("e")],
             ..Default::default()
         };
@@ -74,12 +100,21 @@ mod tests {
             "If",
             &["c"],
             &["y"],
-            vec![("then_branch", AttrValue::Graph(Arc::new(then_g))), ("else_branch", AttrValue::Graph(Arc::new(else_g)))],
+            vec![
+                ("then_branch", AttrValue::Graph(Arc::new(then_g))),
+                ("else_branch", AttrValue::Graph(Arc::new(else_g))),
+            ],
         );
         let x = Value::Tensor(iota(&[2]));
         for (c, want) in [(1u8, vec![0., 1.]), (0u8, vec![7.])] {
             let cond = Tensor::from_bytes(crate::DType::Bool, &[1], &[c]).unwrap();
-            let out = run_node(&n, 13, vec![Some(Value::Tensor(cond))], &[("outer_x", x.clone())]).unwrap();
+            let out = run_node(
+                &n,
+                13,
+                vec![Some(Value::Tensor(cond))],
+                &[("outer_x", x.clone())],
+            )
+            .unwrap();
             assert_eq!(floats(out[0].as_tensor().unwrap()), want);
         }
     }

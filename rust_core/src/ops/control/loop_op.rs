@@ -18,7 +18,9 @@ struct Loop {
 /// shape when there is nothing to stack.
 pub fn stack(items: &[Tensor], empty_type: Option<&TypeInfo>, op: &str) -> Result<Tensor> {
     if items.is_empty() {
-        let dtype = empty_type.and_then(|t| t.tensor_dtype()).unwrap_or(DType::Float32);
+        let dtype = empty_type
+            .and_then(|t| t.tensor_dtype())
+            .unwrap_or(DType::Float32);
         let mut shape = vec![0usize];
         if let Some(dims) = empty_type.and_then(|t| t.tensor_shape()) {
             for d in dims {
@@ -43,7 +45,10 @@ pub fn stack(items: &[Tensor], empty_type: Option<&TypeInfo>, op: &str) -> Resul
     }
     let mut shape1 = vec![1usize];
     shape1.extend_from_slice(first);
-    let views = items.iter().map(|t| t.reshaped(&shape1)).collect::<Result<Vec<_>>>()?;
+    let views = items
+        .iter()
+        .map(|t| t.reshaped(&shape1))
+        .collect::<Result<Vec<_>>>()?;
     let refs: Vec<&Tensor> = views.iter().collect();
     concat_tensors(&refs, 0, None, op)
 }
@@ -51,7 +56,11 @@ pub fn stack(items: &[Tensor], empty_type: Option<&TypeInfo>, op: &str) -> Resul
 impl Op for Loop {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         let max_trip = match opt_tensor_in(inputs, 0, "Loop")? {
-            Some(t) => Some(*t.to_i64_vec()?.first().ok_or_else(|| Error::InvalidArgument("Loop: input 'M' is empty".into()))?),
+            Some(t) => Some(
+                *t.to_i64_vec()?
+                    .first()
+                    .ok_or_else(|| Error::InvalidArgument("Loop: input 'M' is empty".into()))?,
+            ),
             None => None,
         };
         let mut cond = match inputs.get(1).copied().flatten() {
@@ -65,7 +74,9 @@ impl Op for Loop {
                     .copied()
                     .flatten()
                     .cloned()
-                    .ok_or_else(|| Error::InvalidArgument(format!("Loop: loop-carried input {k} is missing")))
+                    .ok_or_else(|| {
+                        Error::InvalidArgument(format!("Loop: loop-carried input {k} is missing"))
+                    })
             })
             .collect::<Result<_>>()?;
         let captured = self.body.captured(inputs)?;
@@ -90,13 +101,20 @@ impl Op for Loop {
             let mut rest = rest.into_iter();
             carried = rest.by_ref().take(self.n_carried).collect();
             for (k, v) in rest.enumerate() {
-                scans[k].push(v.into_tensor().map_err(|e| e.context("Loop: scan output"))?);
+                scans[k].push(
+                    v.into_tensor()
+                        .map_err(|e| e.context("Loop: scan output"))?,
+                );
             }
             i += 1;
         }
         let mut out = carried;
         for (k, items) in scans.iter().enumerate() {
-            out.push(Value::Tensor(stack(items, self.body.outputs.get(1 + self.n_carried + k), "Loop")?));
+            out.push(Value::Tensor(stack(
+                items,
+                self.body.outputs.get(1 + self.n_carried + k),
+                "Loop",
+            )?));
         }
         Ok(out)
     }
@@ -123,7 +141,11 @@ mod tests {
     use std::sync::Arc;
 
     fn vi(name: &str) -> ValueInfo {
-        ValueInfo { name: name.into(), ty: TypeInfo::Unknown, doc_string: String::new() }
+        ValueInfo {
+            name: name.into(),
+            ty: TypeInfo::Unknown,
+            doc_string: String::new(),
+        }
     }
 
     fn n(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
@@ -142,17 +164,30 @@ mod tests {
     fn loop_sums_and_scans() {
         // body(i, cond, acc): acc' = Concat(acc, i-as-float)... simpler: scan out = i, carried passes.
         let body = Graph {
-            nodes: vec![n("Identity", &["cond_in"], &["cond_out"]), n("Identity", &["acc"], &["acc_out"]), n("Identity", &["i"], &["scan"])],
+            nodes: vec![
+                n("Identity", &["cond_in"], &["cond_out"]),
+                n("Identity", &["acc"], &["acc_out"]),
+                n("Identity", &["i"], &["scan"]),
+            ],
             inputs: vec![vi("i"), vi("cond_in"), vi("acc")],
             outputs: vec![vi("cond_out"), vi("acc_out"), vi("scan")],
             ..Default::default()
         };
-        let mut node = node("Loop", vec![("body", AttrValue::Graph(Arc::new(body)))], &[true, false, true], 2);
+        let mut node = node(
+            "Loop",
+            vec![("body", AttrValue::Graph(Arc::new(body)))],
+            &[true, false, true],
+            2,
+        );
         node.inputs[1] = String::new();
         let out = run_node(
             &node,
             13,
-            vec![Some(Value::Tensor(Tensor::scalar(3i64))), None, Some(Value::Tensor(iota(&[1])))],
+            vec![
+                Some(Value::Tensor(Tensor::scalar(3i64))),
+                None,
+                Some(Value::Tensor(iota(&[1]))),
+            ],
             &[],
         )
         .unwrap();
@@ -161,7 +196,17 @@ mod tests {
         assert_eq!(s.shape(), &[3]);
         assert_eq!(ints(s), vec![0, 1, 2]);
         // Zero iterations: empty scan output.
-        let out = run_node(&node, 13, vec![Some(Value::Tensor(Tensor::scalar(0i64))), None, Some(Value::Tensor(iota(&[1])))], &[]).unwrap();
+        let out = run_node(
+            &node,
+            13,
+            vec![
+                Some(Value::Tensor(Tensor::scalar(0i64))),
+                None,
+                Some(Value::Tensor(iota(&[1]))),
+            ],
+            &[],
+        )
+        .unwrap();
         assert_eq!(out[1].as_tensor().unwrap().shape(), &[0]);
     }
 }

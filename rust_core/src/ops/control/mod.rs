@@ -67,7 +67,11 @@ impl Body {
                 all.iter()
                     .position(|a| a == c)
                     .map(|p| n_explicit + p)
-                    .ok_or_else(|| ctx.invalid(format!("subgraph '{name}' captures '{c}', which the node does not provide")))
+                    .ok_or_else(|| {
+                        ctx.invalid(format!(
+                            "subgraph '{name}' captures '{c}', which the node does not provide"
+                        ))
+                    })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Body {
@@ -83,16 +87,20 @@ impl Body {
         self.positions
             .iter()
             .map(|&p| {
-                inputs
-                    .get(p)
-                    .copied()
-                    .ok_or_else(|| Error::Internal(format!("captured value at input {p} was not passed")))
+                inputs.get(p).copied().ok_or_else(|| {
+                    Error::Internal(format!("captured value at input {p} was not passed"))
+                })
             })
             .collect()
     }
 
     /// Runs the body.
-    pub fn run(&self, args: Vec<Value>, captured: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+    pub fn run(
+        &self,
+        args: Vec<Value>,
+        captured: &[Option<&Value>],
+        ctx: &RunContext,
+    ) -> Result<Vec<Value>> {
         self.runner.run(args, captured, ctx)
     }
 }
@@ -106,7 +114,10 @@ pub fn bool_scalar(v: bool) -> Result<crate::tensor::Tensor> {
 pub fn truth(v: &Value, what: &str) -> Result<bool> {
     let t = v.as_tensor().map_err(|e| e.context(what))?;
     if t.len() != 1 {
-        return Err(Error::InvalidArgument(format!("{what} must hold one element, got shape {:?}", t.shape())));
+        return Err(Error::InvalidArgument(format!(
+            "{what} must hold one element, got shape {:?}",
+            t.shape()
+        )));
     }
     Ok(t.to_f64_vec()?.first().is_some_and(|x| *x != 0.0))
 }

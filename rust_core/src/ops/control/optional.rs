@@ -9,7 +9,13 @@ struct OptionalOp;
 
 impl Op for OptionalOp {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
-        Ok(vec![Value::Optional(inputs.first().copied().flatten().map(|v| Box::new(v.clone())))])
+        Ok(vec![Value::Optional(
+            inputs
+                .first()
+                .copied()
+                .flatten()
+                .map(|v| Box::new(v.clone())),
+        )])
     }
 }
 
@@ -41,9 +47,13 @@ impl Op for OptionalGetElement {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
         match inputs.first().copied().flatten() {
             Some(Value::Optional(Some(v))) => Ok(vec![(**v).clone()]),
-            Some(Value::Optional(None)) => Err(Error::Runtime("OptionalGetElement: the optional input is empty".into())),
+            Some(Value::Optional(None)) => Err(Error::Runtime(
+                "OptionalGetElement: the optional input is empty".into(),
+            )),
             Some(v) => Ok(vec![v.clone()]),
-            None => Err(Error::InvalidArgument("OptionalGetElement: input 0 is missing".into())),
+            None => Err(Error::InvalidArgument(
+                "OptionalGetElement: input 0 is missing".into(),
+            )),
         }
     }
 }
@@ -60,19 +70,48 @@ mod tests {
     #[test]
     fn optionals() {
         let x: Value = iota(&[2]).into();
-        let o = run_node(&node("Optional", vec![], &[true], 1), 18, vec![Some(x.clone())], &[]).unwrap().remove(0);
-        let empty = run_node(&node("Optional", vec![], &[false], 1), 18, vec![None], &[]).unwrap().remove(0);
+        let o = run_node(
+            &node("Optional", vec![], &[true], 1),
+            18,
+            vec![Some(x.clone())],
+            &[],
+        )
+        .unwrap()
+        .remove(0);
+        let empty = run_node(&node("Optional", vec![], &[false], 1), 18, vec![None], &[])
+            .unwrap()
+            .remove(0);
         let has = |v: Option<Value>| {
             let p = v.is_some();
-            let r = run_node(&node("OptionalHasElement", vec![], &[p], 1), 18, vec![v], &[]).unwrap().remove(0);
+            let r = run_node(
+                &node("OptionalHasElement", vec![], &[p], 1),
+                18,
+                vec![v],
+                &[],
+            )
+            .unwrap()
+            .remove(0);
             ints(r.as_tensor().unwrap())[0]
         };
         assert_eq!(has(Some(o.clone())), 1);
         assert_eq!(has(Some(empty.clone())), 0);
         assert_eq!(has(None), 0);
         assert_eq!(has(Some(x.clone())), 1);
-        let g = run_node(&node("OptionalGetElement", vec![], &[true], 1), 18, vec![Some(o)], &[]).unwrap().remove(0);
+        let g = run_node(
+            &node("OptionalGetElement", vec![], &[true], 1),
+            18,
+            vec![Some(o)],
+            &[],
+        )
+        .unwrap()
+        .remove(0);
         assert_eq!(floats(g.as_tensor().unwrap()), vec![0., 1.]);
-        assert!(run_node(&node("OptionalGetElement", vec![], &[true], 1), 18, vec![Some(empty)], &[]).is_err());
+        assert!(run_node(
+            &node("OptionalGetElement", vec![], &[true], 1),
+            18,
+            vec![Some(empty)],
+            &[]
+        )
+        .is_err());
     }
 }

@@ -192,16 +192,27 @@ impl Op for Activation {
 // PRelu
 
 struct PRelu {
+    /// Opset < 7: a 1-D slope of length C applies along axis 1 (no numpy broadcasting yet).
+    channel_slope: bool,
     label: String,
 }
 
 pub fn build_prelu(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(PRelu { label: ctx.node.describe() }))
+    Ok(Box::new(PRelu { channel_slope: ctx.opset < 7, label: ctx.node.describe() }))
 }
 
 impl Op for PRelu {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         let (x, s) = super::arith::same_dtype_pair(inputs, &self.label)?;
+        let reshaped;
+        let s = if self.channel_slope && s.rank() == 1 && x.rank() >= 2 && s.len() == x.shape()[1] && s.len() > 1 {
+            let mut shape = vec![1; x.rank() - 1];
+            shape[0] = s.len();
+            reshaped = s.reshaped(&shape)?;
+            &reshaped
+        } else {
+            s
+        };
         let out = with_numeric!(x.dtype(), T => binary::<T, T, T>(ctx.pool, x, s, x.dtype(),
                 |v, k| if v < T::ZERO { v.mul(k) } else { v })?,
             _ => return Err(dtype_err!("{}: {} tensors are not supported", self.label, x.dtype())));
@@ -213,6 +224,47 @@ impl Op for PRelu {
                 x.shape()
             ));
         }
+        Ok(vec![out.into()])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// SwiGLU
+
+struct SwiGlu {
+    alpha: f32,
+    label: String,
+}
+
+pub fn build_swiglu(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    Ok(Box::new(SwiGlu { alpha: ctx.attr_f("alpha", 1.0)?, label: ctx.node.describe() }))
+}
+
+fn swiglu<T: super::dispatch::Real>(pool: &ThreadPool, a: &Tensor, b: &Tensor, alpha: f32) -> Result<Tensor> {
+    // Rounded to T after the gate and after each product, as the reference.
+    if T::DTYPE == crate::tensor::DType::Float64 {
+        let al = alpha as f64;
+        return binary::<T, T, T>(pool, a, b, a.dtype(), |x, y| {
+            let x = x.to_f64();
+            T::from_f64(x * (1.0 / (1.0 + (-al * x).exp())) * y.to_f64())
+        });
+    }
+    binary::<T, T, T>(pool, a, b, a.dtype(), |x, y| {
+        let xf = x.to_f32();
+        let gate = T::from_f32(1.0 / (1.0 + (-alpha * xf).exp())).to_f32();
+        let sw = T::from_f32(xf * gate).to_f32();
+        T::from_f32(sw * y.to_f32())
+    })
+}
+
+impl Op for SwiGlu {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let (a, b) = super::arith::same_dtype_pair(inputs, &self.label)?;
+        if a.shape() != b.shape() {
+            return Err(shape_err!("{}: A {:?} and B {:?} must have the same shape", self.label, a.shape(), b.shape()));
+        }
+        let out = with_float!(a.dtype(), T => swiglu::<T>(ctx.pool, a, b, self.alpha)?,
+            _ => return Err(dtype_err!("{}: {} tensors are not supported", self.label, a.dtype())));
         Ok(vec![out.into()])
     }
 }
@@ -322,6 +374,18 @@ mod tests {
         let x = t_f32(&[2, 2], &[-1.0, 2.0, -3.0, 4.0]);
         let s = t_f32(&[2], &[0.1, 0.2]);
         assert_close(&f32s(&run1("PRelu", &[], &[x, s])), &[-0.1, 2.0, -0.3, 4.0], 1e-7);
+    }
+
+    #[test]
+    fn prelu_opset6_channel_slope_and_swiglu() {
+        let x = t_f32(&[1, 2, 2], &[-1.0, 2.0, -3.0, 4.0]);
+        let s = t_f32(&[2], &[0.1, 0.2]);
+        let y = run_full("PRelu", 6, &[], &[Some(x), Some(s)]).unwrap().remove(0).into_tensor().unwrap();
+        assert_close(&f32s(&y), &[-0.1, 2.0, -0.6, 4.0], 1e-7);
+        let a = t_f32(&[2], &[1.0, -2.0]);
+        let b = t_f32(&[2], &[2.0, 3.0]);
+        // a * sigmoid(a) * b
+        assert_close(&f32s(&run1("SwiGLU", &[], &[a, b])), &[1.4621172, -0.71521753], 1e-6);
     }
 
     #[test]

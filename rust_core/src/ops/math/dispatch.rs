@@ -62,7 +62,6 @@ macro_rules! with_int {
 /// onnxruntime do), f16/bf16 compute in f32 and round once.
 pub trait Num: crate::tensor::Element + PartialOrd + PartialEq {
     const IS_FLOAT: bool;
-    const IS_SIGNED: bool;
     const ZERO: Self;
     const ONE: Self;
     /// Smallest and largest values (-inf / +inf for floats).
@@ -84,10 +83,9 @@ pub trait Num: crate::tensor::Element + PartialOrd + PartialEq {
 }
 
 macro_rules! num_int {
-    ($t:ty, $signed:expr) => {
+    ($t:ty) => {
         impl Num for $t {
             const IS_FLOAT: bool = false;
-            const IS_SIGNED: bool = $signed;
             const ZERO: Self = 0;
             const ONE: Self = 1;
             const MIN_VAL: Self = <$t>::MIN;
@@ -116,20 +114,19 @@ macro_rules! num_int {
         }
     };
 }
-num_int!(i8, true);
-num_int!(i16, true);
-num_int!(i32, true);
-num_int!(i64, true);
-num_int!(u8, false);
-num_int!(u16, false);
-num_int!(u32, false);
-num_int!(u64, false);
+num_int!(i8);
+num_int!(i16);
+num_int!(i32);
+num_int!(i64);
+num_int!(u8);
+num_int!(u16);
+num_int!(u32);
+num_int!(u64);
 
 macro_rules! num_float {
     ($t:ty) => {
         impl Num for $t {
             const IS_FLOAT: bool = true;
-            const IS_SIGNED: bool = true;
             const ZERO: Self = 0.0;
             const ONE: Self = 1.0;
             const MIN_VAL: Self = <$t>::NEG_INFINITY;
@@ -164,7 +161,6 @@ macro_rules! num_half {
     ($t:ty) => {
         impl Num for $t {
             const IS_FLOAT: bool = true;
-            const IS_SIGNED: bool = true;
             const ZERO: Self = <$t>::ZERO;
             const ONE: Self = <$t>::ONE;
             const MIN_VAL: Self = <$t>::NEG_INFINITY;
@@ -225,4 +221,94 @@ impl Real for bf16 {
     fn to_f32(self) -> f32 { bf16::to_f32(self) }
     #[inline(always)]
     fn from_f32(v: f32) -> Self { bf16::from_f32(v) }
+}
+
+/// The compute types of the float kernels (f32 and f64), with the math the kernels use.
+pub trait Float:
+    Copy
+    + PartialOrd
+    + Send
+    + Sync
+    + Default
+    + 'static
+    + std::ops::Add<Output = Self>
+    + std::ops::Sub<Output = Self>
+    + std::ops::Mul<Output = Self>
+    + std::ops::Div<Output = Self>
+    + std::ops::AddAssign
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const INF: Self;
+    const NEG_INF: Self;
+    fn exp(self) -> Self;
+    fn ln(self) -> Self;
+    fn sqrt(self) -> Self;
+    fn abs(self) -> Self;
+    fn from_usize(v: usize) -> Self;
+}
+
+macro_rules! float_impl {
+    ($t:ty) => {
+        impl Float for $t {
+            const ZERO: Self = 0.0;
+            const ONE: Self = 1.0;
+            const INF: Self = <$t>::INFINITY;
+            const NEG_INF: Self = <$t>::NEG_INFINITY;
+            #[inline(always)]
+            fn exp(self) -> Self { <$t>::exp(self) }
+            #[inline(always)]
+            fn ln(self) -> Self { <$t>::ln(self) }
+            #[inline(always)]
+            fn sqrt(self) -> Self { <$t>::sqrt(self) }
+            #[inline(always)]
+            fn abs(self) -> Self { <$t>::abs(self) }
+            #[inline(always)]
+            fn from_usize(v: usize) -> Self { v as $t }
+        }
+    };
+}
+float_impl!(f32);
+float_impl!(f64);
+
+/// Run a float kernel on `x` into a new tensor of `x`'s dtype and `out_shape`: f32 and f64
+/// run in place on the tensors' buffers; f16 and bf16 are widened to f32 and narrowed back.
+pub fn with_float_buffers(
+    x: &crate::tensor::Tensor,
+    out_shape: &[usize],
+    f32k: impl FnOnce(&[f32], &mut [f32]) -> crate::error::Result<()>,
+    f64k: impl FnOnce(&[f64], &mut [f64]) -> crate::error::Result<()>,
+) -> crate::error::Result<crate::tensor::Tensor> {
+    use crate::tensor::{DType, Tensor};
+    let d = x.dtype();
+    match d {
+        DType::Float32 => Tensor::build::<f32>(d, out_shape, |o| f32k(x.as_slice::<f32>()?, o)),
+        DType::Float64 => Tensor::build::<f64>(d, out_shape, |o| f64k(x.as_slice::<f64>()?, o)),
+        DType::Float16 | DType::BFloat16 => {
+            let xin: Vec<f32> = if d == DType::Float16 {
+                x.as_slice::<f16>()?.iter().map(|v| v.to_f32()).collect()
+            } else {
+                x.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect()
+            };
+            let n = crate::tensor::checked_numel(out_shape)?;
+            let mut o = vec![0f32; n];
+            f32k(&xin, &mut o)?;
+            if d == DType::Float16 {
+                Tensor::build::<f16>(d, out_shape, |t| {
+                    for (t, v) in t.iter_mut().zip(&o) {
+                        *t = f16::from_f32(*v);
+                    }
+                    Ok(())
+                })
+            } else {
+                Tensor::build::<bf16>(d, out_shape, |t| {
+                    for (t, v) in t.iter_mut().zip(&o) {
+                        *t = bf16::from_f32(*v);
+                    }
+                    Ok(())
+                })
+            }
+        }
+        _ => Err(dtype_err!("expected a float tensor, got {d}")),
+    }
 }

@@ -1,9 +1,12 @@
 //! Elementwise math, comparisons, logic, casts, activations, reductions, softmax.
 //!
 //! Files by kind: `arith.rs` (Add Sub Mul Div Pow Mod), `unary.rs` (Neg Abs Exp Log Sqrt
-//! trigonometry Erf Round IsNaN IsInf ...), `activation.rs` (Relu Sigmoid Gelu Clip PRelu ...),
+//! trigonometry Erf Round IsNaN IsInf ...), `activation.rs` (Relu Sigmoid Gelu Clip PRelu SwiGLU ...),
 //! `compare.rs` (Equal Greater Less ..., And Or Xor Not, Where), `cast.rs` (Cast CastLike) with
-//! `minifloat.rs` (float8/float4/E8M0 codecs). The elementwise engine is in
+//! `minifloat.rs` (float8/float4/E8M0 codecs), `softmax.rs` (Softmax LogSoftmax Hardmax),
+//! `reduce.rs` (Reduce*, ArgMax ArgMin), `variadic.rs` (Sum Mean Max Min), `bitwise.rs` (BitShift
+//! Bitwise*), `bitcast.rs` (BitCast), `cumulative.rs` (CumSum CumProd), `einsum.rs` (Einsum),
+//! `det.rs` (Det). The elementwise engine is in
 //! `broadcast.rs`; dtype dispatch macros and numeric traits in `dispatch.rs`.
 
 #[macro_use]
@@ -12,10 +15,18 @@ mod dispatch;
 mod unary;
 mod activation;
 mod arith;
+mod bitcast;
+mod bitwise;
 mod broadcast;
 mod cast;
 mod minifloat;
+mod reduce;
+mod softmax;
+mod variadic;
 mod compare;
+mod cumulative;
+mod det;
+mod einsum;
 #[cfg(test)]
 mod test_util;
 
@@ -73,6 +84,7 @@ pub fn register(r: &mut Registry) {
     r.add("Shrink", activation::build_shrink);
     r.add("Swish", activation::build_swish);
     r.add("Clip", activation::build_clip);
+    r.add("SwiGLU", activation::build_swiglu);
 
     r.add("Equal", compare::build_equal);
     r.add("Greater", compare::build_greater);
@@ -87,4 +99,37 @@ pub fn register(r: &mut Registry) {
 
     r.add("Cast", cast::build_cast);
     r.add("CastLike", cast::build_cast_like);
+
+    r.add("Softmax", softmax::build_softmax);
+    r.add("LogSoftmax", softmax::build_log_softmax);
+    r.add("Hardmax", softmax::build_hardmax);
+
+    r.add("ReduceSum", reduce::build_reduce_sum);
+    r.add("ReduceMean", reduce::build_reduce_mean);
+    r.add("ReduceMax", reduce::build_reduce_max);
+    r.add("ReduceMin", reduce::build_reduce_min);
+    r.add("ReduceProd", reduce::build_reduce_prod);
+    r.add("ReduceL1", reduce::build_reduce_l1);
+    r.add("ReduceL2", reduce::build_reduce_l2);
+    r.add("ReduceLogSum", reduce::build_reduce_log_sum);
+    r.add("ReduceLogSumExp", reduce::build_reduce_log_sum_exp);
+    r.add("ReduceSumSquare", reduce::build_reduce_sum_square);
+    r.add("ArgMax", reduce::build_argmax);
+    r.add("ArgMin", reduce::build_argmin);
+
+    r.add("Sum", variadic::build_sum);
+    r.add("Mean", variadic::build_mean);
+    r.add("Max", variadic::build_max);
+    r.add("Min", variadic::build_min);
+
+    r.add("BitShift", bitwise::build_bitshift);
+    r.add("BitwiseAnd", bitwise::build_bitwise_and);
+    r.add("BitwiseOr", bitwise::build_bitwise_or);
+    r.add("BitwiseXor", bitwise::build_bitwise_xor);
+    r.add("BitwiseNot", bitwise::build_bitwise_not);
+    r.add("BitCast", bitcast::build_bitcast);
+    r.add("CumSum", cumulative::build_cumsum);
+    r.add("CumProd", cumulative::build_cumprod);
+    r.add("Einsum", einsum::build_einsum);
+    r.add("Det", det::build_det);
 }

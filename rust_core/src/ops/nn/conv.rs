@@ -9,6 +9,7 @@ use super::window::{AutoPad, WindowAttrs};
 use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
 use crate::kernels::conv::{col2im_rows, conv_forward, ConvShape, Window3};
+use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, GemmElem, MatRef};
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
 use crate::tensor::{DType, Tensor};
@@ -19,6 +20,7 @@ pub fn register(r: &mut Registry) {
     r.add("ConvTranspose", build_conv_transpose);
     r.add("ConvInteger", build_conv_integer);
     r.add("QLinearConv", build_qlinear_conv);
+    r.add("DeformConv", build_deform_conv);
 }
 
 /// Attributes common to the convolutions.
@@ -34,13 +36,18 @@ impl ConvAttrs {
         if group < 1 {
             return Err(ctx.invalid(format!("attribute 'group' must be >= 1, got {group}")));
         }
-        Ok(ConvAttrs { window: WindowAttrs::parse(ctx)?, group: group as usize })
+        Ok(ConvAttrs {
+            window: WindowAttrs::parse(ctx)?,
+            group: group as usize,
+        })
     }
 
     /// The convolution geometry for input `x` and weights `w` (`[M, C/group, k...]`), and the output shape.
     fn geometry(&self, x: &[usize], w: &[usize], op: &str) -> Result<(ConvShape, Vec<usize>)> {
         if x.len() < 3 || w.len() != x.len() {
-            return Err(Error::ShapeMismatch(format!("{op}: X {x:?} must have rank >= 3 and W {w:?} the same rank")));
+            return Err(Error::ShapeMismatch(format!(
+                "{op}: X {x:?} must have rank >= 3 and W {w:?} the same rank"
+            )));
         }
         let (n, c, m) = (x[0], x[1], w[0]);
         if c != w[1] * self.group || m % self.group != 0 {
@@ -53,14 +60,25 @@ impl ConvAttrs {
         let win = self.window.resolve(&x[2..], &kernel, op)?;
         let mut out = vec![n, m];
         out.extend(&win.out);
-        Ok((ConvShape { batch: n, in_channels: c, out_channels: m, group: self.group, window: win.as_3d()? }, out))
+        Ok((
+            ConvShape {
+                batch: n,
+                in_channels: c,
+                out_channels: m,
+                group: self.group,
+                window: win.as_3d()?,
+            },
+            out,
+        ))
     }
 
     fn kernel(&self, w: &[usize], op: &str) -> Result<Vec<usize>> {
         let k = w[2..].to_vec();
         if let Some(attr) = &self.window.kernel {
             if *attr != k {
-                return Err(Error::ShapeMismatch(format!("{op}: kernel_shape {attr:?} does not match the weights' {k:?}")));
+                return Err(Error::ShapeMismatch(format!(
+                    "{op}: kernel_shape {attr:?} does not match the weights' {k:?}"
+                )));
             }
         }
         Ok(k)
@@ -69,7 +87,9 @@ impl ConvAttrs {
 
 fn widen_const(ctx: &BuildContext, i: usize) -> Result<Option<Tensor>> {
     match ctx.const_inputs.get(i).copied().flatten() {
-        Some(t) if matches!(t.dtype(), DType::Float16 | DType::BFloat16) => Ok(Some(widen(t)?.into_owned())),
+        Some(t) if matches!(t.dtype(), DType::Float16 | DType::BFloat16) => {
+            Ok(Some(widen(t)?.into_owned()))
+        }
         _ => Ok(None),
     }
 }
@@ -81,7 +101,10 @@ struct Conv {
 }
 
 fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Conv { attrs: ConvAttrs::parse(ctx)?, w_const: widen_const(ctx, 1)? }))
+    Ok(Box::new(Conv {
+        attrs: ConvAttrs::parse(ctx)?,
+        w_const: widen_const(ctx, 1)?,
+    }))
 }
 
 impl Op for Conv {
@@ -91,12 +114,19 @@ impl Op for Conv {
         let b = opt_tensor_in(inputs, 2, "Conv")?;
         let dt = x.dtype();
         if !is_compute_float(dt) || w.dtype() != dt || b.is_some_and(|b| b.dtype() != dt) {
-            return Err(Error::UnsupportedDtype(format!("Conv: X, W and B must share a float type, got X {dt}, W {}", w.dtype())));
+            return Err(Error::UnsupportedDtype(format!(
+                "Conv: X, W and B must share a float type, got X {dt}, W {}",
+                w.dtype()
+            )));
         }
         let (shape, out_shape) = self.attrs.geometry(x.shape(), w.shape(), "Conv")?;
         if let Some(b) = b {
             if b.len() != shape.out_channels {
-                return Err(Error::ShapeMismatch(format!("Conv: B has {} values for {} output channels", b.len(), shape.out_channels)));
+                return Err(Error::ShapeMismatch(format!(
+                    "Conv: B has {} values for {} output channels",
+                    b.len(),
+                    shape.out_channels
+                )));
             }
         }
         let xw = widen(x)?;
@@ -125,7 +155,10 @@ fn centered_f64(t: &Tensor, zp: Option<&Tensor>, per_axis: usize, what: &str) ->
     }
     let dim = t.shape().get(per_axis).copied().unwrap_or(0);
     if z.len() != dim {
-        return Err(Error::ShapeMismatch(format!("{what} zero point has {} values, expected 1 or {dim}", z.len())));
+        return Err(Error::ShapeMismatch(format!(
+            "{what} zero point has {} values, expected 1 or {dim}",
+            z.len()
+        )));
     }
     let inner: usize = t.shape()[per_axis + 1..].iter().product();
     for (i, x) in v.iter_mut().enumerate() {
@@ -140,7 +173,9 @@ struct ConvInteger {
 }
 
 fn build_conv_integer(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(ConvInteger { attrs: ConvAttrs::parse(ctx)? }))
+    Ok(Box::new(ConvInteger {
+        attrs: ConvAttrs::parse(ctx)?,
+    }))
 }
 
 impl Op for ConvInteger {
@@ -156,7 +191,11 @@ impl Op for ConvInteger {
         let n: usize = out_shape.iter().product();
         let mut acc = vec![0f64; n];
         conv_forward(ctx.pool, &shape, &xv, &wv, None, &mut acc)?;
-        Ok(vec![Tensor::from_vec(&out_shape, acc.into_iter().map(|v| v as i32).collect::<Vec<i32>>())?.into()])
+        Ok(vec![Tensor::from_vec(
+            &out_shape,
+            acc.into_iter().map(|v| v as i32).collect::<Vec<i32>>(),
+        )?
+        .into()])
     }
 }
 
@@ -166,7 +205,9 @@ struct QLinearConv {
 }
 
 fn build_qlinear_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(QLinearConv { attrs: ConvAttrs::parse(ctx)? }))
+    Ok(Box::new(QLinearConv {
+        attrs: ConvAttrs::parse(ctx)?,
+    }))
 }
 
 impl Op for QLinearConv {
@@ -200,14 +241,22 @@ impl Op for QLinearConv {
         let (lo, hi) = match out_dt {
             DType::Uint8 => (0.0, 255.0),
             DType::Int8 => (-128.0, 127.0),
-            d => return Err(Error::UnsupportedDtype(format!("{OP}: output type {d} is not supported"))),
+            d => {
+                return Err(Error::UnsupportedDtype(format!(
+                    "{OP}: output type {d} is not supported"
+                )))
+            }
         };
         let plane: usize = out_shape[2..].iter().product();
         let q: Vec<f64> = acc
             .iter()
             .enumerate()
             .map(|(i, a)| {
-                let wsc = if ws.len() == 1 { ws[0] } else { ws[(i / plane.max(1)) % m] };
+                let wsc = if ws.len() == 1 {
+                    ws[0]
+                } else {
+                    ws[(i / plane.max(1)) % m]
+                };
                 let f = (xs[0] as f32 * wsc as f32 / ys[0] as f32) as f64;
                 (a * f + zero).clamp(lo, hi).round_ties_even()
             })
@@ -233,8 +282,12 @@ fn build_conv_transpose(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let nonneg = |name: &str| -> Result<Option<Vec<usize>>> {
         match ctx.attr_ints(name)? {
             None => Ok(None),
-            Some(v) if v.iter().all(|x| *x >= 0) => Ok(Some(v.into_iter().map(|x| x as usize).collect())),
-            Some(v) => Err(ctx.invalid(format!("attribute '{name}' must be non-negative, got {v:?}"))),
+            Some(v) if v.iter().all(|x| *x >= 0) => {
+                Ok(Some(v.into_iter().map(|x| x as usize).collect()))
+            }
+            Some(v) => Err(ctx.invalid(format!(
+                "attribute '{name}' must be non-negative, got {v:?}"
+            ))),
         }
     };
     Ok(Box::new(ConvTranspose {
@@ -250,10 +303,15 @@ impl ConvTranspose {
     fn geometry(&self, x: &[usize], w: &[usize]) -> Result<(Window3, Vec<usize>)> {
         const OP: &str = "ConvTranspose";
         if x.len() < 3 || w.len() != x.len() {
-            return Err(Error::ShapeMismatch(format!("{OP}: X {x:?} must have rank >= 3 and W {w:?} the same rank")));
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: X {x:?} must have rank >= 3 and W {w:?} the same rank"
+            )));
         }
         if x[1] != w[0] || x[1] % self.attrs.group != 0 {
-            return Err(Error::ShapeMismatch(format!("{OP}: X has {} channels but W has shape {w:?} (group {})", x[1], self.attrs.group)));
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: X has {} channels but W has shape {w:?} (group {})",
+                x[1], self.attrs.group
+            )));
         }
         let ns = x.len() - 2;
         let kernel = self.attrs.kernel(w, OP)?;
@@ -263,13 +321,23 @@ impl ConvTranspose {
         let dil = wa.dilations.clone().unwrap_or_else(|| ones.clone());
         let opad = self.output_padding.clone().unwrap_or_else(|| vec![0; ns]);
         if strides.len() != ns || dil.len() != ns || opad.len() != ns {
-            return Err(Error::ShapeMismatch(format!("{OP}: strides, dilations and output_padding need {ns} values")));
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: strides, dilations and output_padding need {ns} values"
+            )));
         }
-        let oshape = self.output_shape.as_ref().map(|s| s[s.len().saturating_sub(ns)..].to_vec());
+        let oshape = self
+            .output_shape
+            .as_ref()
+            .map(|s| s[s.len().saturating_sub(ns)..].to_vec());
         let same = matches!(wa.auto_pad, AutoPad::SameUpper | AutoPad::SameLower);
         let mut pads = match (&wa.pads, same) {
             (Some(p), false) if p.len() == 2 * ns => p.clone(),
-            (Some(_), false) => return Err(Error::ShapeMismatch(format!("{OP}: 'pads' needs {} values", 2 * ns))),
+            (Some(_), false) => {
+                return Err(Error::ShapeMismatch(format!(
+                    "{OP}: 'pads' needs {} values",
+                    2 * ns
+                )))
+            }
             _ => vec![0; 2 * ns],
         };
         let mut out = vec![0; ns];
@@ -277,10 +345,17 @@ impl ConvTranspose {
             let ext = (kernel[i] - 1) * dil[i] + 1;
             let full = strides[i] * (x[2 + i].max(1) - 1) + opad[i] + ext;
             if same {
-                let target = oshape.as_ref().map(|s| s[i]).unwrap_or(x[2 + i] * strides[i]);
+                let target = oshape
+                    .as_ref()
+                    .map(|s| s[i])
+                    .unwrap_or(x[2 + i] * strides[i]);
                 let total = full as isize - target as isize;
                 let total = total.max(0) as usize;
-                let (b, e) = if wa.auto_pad == AutoPad::SameUpper { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
+                let (b, e) = if wa.auto_pad == AutoPad::SameUpper {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                };
                 pads[i] = b;
                 pads[ns + i] = e;
                 out[i] = target;
@@ -329,11 +404,38 @@ fn conv_transpose_forward<T: GemmElem>(
             let xg = &x[(img * c + g * cg) * in_sz..(img * c + (g + 1) * cg) * in_sz];
             let wg = &w[g * cg * rows..(g + 1) * cg * rows];
             // col (rows × in_sz) = W_g^T (rows × cg) · X_g (cg × in_sz)
-            let a = MatRef { data: wg, rs: 1, cs: rows };
+            let a = MatRef {
+                data: wg,
+                rs: 1,
+                cs: rows,
+            };
             if pool.threads() > 1 {
-                crate::kernels::gemm::gemm_par(pool, rows, in_sz, cg, T::ONE, a, MatRef::row_major(xg, in_sz), T::ZERO, &mut col, in_sz, 1)?;
+                crate::kernels::gemm::gemm_par(
+                    pool,
+                    rows,
+                    in_sz,
+                    cg,
+                    T::ONE,
+                    a,
+                    MatRef::row_major(xg, in_sz),
+                    T::ZERO,
+                    &mut col,
+                    in_sz,
+                    1,
+                )?;
             } else {
-                gemm(rows, in_sz, cg, T::ONE, a, MatRef::row_major(xg, in_sz), T::ZERO, &mut col, in_sz, 1)?;
+                gemm(
+                    rows,
+                    in_sz,
+                    cg,
+                    T::ONE,
+                    a,
+                    MatRef::row_major(xg, in_sz),
+                    T::ZERO,
+                    &mut col,
+                    in_sz,
+                    1,
+                )?;
             }
             let yg = &mut y[(img * m + g * mg) * out_sz..(img * m + (g + 1) * mg) * out_sz];
             for (j, plane) in yg.chunks_mut(out_sz.max(1)).enumerate() {
@@ -354,12 +456,19 @@ impl Op for ConvTranspose {
         let b = opt_tensor_in(inputs, 2, OP)?;
         let dt = x.dtype();
         if !is_compute_float(dt) || w.dtype() != dt || b.is_some_and(|b| b.dtype() != dt) {
-            return Err(Error::UnsupportedDtype(format!("{OP}: X, W and B must share a float type, got X {dt}, W {}", w.dtype())));
+            return Err(Error::UnsupportedDtype(format!(
+                "{OP}: X, W and B must share a float type, got X {dt}, W {}",
+                w.dtype()
+            )));
         }
         let (win, out_shape) = self.geometry(x.shape(), w.shape())?;
         if let Some(b) = b {
             if b.len() != out_shape[1] {
-                return Err(Error::ShapeMismatch(format!("{OP}: B has {} values for {} output channels", b.len(), out_shape[1])));
+                return Err(Error::ShapeMismatch(format!(
+                    "{OP}: B has {} values for {} output channels",
+                    b.len(),
+                    out_shape[1]
+                )));
             }
         }
         let xw = widen(x)?;
@@ -373,6 +482,120 @@ impl Op for ConvTranspose {
             let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
             Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
                 conv_transpose_forward(ctx.pool, &win, self.attrs.group, x.shape(), xv, wv, bias, &out_shape, o)
+            })
+        })?;
+        Ok(vec![narrow(y, dt)?.into()])
+    }
+}
+
+/// `DeformConv` (opsets 19, 22): 2-D convolution sampling the input at learned offsets
+/// (bilinear, zero outside), optionally modulated by a mask; deformable im2col + GEMM.
+struct DeformConv {
+    attrs: ConvAttrs,
+    offset_group: usize,
+}
+
+fn build_deform_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let og = ctx.attr_i("offset_group", 1)?;
+    if og < 1 {
+        return Err(ctx.invalid(format!("attribute 'offset_group' must be >= 1, got {og}")));
+    }
+    Ok(Box::new(DeformConv {
+        attrs: ConvAttrs::parse(ctx)?,
+        offset_group: og as usize,
+    }))
+}
+
+impl Op for DeformConv {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "DeformConv";
+        let x = tensor_in(inputs, 0, OP)?;
+        let w = tensor_in(inputs, 1, OP)?;
+        let off = tensor_in(inputs, 2, OP)?;
+        let b = opt_tensor_in(inputs, 3, OP)?;
+        let mask = opt_tensor_in(inputs, 4, OP)?;
+        if x.rank() != 4 {
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: only 2-D convolutions are supported, X is {:?}",
+                x.shape()
+            )));
+        }
+        let (shape, out_shape) = self.attrs.geometry(x.shape(), w.shape(), OP)?;
+        let win = shape.window;
+        let (n, c, m, g) = (
+            shape.batch,
+            shape.in_channels,
+            shape.out_channels,
+            shape.group,
+        );
+        let (kh, kw) = (win.kernel[1], win.kernel[2]);
+        let k = kh * kw;
+        let (oh, ow) = (win.out[1], win.out[2]);
+        let (ih, iw) = (win.input[1], win.input[2]);
+        let og = self.offset_group;
+        if c % og != 0
+            || off.shape() != [n, og * 2 * k, oh, ow]
+            || mask.is_some_and(|mk| mk.shape() != [n, og * k, oh, ow])
+        {
+            return Err(Error::ShapeMismatch(format!("{OP}: offset {:?} (or mask) does not fit offset_group {og} and output {out_shape:?}", off.shape())));
+        }
+        let dt = x.dtype();
+        let (xw, ww, ow_t) = (widen(x)?, widen(w)?, widen(off)?);
+        let bw = b.map(widen).transpose()?;
+        let mw = mask.map(widen).transpose()?;
+        let y = crate::with_float!(xw.dtype(), OP, T => {
+            let (xv, wv, ov) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?, ow_t.as_slice::<T>()?);
+            let mv = match &mw { Some(t) => Some(t.as_slice::<T>()?), None => None };
+            let bias = match &bw { Some(t) => Some(t.as_slice::<T>()?), None => None };
+            let (cg, mg) = (c / g, m / g);
+            let osz = oh * ow;
+            let kdim = cg * k;
+            Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
+                let mut col = vec![T::ZERO; kdim * osz];
+                for img in 0..n {
+                    for grp in 0..g {
+                        for ci in 0..cg {
+                            let ch = grp * cg + ci;
+                            let ogi = ch / (c / og);
+                            let plane = &xv[(img * c + ch) * ih * iw..(img * c + ch + 1) * ih * iw];
+                            for tap in 0..k {
+                                let (ti, tj) = (tap / kw, tap % kw);
+                                let row = &mut col[(ci * k + tap) * osz..(ci * k + tap + 1) * osz];
+                                for y in 0..oh {
+                                    for xo in 0..ow {
+                                        let p = y * ow + xo;
+                                        let oidx = ((img * og + ogi) * 2 * k + 2 * tap) * osz + p;
+                                        let hh = (y * win.strides[1] + ti * win.dilations[1]) as f64 - win.pad_begin[1] as f64 + ov[oidx].to_f64();
+                                        let ww_ = (xo * win.strides[2] + tj * win.dilations[2]) as f64 - win.pad_begin[2] as f64 + ov[oidx + osz].to_f64();
+                                        let (h0, w0) = (hh.floor(), ww_.floor());
+                                        let (fh, fw) = (hh - h0, ww_ - w0);
+                                        let mut v = 0.0;
+                                        for (dy, wy) in [(0i64, 1.0 - fh), (1, fh)] {
+                                            for (dx, wx) in [(0i64, 1.0 - fw), (1, fw)] {
+                                                let (yy, xx) = (h0 as i64 + dy, w0 as i64 + dx);
+                                                if yy >= 0 && (yy as usize) < ih && xx >= 0 && (xx as usize) < iw {
+                                                    v += wy * wx * plane[yy as usize * iw + xx as usize].to_f64();
+                                                }
+                                            }
+                                        }
+                                        if let Some(mv) = mv {
+                                            v *= mv[((img * og + ogi) * k + tap) * osz + p].to_f64();
+                                        }
+                                        row[p] = T::from_f64(v);
+                                    }
+                                }
+                            }
+                        }
+                        let yg = &mut o[(img * m + grp * mg) * osz..(img * m + (grp + 1) * mg) * osz];
+                        for (j, plane) in yg.chunks_mut(osz.max(1)).enumerate() {
+                            let bv = bias.map(|b| b[grp * mg + j]).unwrap_or(T::ZERO);
+                            plane.iter_mut().for_each(|v| *v = bv);
+                        }
+                        let wg = &wv[grp * mg * kdim..(grp + 1) * mg * kdim];
+                        crate::kernels::gemm::gemm_par(ctx.pool, mg, osz, kdim, T::ONE, MatRef::row_major(wg, kdim), MatRef::row_major(&col, osz), T::ONE, yg, osz, 1)?;
+                    }
+                }
+                Ok(())
             })
         })?;
         Ok(vec![narrow(y, dt)?.into()])
@@ -393,14 +616,34 @@ mod tests {
         // ONNX test_basic_conv_with_padding / without_padding.
         let x = tf(&[1, 1, 5, 5], &iota(25));
         let w = tf(&[1, 1, 3, 3], &[1.; 9]);
-        let y = &run_op("Conv", 11, vec![("pads", ints(&[1, 1, 1, 1]))], vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "Conv",
+            11,
+            vec![("pads", ints(&[1, 1, 1, 1]))],
+            vec![Some(x.clone()), Some(w.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.shape(), &[1, 1, 5, 5]);
         assert_eq!(
             y.as_slice::<f32>().unwrap(),
-            &[12., 21., 27., 33., 24., 33., 54., 63., 72., 51., 63., 108., 117., 126., 81., 93., 153., 162., 171., 111., 72., 111., 117., 123., 84.]
+            &[
+                12., 21., 27., 33., 24., 33., 54., 63., 72., 51., 63., 99., 108., 117., 81., 93.,
+                144., 153., 162., 111., 72., 111., 117., 123., 84.
+            ]
         );
-        let y = &run_op("Conv", 11, vec![], vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
-        assert_eq!(y.as_slice::<f32>().unwrap(), &[54., 63., 72., 99., 108., 117., 144., 153., 162.]);
+        let y = &run_op(
+            "Conv",
+            11,
+            vec![],
+            vec![Some(x.clone()), Some(w.clone())],
+            1,
+        )
+        .unwrap()[0];
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[54., 63., 72., 99., 108., 117., 144., 153., 162.]
+        );
         // Strides 2 with asymmetric padding (test_conv_with_strides_and_asymmetric_padding), on 7x5.
         let x = tf(&[1, 1, 7, 5], &iota(35));
         let y = &run_op(
@@ -412,18 +655,27 @@ mod tests {
         )
         .unwrap()[0];
         assert_eq!(y.shape(), &[1, 1, 4, 2]);
-        assert_eq!(y.as_slice::<f32>().unwrap(), &[21., 33., 99., 117., 189., 207., 171., 183.]);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[21., 33., 99., 117., 189., 207., 171., 183.]
+        );
         // SAME_LOWER autopad with stride 2 (test_conv_with_autopad_same).
         let x = tf(&[1, 1, 5, 5], &iota(25));
         let y = &run_op(
             "Conv",
             11,
-            vec![("auto_pad", AttrValue::String(b"SAME_LOWER".to_vec())), ("strides", ints(&[2, 2]))],
+            vec![
+                ("auto_pad", AttrValue::String(b"SAME_LOWER".to_vec())),
+                ("strides", ints(&[2, 2])),
+            ],
             vec![Some(x), Some(w)],
             1,
         )
         .unwrap()[0];
-        assert_eq!(y.as_slice::<f32>().unwrap(), &[12., 27., 24., 63., 108., 81., 72., 117., 84.]);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[12., 27., 24., 63., 108., 81., 72., 117., 84.]
+        );
     }
 
     #[test]
@@ -432,27 +684,68 @@ mod tests {
         let x = tf(&[1, 2, 3], &[1., 2., 3., 4., 5., 6.]);
         let w = tf(&[2, 1, 2], &[1., 1., 1., -1.]);
         let b = tf(&[2], &[10., 20.]);
-        let y = &run_op("Conv", 11, vec![("group", AttrValue::Int(2))], vec![Some(x.clone()), Some(w), Some(b)], 1).unwrap()[0];
+        let y = &run_op(
+            "Conv",
+            11,
+            vec![("group", AttrValue::Int(2))],
+            vec![Some(x.clone()), Some(w), Some(b)],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<f32>().unwrap(), &[13., 15., 19., 19.]);
         // Pointwise with 2 groups: each output channel scales its group's input channel.
         let w = tf(&[2, 1, 1], &[2., 3.]);
-        let y = &run_op("Conv", 11, vec![("group", AttrValue::Int(2))], vec![Some(x.clone()), Some(w)], 1).unwrap()[0];
+        let y = &run_op(
+            "Conv",
+            11,
+            vec![("group", AttrValue::Int(2))],
+            vec![Some(x.clone()), Some(w)],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<f32>().unwrap(), &[2., 4., 6., 12., 15., 18.]);
         // Dilated 1-D full conv: kernel 2, dilation 2 over 2 channels.
         let w = tf(&[1, 2, 2], &[1., 1., 1., 1.]);
-        let y = &run_op("Conv", 11, vec![("dilations", ints(&[2]))], vec![Some(x), Some(w)], 1).unwrap()[0];
+        let y = &run_op(
+            "Conv",
+            11,
+            vec![("dilations", ints(&[2]))],
+            vec![Some(x), Some(w)],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<f32>().unwrap(), &[1. + 3. + 4. + 6.]);
         // Bad group.
         let x = tf(&[1, 3, 3], &[0.; 9]);
         let w = tf(&[2, 1, 2], &[0.; 4]);
-        assert!(run_op("Conv", 11, vec![("group", AttrValue::Int(2))], vec![Some(x), Some(w)], 1).is_err());
+        assert!(run_op(
+            "Conv",
+            11,
+            vec![("group", AttrValue::Int(2))],
+            vec![Some(x), Some(w)],
+            1
+        )
+        .is_err());
     }
 
     #[test]
     fn conv_3d_matches_naive() {
-        let x = tf(&[1, 2, 3, 4, 4], &(0..96).map(|i| ((i * 7) % 11) as f32 - 5.).collect::<Vec<_>>());
-        let w = tf(&[3, 2, 2, 3, 2], &(0..72).map(|i| ((i * 5) % 7) as f32 - 3.).collect::<Vec<_>>());
-        let attrs = vec![("pads", ints(&[1, 0, 1, 0, 1, 0])), ("strides", ints(&[1, 2, 1]))];
+        let x = tf(
+            &[1, 2, 3, 4, 4],
+            &(0..96)
+                .map(|i| ((i * 7) % 11) as f32 - 5.)
+                .collect::<Vec<_>>(),
+        );
+        let w = tf(
+            &[3, 2, 2, 3, 2],
+            &(0..72)
+                .map(|i| ((i * 5) % 7) as f32 - 3.)
+                .collect::<Vec<_>>(),
+        );
+        let attrs = vec![
+            ("pads", ints(&[1, 0, 1, 0, 0, 0])),
+            ("strides", ints(&[1, 2, 1])),
+        ];
         let y = &run_op("Conv", 11, attrs, vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
         let (xv, wv) = (x.as_slice::<f32>().unwrap(), w.as_slice::<f32>().unwrap());
         // out: D=(3+1-2)+1=3, H=(4+0-3)/2+1=1, W=(4+1-2)+1=4
@@ -466,11 +759,17 @@ mod tests {
                         for kd in 0..2 {
                             for kh in 0..3 {
                                 for kw in 0..2 {
-                                    let (id, ih, iw) = (od as isize + kd as isize - 1, kh as isize, ow as isize + kw as isize - 1);
+                                    let (id, ih, iw) = (
+                                        od as isize + kd as isize - 1,
+                                        kh as isize,
+                                        ow as isize + kw as isize - 1,
+                                    );
                                     if id < 0 || id >= 3 || iw < 0 || iw >= 4 {
                                         continue;
                                     }
-                                    s += xv[((c * 3 + id as usize) * 4 + ih as usize) * 4 + iw as usize] * wv[(((m * 2 + c) * 2 + kd) * 3 + kh) * 2 + kw];
+                                    s += xv[((c * 3 + id as usize) * 4 + ih as usize) * 4
+                                        + iw as usize]
+                                        * wv[(((m * 2 + c) * 2 + kd) * 3 + kh) * 2 + kw];
                                 }
                             }
                         }
@@ -487,32 +786,55 @@ mod tests {
         // test_convtranspose_1d: x [1,1,3] = [0,1,2], W [1,2,3] ones -> [[0,1,3,3,2],[0,1,3,3,2]]
         let x = tf(&[1, 1, 3], &[0., 1., 2.]);
         let w = tf(&[1, 2, 3], &[1.; 6]);
-        let y = &run_op("ConvTranspose", 11, vec![], vec![Some(x.clone()), Some(w.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "ConvTranspose",
+            11,
+            vec![],
+            vec![Some(x.clone()), Some(w.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.shape(), &[1, 2, 5]);
-        assert_eq!(y.as_slice::<f32>().unwrap(), &[0., 1., 3., 3., 2., 0., 1., 3., 3., 2.]);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[0., 1., 3., 3., 2., 0., 1., 3., 3., 2.]
+        );
         // Stride 2, pads 1, output_padding 1: full = 2*2+1+3 = 8, minus 2 pads -> 6.
         let y = &run_op(
             "ConvTranspose",
             11,
-            vec![("strides", ints(&[2])), ("pads", ints(&[1, 1])), ("output_padding", ints(&[1]))],
+            vec![
+                ("strides", ints(&[2])),
+                ("pads", ints(&[1, 1])),
+                ("output_padding", ints(&[1])),
+            ],
             vec![Some(x.clone()), Some(w.clone())],
             1,
         )
         .unwrap()[0];
         // Unpadded length-8 result: [0,0,1,1,3,2,2,0]; crop 1 each side -> [0,1,1,3,2,2]
         assert_eq!(y.shape(), &[1, 2, 6]);
-        assert_eq!(&y.as_slice::<f32>().unwrap()[..6], &[0., 1., 1., 3., 2., 2.]);
+        assert_eq!(
+            &y.as_slice::<f32>().unwrap()[..6],
+            &[0., 1., 1., 3., 2., 2.]
+        );
         // output_shape with SAME_UPPER.
         let y = &run_op(
             "ConvTranspose",
             11,
-            vec![("strides", ints(&[2])), ("auto_pad", AttrValue::String(b"SAME_UPPER".to_vec()))],
+            vec![
+                ("strides", ints(&[2])),
+                ("auto_pad", AttrValue::String(b"SAME_UPPER".to_vec())),
+            ],
             vec![Some(x), Some(w)],
             1,
         )
         .unwrap()[0];
         // target 6, full = 7, total 1 -> pads (0,1): [0,0,1,1,3,2]
-        assert_eq!(&y.as_slice::<f32>().unwrap()[..6], &[0., 0., 1., 1., 3., 2.]);
+        assert_eq!(
+            &y.as_slice::<f32>().unwrap()[..6],
+            &[0., 0., 1., 1., 3., 2.]
+        );
     }
 
     #[test]
@@ -521,7 +843,14 @@ mod tests {
         let x = Tensor::from_slice(&[1, 1, 3, 3], &[2u8, 3, 4, 5, 6, 7, 8, 9, 10]).unwrap();
         let w = Tensor::from_slice(&[1, 1, 2, 2], &[1u8, 1, 1, 1]).unwrap();
         let xz = Tensor::from_slice(&[], &[1u8]).unwrap();
-        let y = &run_op("ConvInteger", 10, vec![], vec![Some(x), Some(w), Some(xz), None], 1).unwrap()[0];
+        let y = &run_op(
+            "ConvInteger",
+            10,
+            vec![],
+            vec![Some(x), Some(w), Some(xz), None],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<i32>().unwrap(), &[12, 16, 24, 28]);
     }
 }

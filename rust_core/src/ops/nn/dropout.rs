@@ -17,7 +17,11 @@ struct Dropout {
 }
 
 fn build_dropout(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Dropout { ratio_attr: ctx.attr_f("ratio", 0.5)?, seed: ctx.attr_opt_i("seed")?, opset: ctx.opset }))
+    Ok(Box::new(Dropout {
+        ratio_attr: ctx.attr_f("ratio", 0.5)?,
+        seed: ctx.attr_opt_i("seed")?,
+        opset: ctx.opset,
+    }))
 }
 
 /// A small deterministic generator (SplitMix64) for training-mode masks.
@@ -39,7 +43,11 @@ impl Op for Dropout {
         let x = tensor_in(inputs, 0, OP)?;
         let (ratio, training) = if self.opset >= 12 {
             let ratio = match opt_tensor_in(inputs, 1, OP)? {
-                Some(r) => *r.to_f64_vec()?.first().ok_or_else(|| Error::InvalidArgument(format!("{OP}: ratio is empty")))? as f32,
+                Some(r) => *r
+                    .to_f64_vec()?
+                    .first()
+                    .ok_or_else(|| Error::InvalidArgument(format!("{OP}: ratio is empty")))?
+                    as f32,
                 None => 0.5,
             };
             let training = match opt_tensor_in(inputs, 2, OP)? {
@@ -50,7 +58,11 @@ impl Op for Dropout {
         } else {
             (self.ratio_attr, false)
         };
-        let mask_dtype = if self.opset >= 10 { DType::Bool } else { x.dtype() };
+        let mask_dtype = if self.opset >= 10 {
+            DType::Bool
+        } else {
+            x.dtype()
+        };
         if !training || ratio == 0.0 {
             let mask = if mask_dtype == DType::Bool {
                 Tensor::build::<u8>(DType::Bool, x.shape(), |o| {
@@ -63,13 +75,19 @@ impl Op for Dropout {
             return Ok(vec![x.clone().into(), mask.into()]);
         }
         if !(0.0..1.0).contains(&ratio) {
-            return Err(Error::InvalidArgument(format!("{OP}: ratio {ratio} must be in [0, 1)")));
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: ratio {ratio} must be in [0, 1)"
+            )));
         }
         let mut rng = SplitMix(self.seed.unwrap_or(0x5eed) as u64);
         let keep: Vec<bool> = (0..x.len()).map(|_| rng.next_f32() >= ratio).collect();
         let scale = 1.0 / (1.0 - ratio);
         let xv = x.to_f64_vec()?;
-        let yv: Vec<f64> = xv.iter().zip(&keep).map(|(v, k)| if *k { v * scale as f64 } else { 0.0 }).collect();
+        let yv: Vec<f64> = xv
+            .iter()
+            .zip(&keep)
+            .map(|(v, k)| if *k { v * scale as f64 } else { 0.0 })
+            .collect();
         let y = from_f64(x.dtype(), x.shape(), &yv)?;
         let mask = Tensor::build::<u8>(DType::Bool, x.shape(), |o| {
             o.iter_mut().zip(&keep).for_each(|(o, k)| *o = *k as u8);
@@ -83,9 +101,17 @@ fn from_f64(d: DType, shape: &[usize], v: &[f64]) -> Result<Tensor> {
     match d {
         DType::Float32 => Tensor::from_vec(shape, v.iter().map(|x| *x as f32).collect::<Vec<_>>()),
         DType::Float64 => Tensor::from_slice(shape, v),
-        DType::Float16 => Tensor::from_vec(shape, v.iter().map(|x| f16::from_f64(*x)).collect::<Vec<_>>()),
-        DType::BFloat16 => Tensor::from_vec(shape, v.iter().map(|x| bf16::from_f64(*x)).collect::<Vec<_>>()),
-        d => Err(Error::UnsupportedDtype(format!("Dropout: element type {d} is not supported"))),
+        DType::Float16 => Tensor::from_vec(
+            shape,
+            v.iter().map(|x| f16::from_f64(*x)).collect::<Vec<_>>(),
+        ),
+        DType::BFloat16 => Tensor::from_vec(
+            shape,
+            v.iter().map(|x| bf16::from_f64(*x)).collect::<Vec<_>>(),
+        ),
+        d => Err(Error::UnsupportedDtype(format!(
+            "Dropout: element type {d} is not supported"
+        ))),
     }
 }
 
@@ -110,7 +136,14 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let out = run_op("Dropout", 13, vec![], vec![Some(x), Some(ratio), Some(tm)], 2).unwrap();
+        let out = run_op(
+            "Dropout",
+            13,
+            vec![],
+            vec![Some(x), Some(ratio), Some(tm)],
+            2,
+        )
+        .unwrap();
         assert_eq!(out[0].as_slice::<f32>().unwrap(), &[1., 2., 3.]);
     }
 }

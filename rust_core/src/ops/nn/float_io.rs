@@ -10,8 +10,14 @@ use std::borrow::Cow;
 /// Other dtypes are returned unchanged (the caller rejects them).
 pub fn widen(t: &Tensor) -> Result<Cow<'_, Tensor>> {
     Ok(match t.dtype() {
-        DType::Float16 => Cow::Owned(Tensor::from_vec(t.shape(), t.as_slice::<f16>()?.iter().map(|v| v.to_f32()).collect())?),
-        DType::BFloat16 => Cow::Owned(Tensor::from_vec(t.shape(), t.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect())?),
+        DType::Float16 => Cow::Owned(Tensor::from_vec(
+            t.shape(),
+            t.as_slice::<f16>()?.iter().map(|v| v.to_f32()).collect(),
+        )?),
+        DType::BFloat16 => Cow::Owned(Tensor::from_vec(
+            t.shape(),
+            t.as_slice::<bf16>()?.iter().map(|v| v.to_f32()).collect(),
+        )?),
         _ => Cow::Borrowed(t),
     })
 }
@@ -25,14 +31,18 @@ pub fn narrow(t: Tensor, dtype: DType) -> Result<Tensor> {
         DType::Float16 => {
             let v = t.as_slice::<f32>()?;
             Tensor::build::<f16>(dtype, t.shape(), |o| {
-                o.iter_mut().zip(v).for_each(|(o, x)| *o = f16::from_f32(*x));
+                o.iter_mut()
+                    .zip(v)
+                    .for_each(|(o, x)| *o = f16::from_f32(*x));
                 Ok(())
             })
         }
         DType::BFloat16 => {
             let v = t.as_slice::<f32>()?;
             Tensor::build::<bf16>(dtype, t.shape(), |o| {
-                o.iter_mut().zip(v).for_each(|(o, x)| *o = bf16::from_f32(*x));
+                o.iter_mut()
+                    .zip(v)
+                    .for_each(|(o, x)| *o = bf16::from_f32(*x));
                 Ok(())
             })
         }
@@ -44,13 +54,19 @@ pub fn narrow(t: Tensor, dtype: DType) -> Result<Tensor> {
             let v = t.as_slice::<f32>()?;
             Tensor::from_vec(t.shape(), v.iter().map(|x| *x as f64).collect())
         }
-        d => Err(crate::error::Error::Internal(format!("narrow: cannot convert a {} result to {d}", t.dtype()))),
+        d => Err(crate::error::Error::Internal(format!(
+            "narrow: cannot convert a {} result to {d}",
+            t.dtype()
+        ))),
     }
 }
 
 /// Whether `d` is one of the float types these operators compute (f16, bf16, f32, f64).
 pub fn is_compute_float(d: DType) -> bool {
-    matches!(d, DType::Float16 | DType::BFloat16 | DType::Float32 | DType::Float64)
+    matches!(
+        d,
+        DType::Float16 | DType::BFloat16 | DType::Float32 | DType::Float64
+    )
 }
 
 /// Any float or integer tensor as `f32` values (used for small parameter tensors).
@@ -75,7 +91,10 @@ macro_rules! with_float {
                 type $T = f64;
                 $body
             }
-            d => Err($crate::error::Error::UnsupportedDtype(format!("{}: element type {d} is not supported", $op))),
+            d => Err($crate::error::Error::UnsupportedDtype(format!(
+                "{}: element type {d} is not supported",
+                $op
+            ))),
         }
     };
 }

@@ -2,12 +2,12 @@
 
 use super::float_io::{is_compute_float, narrow, widen};
 use crate::error::{Error, Result};
+use crate::executor::pool::ThreadPool;
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
 use crate::ops::common::{broadcast_shapes, broadcast_strides, for_each_broadcast};
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
 use crate::tensor::{DType, Element, Tensor};
-use crate::executor::pool::ThreadPool;
 
 pub fn register(r: &mut Registry) {
     r.add("MatMul", build_matmul);
@@ -62,10 +62,20 @@ pub struct MatMulShape {
 impl MatMulShape {
     pub fn new(a: &[usize], b: &[usize], op: &str) -> Result<MatMulShape> {
         if a.is_empty() || b.is_empty() {
-            return Err(Error::ShapeMismatch(format!("{op}: inputs must have rank >= 1, got shapes {a:?} and {b:?}")));
+            return Err(Error::ShapeMismatch(format!(
+                "{op}: inputs must have rank >= 1, got shapes {a:?} and {b:?}"
+            )));
         }
-        let a2: Vec<usize> = if a.len() == 1 { vec![1, a[0]] } else { a.to_vec() };
-        let b2: Vec<usize> = if b.len() == 1 { vec![b[0], 1] } else { b.to_vec() };
+        let a2: Vec<usize> = if a.len() == 1 {
+            vec![1, a[0]]
+        } else {
+            a.to_vec()
+        };
+        let b2: Vec<usize> = if b.len() == 1 {
+            vec![b[0], 1]
+        } else {
+            b.to_vec()
+        };
         let (m, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
         let (k2, n) = (b2[b2.len() - 2], b2[b2.len() - 1]);
         if k != k2 {
@@ -75,7 +85,8 @@ impl MatMulShape {
         }
         let ba = &a2[..a2.len() - 2];
         let bb = &b2[..b2.len() - 2];
-        let batch = broadcast_shapes(ba, bb).map_err(|e| e.context(format!("{op}: batch dimensions")))?;
+        let batch =
+            broadcast_shapes(ba, bb).map_err(|e| e.context(format!("{op}: batch dimensions")))?;
         let mut out_shape = batch.clone();
         if a.len() > 1 {
             out_shape.push(m);
@@ -87,21 +98,52 @@ impl MatMulShape {
         let b_single = bb.iter().product::<usize>() == 1;
         let mut offsets = Vec::with_capacity(nb);
         if nb > 0 {
-            let sa: Vec<usize> = broadcast_strides(ba, &batch).iter().map(|s| s * m * k).collect();
-            let sb: Vec<usize> = broadcast_strides(bb, &batch).iter().map(|s| s * k * n).collect();
+            let sa: Vec<usize> = broadcast_strides(ba, &batch)
+                .iter()
+                .map(|s| s * m * k)
+                .collect();
+            let sb: Vec<usize> = broadcast_strides(bb, &batch)
+                .iter()
+                .map(|s| s * k * n)
+                .collect();
             for_each_broadcast(&batch, [&sa, &sb], |_, [ia, ib]| offsets.push((ia, ib)));
         }
         let fold = b_single && ba.iter().product::<usize>() == nb;
-        Ok(MatMulShape { m, k, n, out_shape, offsets, fold })
+        Ok(MatMulShape {
+            m,
+            k,
+            n,
+            out_shape,
+            offsets,
+            fold,
+        })
     }
 }
 
 /// Float batched matmul `out = a · b` (row-major, batch offsets from `sh`).
-fn float_matmul<T: GemmElem>(pool: &ThreadPool, sh: &MatMulShape, a: &[T], b: &[T], out: &mut [T]) -> Result<()> {
+fn float_matmul<T: GemmElem>(
+    pool: &ThreadPool,
+    sh: &MatMulShape,
+    a: &[T],
+    b: &[T],
+    out: &mut [T],
+) -> Result<()> {
     let (m, k, n) = (sh.m, sh.k, sh.n);
     if sh.fold {
         let rows = m * sh.offsets.len();
-        return gemm_par(pool, rows, n, k, T::ONE, MatRef::row_major(a, k), MatRef::row_major(b, n), T::ZERO, out, n, 1);
+        return gemm_par(
+            pool,
+            rows,
+            n,
+            k,
+            T::ONE,
+            MatRef::row_major(a, k),
+            MatRef::row_major(b, n),
+            T::ZERO,
+            out,
+            n,
+            1,
+        );
     }
     let nb = sh.offsets.len();
     let per = m * n * k.max(1);
@@ -113,9 +155,22 @@ fn float_matmul<T: GemmElem>(pool: &ThreadPool, sh: &MatMulShape, a: &[T], b: &[
             for bi in s..e {
                 let (ia, ib) = sh.offsets[bi];
                 // SAFETY: batch bi writes only its own m*n block of `out`, which has nb*m*n elements.
-                let c = unsafe { std::slice::from_raw_parts_mut((op as *mut T).add(bi * m * n), m * n) };
+                let c = unsafe {
+                    std::slice::from_raw_parts_mut((op as *mut T).add(bi * m * n), m * n)
+                };
                 debug_assert!((bi + 1) * m * n <= out_len);
-                if let Err(e) = gemm(m, n, k, T::ONE, MatRef::row_major(&a[ia..], k), MatRef::row_major(&b[ib..], n), T::ZERO, c, n, 1) {
+                if let Err(e) = gemm(
+                    m,
+                    n,
+                    k,
+                    T::ONE,
+                    MatRef::row_major(&a[ia..], k),
+                    MatRef::row_major(&b[ib..], n),
+                    T::ZERO,
+                    c,
+                    n,
+                    1,
+                ) {
                     *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
                 }
             }
@@ -127,7 +182,19 @@ fn float_matmul<T: GemmElem>(pool: &ThreadPool, sh: &MatMulShape, a: &[T], b: &[
     }
     for (bi, &(ia, ib)) in sh.offsets.iter().enumerate() {
         let c = &mut out[bi * m * n..(bi + 1) * m * n];
-        gemm_par(pool, m, n, k, T::ONE, MatRef::row_major(&a[ia..], k), MatRef::row_major(&b[ib..], n), T::ZERO, c, n, 1)?;
+        gemm_par(
+            pool,
+            m,
+            n,
+            k,
+            T::ONE,
+            MatRef::row_major(&a[ia..], k),
+            MatRef::row_major(&b[ib..], n),
+            T::ZERO,
+            c,
+            n,
+            1,
+        )?;
     }
     Ok(())
 }
@@ -135,7 +202,14 @@ fn float_matmul<T: GemmElem>(pool: &ThreadPool, sh: &MatMulShape, a: &[T], b: &[
 fn int_matmul<T: WrapInt>(sh: &MatMulShape, a: &[T], b: &[T], out: &mut [T]) {
     let (m, k, n) = (sh.m, sh.k, sh.n);
     for (bi, &(ia, ib)) in sh.offsets.iter().enumerate() {
-        int_gemm_acc(m, n, k, &a[ia..ia + m * k], &b[ib..ib + k * n], &mut out[bi * m * n..(bi + 1) * m * n]);
+        int_gemm_acc(
+            m,
+            n,
+            k,
+            &a[ia..ia + m * k],
+            &b[ib..ib + k * n],
+            &mut out[bi * m * n..(bi + 1) * m * n],
+        );
     }
 }
 
@@ -147,7 +221,9 @@ struct MatMul {
 
 fn build_matmul(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let b_const = match ctx.const_inputs.get(1).copied().flatten() {
-        Some(b) if matches!(b.dtype(), DType::Float16 | DType::BFloat16) => Some(widen(b)?.into_owned()),
+        Some(b) if matches!(b.dtype(), DType::Float16 | DType::BFloat16) => {
+            Some(widen(b)?.into_owned())
+        }
         _ => None,
     };
     Ok(Box::new(MatMul { b_const }))
@@ -158,7 +234,11 @@ impl Op for MatMul {
         let a = tensor_in(inputs, 0, "MatMul")?;
         let b = tensor_in(inputs, 1, "MatMul")?;
         if a.dtype() != b.dtype() {
-            return Err(Error::InvalidArgument(format!("MatMul: A is {} but B is {}", a.dtype(), b.dtype())));
+            return Err(Error::InvalidArgument(format!(
+                "MatMul: A is {} but B is {}",
+                a.dtype(),
+                b.dtype()
+            )));
         }
         let sh = MatMulShape::new(a.shape(), b.shape(), "MatMul")?;
         let dt = a.dtype();
@@ -192,7 +272,11 @@ impl Op for MatMul {
             DType::Uint8 => int_case!(u8),
             DType::Int16 => int_case!(i16),
             DType::Uint16 => int_case!(u16),
-            d => return Err(Error::UnsupportedDtype(format!("MatMul: element type {d} is not supported"))),
+            d => {
+                return Err(Error::UnsupportedDtype(format!(
+                    "MatMul: element type {d} is not supported"
+                )))
+            }
         };
         Ok(vec![out.into()])
     }
@@ -209,7 +293,9 @@ struct Gemm {
 
 fn build_gemm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let b_const = match ctx.const_inputs.get(1).copied().flatten() {
-        Some(b) if matches!(b.dtype(), DType::Float16 | DType::BFloat16) => Some(widen(b)?.into_owned()),
+        Some(b) if matches!(b.dtype(), DType::Float16 | DType::BFloat16) => {
+            Some(widen(b)?.into_owned())
+        }
         _ => None,
     };
     Ok(Box::new(Gemm {
@@ -222,10 +308,20 @@ fn build_gemm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 }
 
 /// Fill `out` (m×n) with `beta · C` broadcast from `c_shape` (unidirectional broadcast).
-fn fill_bias<T: Copy + std::ops::Mul<Output = T>>(out: &mut [T], m: usize, n: usize, c: &[T], c_shape: &[usize], beta: T) -> Result<()> {
+fn fill_bias<T: Copy + std::ops::Mul<Output = T>>(
+    out: &mut [T],
+    m: usize,
+    n: usize,
+    c: &[T],
+    c_shape: &[usize],
+    beta: T,
+) -> Result<()> {
     let target = [m, n];
-    if c_shape.len() > 2 || broadcast_shapes(c_shape, &target).ok().as_deref() != Some(&target[..]) {
-        return Err(Error::ShapeMismatch(format!("Gemm: C of shape {c_shape:?} cannot be broadcast to ({m}, {n})")));
+    if c_shape.len() > 2 || broadcast_shapes(c_shape, &target).ok().as_deref() != Some(&target[..])
+    {
+        return Err(Error::ShapeMismatch(format!(
+            "Gemm: C of shape {c_shape:?} cannot be broadcast to ({m}, {n})"
+        )));
     }
     let st = broadcast_strides(c_shape, &target);
     for_each_broadcast(&target, [&st], |i, [ic]| out[i] = beta * c[ic]);
@@ -238,10 +334,22 @@ impl Op for Gemm {
         let b = tensor_in(inputs, 1, "Gemm")?;
         let c = opt_tensor_in(inputs, 2, "Gemm")?;
         if a.rank() != 2 || b.rank() != 2 {
-            return Err(Error::ShapeMismatch(format!("Gemm: A and B must be 2-D, got {:?} and {:?}", a.shape(), b.shape())));
+            return Err(Error::ShapeMismatch(format!(
+                "Gemm: A and B must be 2-D, got {:?} and {:?}",
+                a.shape(),
+                b.shape()
+            )));
         }
-        let (m, k) = if self.trans_a { (a.shape()[1], a.shape()[0]) } else { (a.shape()[0], a.shape()[1]) };
-        let (k2, n) = if self.trans_b { (b.shape()[1], b.shape()[0]) } else { (b.shape()[0], b.shape()[1]) };
+        let (m, k) = if self.trans_a {
+            (a.shape()[1], a.shape()[0])
+        } else {
+            (a.shape()[0], a.shape()[1])
+        };
+        let (k2, n) = if self.trans_b {
+            (b.shape()[1], b.shape()[0])
+        } else {
+            (b.shape()[0], b.shape()[1])
+        };
         if k != k2 {
             return Err(Error::ShapeMismatch(format!(
                 "Gemm: inner dimensions differ: A' is {m}x{k}, B' is {k2}x{n} (A {:?}, B {:?}, transA {}, transB {})",
@@ -253,9 +361,17 @@ impl Op for Gemm {
         }
         let dt = a.dtype();
         if b.dtype() != dt || c.is_some_and(|c| c.dtype() != dt) {
-            return Err(Error::InvalidArgument(format!("Gemm: A, B and C must have the same element type (A is {dt})")));
+            return Err(Error::InvalidArgument(format!(
+                "Gemm: A, B and C must have the same element type (A is {dt})"
+            )));
         }
-        let a_mat = |len_k: usize, len_m: usize| if self.trans_a { (1usize, len_m) } else { (len_k, 1usize) };
+        let a_mat = |len_k: usize, len_m: usize| {
+            if self.trans_a {
+                (1usize, len_m)
+            } else {
+                (len_k, 1usize)
+            }
+        };
         let (rsa, csa) = a_mat(k, m);
         let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
         if is_compute_float(dt) {
@@ -296,7 +412,11 @@ impl Op for Gemm {
                         for j in 0..n {
                             let mut acc: $t = 0;
                             for p in 0..k {
-                                acc = <$t>::wmul_add(acc, av[i * rsa + p * csa], bv[p * rsb + j * csb]);
+                                acc = <$t>::wmul_add(
+                                    acc,
+                                    av[i * rsa + p * csa],
+                                    bv[p * rsb + j * csb],
+                                );
                             }
                             o[i * n + j] = o[i * n + j].wrapping_add(alpha.wrapping_mul(acc));
                         }
@@ -310,7 +430,11 @@ impl Op for Gemm {
             DType::Int64 => int_case!(i64),
             DType::Uint32 => int_case!(u32),
             DType::Uint64 => int_case!(u64),
-            d => return Err(Error::UnsupportedDtype(format!("Gemm: element type {d} is not supported"))),
+            d => {
+                return Err(Error::UnsupportedDtype(format!(
+                    "Gemm: element type {d} is not supported"
+                )))
+            }
         };
         Ok(vec![out.into()])
     }
@@ -327,14 +451,22 @@ fn centered_i32(x: &Tensor, zp: Option<&Tensor>, what: &str) -> Result<Vec<i32>>
     // A 1-D zero point of an N-D input applies per row (A) or per column (B): align it to the
     // first of the two matrix axes when it matches that dimension, as onnxruntime does for A.
     let shape = x.shape();
-    let zshape: Vec<usize> = if zp.rank() == 1 && shape.len() >= 2 && what == "a" && zp.shape()[0] == shape[shape.len() - 2] {
+    let zshape: Vec<usize> = if zp.rank() == 1
+        && shape.len() >= 2
+        && what == "a"
+        && zp.shape()[0] == shape[shape.len() - 2]
+    {
         vec![zp.shape()[0], 1]
     } else {
         zp.shape().to_vec()
     };
-    let out = broadcast_shapes(&zshape, shape).map_err(|e| e.context(format!("zero point of {what}")))?;
+    let out =
+        broadcast_shapes(&zshape, shape).map_err(|e| e.context(format!("zero point of {what}")))?;
     if out != shape {
-        return Err(Error::ShapeMismatch(format!("zero point of {what} has shape {:?}, incompatible with {shape:?}", zp.shape())));
+        return Err(Error::ShapeMismatch(format!(
+            "zero point of {what} has shape {:?}, incompatible with {shape:?}",
+            zp.shape()
+        )));
     }
     let st = broadcast_strides(&zshape, shape);
     let mut r = xv;
@@ -342,7 +474,13 @@ fn centered_i32(x: &Tensor, zp: Option<&Tensor>, what: &str) -> Result<Vec<i32>>
     Ok(r)
 }
 
-fn int32_matmul(a: &Tensor, av: &[i32], b: &Tensor, bv: &[i32], op: &str) -> Result<(MatMulShape, Vec<i32>)> {
+fn int32_matmul(
+    a: &Tensor,
+    av: &[i32],
+    b: &Tensor,
+    bv: &[i32],
+    op: &str,
+) -> Result<(MatMulShape, Vec<i32>)> {
     let sh = MatMulShape::new(a.shape(), b.shape(), op)?;
     let total: usize = sh.out_shape.iter().product();
     let mut out = vec![0i32; total];
@@ -396,9 +534,15 @@ impl Op for QLinearMatMul {
         let av = centered_i32(a, a_zp, "a")?;
         let bv = centered_i32(b, b_zp, "b")?;
         let (sh, acc) = int32_matmul(a, &av, b, &bv, OP)?;
-        let (sa, sb, sy) = (scale_values(a_scale)?, scale_values(b_scale)?, scale_values(y_scale)?);
+        let (sa, sb, sy) = (
+            scale_values(a_scale)?,
+            scale_values(b_scale)?,
+            scale_values(y_scale)?,
+        );
         if sa.len() != 1 || sb.len() != 1 || sy.len() != 1 {
-            return Err(Error::InvalidArgument(format!("{OP}: only per-tensor (scalar) scales are supported")));
+            return Err(Error::InvalidArgument(format!(
+                "{OP}: only per-tensor (scalar) scales are supported"
+            )));
         }
         let half = a_scale.dtype() == DType::Float16;
         let factor = if half {
@@ -410,19 +554,35 @@ impl Op for QLinearMatMul {
         };
         let out_dt = y_zp.map(|z| z.dtype()).unwrap_or(a.dtype());
         let yz = match y_zp {
-            Some(z) => *z.to_f64_vec()?.first().ok_or_else(|| Error::InvalidArgument(format!("{OP}: y_zero_point is empty")))?,
+            Some(z) => *z
+                .to_f64_vec()?
+                .first()
+                .ok_or_else(|| Error::InvalidArgument(format!("{OP}: y_zero_point is empty")))?,
             None => 0.0,
         };
         let (lo, hi) = match out_dt {
             DType::Uint8 => (0.0, 255.0),
             DType::Int8 => (-128.0, 127.0),
-            d => return Err(Error::UnsupportedDtype(format!("{OP}: output type {d} is not supported"))),
+            d => {
+                return Err(Error::UnsupportedDtype(format!(
+                    "{OP}: output type {d} is not supported"
+                )))
+            }
         };
-        let q: Vec<f64> = acc.iter().map(|&c| ((c as f64) * factor + yz).round_ties_even().clamp(lo, hi)).collect();
+        let q: Vec<f64> = acc
+            .iter()
+            .map(|&c| ((c as f64) * factor + yz).round_ties_even().clamp(lo, hi))
+            .collect();
         let out = if out_dt == DType::Uint8 {
-            Tensor::from_vec(&sh.out_shape, q.iter().map(|v| *v as u8).collect::<Vec<u8>>())?
+            Tensor::from_vec(
+                &sh.out_shape,
+                q.iter().map(|v| *v as u8).collect::<Vec<u8>>(),
+            )?
         } else {
-            Tensor::from_vec(&sh.out_shape, q.iter().map(|v| *v as i8).collect::<Vec<i8>>())?
+            Tensor::from_vec(
+                &sh.out_shape,
+                q.iter().map(|v| *v as i8).collect::<Vec<i8>>(),
+            )?
         };
         Ok(vec![out.into()])
     }
@@ -437,18 +597,38 @@ mod tests {
     #[test]
     fn matmul_shapes_and_values() {
         // [2,2,3] x [3,2]: folded batch.
-        let a = tf(&[2, 2, 3], &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.]);
+        let a = tf(
+            &[2, 2, 3],
+            &[1., 2., 3., 4., 5., 6., 7., 8., 9., 10., 11., 12.],
+        );
         let b = tf(&[3, 2], &[1., 0., 0., 1., 1., 1.]);
         let y = &run_op("MatMul", 13, vec![], vec![Some(a.clone()), Some(b)], 1).unwrap()[0];
         assert_eq!(y.shape(), &[2, 2, 2]);
-        assert_eq!(y.as_slice::<f32>().unwrap(), &[4., 5., 10., 11., 16., 17., 22., 23.]);
+        assert_eq!(
+            y.as_slice::<f32>().unwrap(),
+            &[4., 5., 10., 11., 16., 17., 22., 23.]
+        );
         // 1-D x 1-D -> scalar.
         let v = tf(&[3], &[1., 2., 3.]);
-        let y = &run_op("MatMul", 13, vec![], vec![Some(v.clone()), Some(v.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "MatMul",
+            13,
+            vec![],
+            vec![Some(v.clone()), Some(v.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.shape(), &[] as &[usize]);
         assert_eq!(y.as_slice::<f32>().unwrap(), &[14.]);
         // [2,2,3] x [3] -> [2,2].
-        let y = &run_op("MatMul", 13, vec![], vec![Some(a.clone()), Some(v.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "MatMul",
+            13,
+            vec![],
+            vec![Some(a.clone()), Some(v.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.shape(), &[2, 2]);
         assert_eq!(y.as_slice::<f32>().unwrap(), &[14., 32., 50., 68.]);
         // [3] x [2,3,1] -> [2,1]
@@ -463,12 +643,32 @@ mod tests {
         assert_eq!(y.shape(), &[2, 3, 1, 1]);
         assert_eq!(y.as_slice::<f32>().unwrap(), &[1., 2., 3., 4., 5., 6.]);
         // Mismatch.
-        let e = run_op("MatMul", 13, vec![], vec![Some(tf(&[2, 3], &[0.; 6])), Some(tf(&[2, 3], &[0.; 6]))], 1);
+        let e = run_op(
+            "MatMul",
+            13,
+            vec![],
+            vec![Some(tf(&[2, 3], &[0.; 6])), Some(tf(&[2, 3], &[0.; 6]))],
+            1,
+        );
         assert!(matches!(e, Err(crate::Error::ShapeMismatch(_))));
         // Empty.
-        let y = &run_op("MatMul", 13, vec![], vec![Some(tf(&[0, 3], &[])), Some(tf(&[3, 2], &[0.; 6]))], 1).unwrap()[0];
+        let y = &run_op(
+            "MatMul",
+            13,
+            vec![],
+            vec![Some(tf(&[0, 3], &[])), Some(tf(&[3, 2], &[0.; 6]))],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.shape(), &[0, 2]);
-        let y = &run_op("MatMul", 13, vec![], vec![Some(tf(&[2, 0], &[])), Some(tf(&[0, 2], &[]))], 1).unwrap()[0];
+        let y = &run_op(
+            "MatMul",
+            13,
+            vec![],
+            vec![Some(tf(&[2, 0], &[])), Some(tf(&[0, 2], &[]))],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<f32>().unwrap(), &[0.; 4]);
     }
 
@@ -477,10 +677,26 @@ mod tests {
         let a = Tensor::from_slice(&[2, 2], &[1i64, 2, 3, 4]).unwrap();
         let y = &run_op("MatMul", 13, vec![], vec![Some(a.clone()), Some(a)], 1).unwrap()[0];
         assert_eq!(y.as_slice::<i64>().unwrap(), &[7, 10, 15, 22]);
-        let h: Vec<half::f16> = [1f32, 2., 3., 4.].iter().map(|v| half::f16::from_f32(*v)).collect();
+        let h: Vec<half::f16> = [1f32, 2., 3., 4.]
+            .iter()
+            .map(|v| half::f16::from_f32(*v))
+            .collect();
         let a = Tensor::from_slice(&[2, 2], &h).unwrap();
-        let y = &run_op_const("MatMul", 13, vec![], vec![Some(a.clone()), Some(a)], &[1], 1).unwrap()[0];
-        let got: Vec<f32> = y.as_slice::<half::f16>().unwrap().iter().map(|v| v.to_f32()).collect();
+        let y = &run_op_const(
+            "MatMul",
+            13,
+            vec![],
+            vec![Some(a.clone()), Some(a)],
+            &[1],
+            1,
+        )
+        .unwrap()[0];
+        let got: Vec<f32> = y
+            .as_slice::<half::f16>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_f32())
+            .collect();
         assert_eq!(got, vec![7., 10., 15., 22.]);
     }
 
@@ -503,7 +719,14 @@ mod tests {
         let a = Tensor::from_slice(&[1, 2], &[1f64, 2.]).unwrap();
         let b = Tensor::from_slice(&[2, 1], &[3f64, 4.]).unwrap();
         let c = Tensor::from_slice(&[], &[1f64]).unwrap();
-        let y = &run_op("Gemm", 13, vec![], vec![Some(a.clone()), Some(b.clone()), Some(c)], 1).unwrap()[0];
+        let y = &run_op(
+            "Gemm",
+            13,
+            vec![],
+            vec![Some(a.clone()), Some(b.clone()), Some(c)],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<f64>().unwrap(), &[12.]);
         let bad = Tensor::from_slice(&[3], &[1f64, 2., 3.]).unwrap();
         assert!(run_op("Gemm", 13, vec![], vec![Some(a), Some(b), Some(bad)], 1).is_err());
@@ -514,7 +737,14 @@ mod tests {
         let a = Tensor::from_slice(&[2, 2], &[11u8, 7, 3, 9]).unwrap();
         let b = Tensor::from_slice(&[2, 2], &[1u8, 4, 2, 3]).unwrap();
         let az = Tensor::from_slice(&[], &[1u8]).unwrap();
-        let y = &run_op("MatMulInteger", 10, vec![], vec![Some(a.clone()), Some(b.clone()), Some(az), None], 1).unwrap()[0];
+        let y = &run_op(
+            "MatMulInteger",
+            10,
+            vec![],
+            vec![Some(a.clone()), Some(b.clone()), Some(az), None],
+            1,
+        )
+        .unwrap()[0];
         // [[10,6],[2,8]] x [[1,4],[2,3]]
         assert_eq!(y.as_slice::<i32>().unwrap(), &[22, 58, 18, 32]);
         let s = tf(&[], &[0.5]);
@@ -525,7 +755,16 @@ mod tests {
             "QLinearMatMul",
             10,
             vec![],
-            vec![Some(a), Some(s.clone()), Some(zp.clone()), Some(b), Some(s), Some(zp), Some(ys), Some(yz)],
+            vec![
+                Some(a),
+                Some(s.clone()),
+                Some(zp.clone()),
+                Some(b),
+                Some(s),
+                Some(zp),
+                Some(ys),
+                Some(yz),
+            ],
             1,
         )
         .unwrap()[0];

@@ -6,14 +6,20 @@
 
 use super::Registry;
 
+pub mod attention;
+pub mod col2im;
 pub mod conv;
 pub mod dropout;
 pub mod float_io;
+pub mod grid;
+pub mod loss;
 pub mod matmul;
 pub mod normalization;
 pub mod pool;
 pub mod quantize;
+pub mod resize;
 pub mod rnn;
+pub mod roi;
 pub mod window;
 
 /// Register this family's operators.
@@ -25,6 +31,12 @@ pub fn register(r: &mut Registry) {
     rnn::register(r);
     quantize::register(r);
     dropout::register(r);
+    resize::register(r);
+    loss::register(r);
+    attention::register(r);
+    col2im::register(r);
+    grid::register(r);
+    roi::register(r);
 }
 
 #[cfg(test)]
@@ -61,7 +73,17 @@ pub(crate) mod testing {
             name: "n".into(),
             op_type: op_type.into(),
             domain: String::new(),
-            inputs: inputs.iter().enumerate().map(|(i, t)| if t.is_some() { format!("i{i}") } else { String::new() }).collect(),
+            inputs: inputs
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    if t.is_some() {
+                        format!("i{i}")
+                    } else {
+                        String::new()
+                    }
+                })
+                .collect(),
             outputs: (0..n_outputs).map(|i| format!("o{i}")).collect(),
             attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             doc_string: String::new(),
@@ -69,9 +91,26 @@ pub(crate) mod testing {
         let compile = |_: &std::sync::Arc<crate::graph::ir::Graph>| -> Result<std::sync::Arc<dyn crate::ops::SubgraphRunner>> {
             Err(Error::Internal("no subgraphs in tests".into()))
         };
-        let const_inputs = inputs.iter().enumerate().map(|(i, t)| if consts.contains(&i) { t.as_ref() } else { None }).collect();
-        let ctx = BuildContext { node: &node, opset, const_inputs, compile: &compile };
-        let build = registry().get("", op_type).ok_or_else(|| Error::UnsupportedOperator(op_type.into()))?;
+        let const_inputs = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                if consts.contains(&i) {
+                    t.as_ref()
+                } else {
+                    None
+                }
+            })
+            .collect();
+        let ctx = BuildContext {
+            node: &node,
+            opset,
+            const_inputs,
+            compile: &compile,
+        };
+        let build = registry()
+            .get("", op_type)
+            .ok_or_else(|| Error::UnsupportedOperator(op_type.into()))?;
         let op = build(&ctx)?;
         let values: Vec<Option<Value>> = inputs.into_iter().map(|t| t.map(Value::Tensor)).collect();
         let refs: Vec<Option<&Value>> = values.iter().map(|v| v.as_ref()).collect();
@@ -89,7 +128,10 @@ pub(crate) mod testing {
     pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
         assert_eq!(got.len(), want.len(), "length: got {got:?}, want {want:?}");
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
-            assert!((g - w).abs() <= tol * (1.0 + w.abs()) || (g.is_nan() && w.is_nan()), "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}");
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()) || (g.is_nan() && w.is_nan()),
+                "element {i}: got {g}, want {w}\n got {got:?}\nwant {want:?}"
+            );
         }
     }
 

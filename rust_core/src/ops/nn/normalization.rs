@@ -5,7 +5,9 @@ use super::float_io::{narrow, widen};
 use crate::error::{Error, Result};
 use crate::kernels::float::Float;
 use crate::kernels::SendPtr;
-use crate::ops::common::{broadcast_shapes, broadcast_strides, for_each_broadcast, norm_axis, strides_of};
+use crate::ops::common::{
+    broadcast_shapes, broadcast_strides, for_each_broadcast, norm_axis, strides_of,
+};
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
 use crate::tensor::{DType, Tensor};
 
@@ -23,7 +25,11 @@ pub fn register(r: &mut Registry) {
 /// A parameter tensor as compute-type values.
 fn params<T: Float>(t: &Tensor) -> Result<Vec<T>> {
     Ok(match t.dtype() {
-        DType::Float32 => t.as_slice::<f32>()?.iter().map(|v| T::from_f32(*v)).collect(),
+        DType::Float32 => t
+            .as_slice::<f32>()?
+            .iter()
+            .map(|v| T::from_f32(*v))
+            .collect(),
         _ => t.to_f64_vec()?.into_iter().map(T::from_f64).collect(),
     })
 }
@@ -63,21 +69,30 @@ fn build_batch_norm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     } else {
         ctx.node.outputs.iter().skip(1).any(|o| !o.is_empty())
     };
-    Ok(Box::new(BatchNorm { epsilon: ctx.attr_f("epsilon", 1e-5)?, momentum: ctx.attr_f("momentum", 0.9)?, training }))
+    Ok(Box::new(BatchNorm {
+        epsilon: ctx.attr_f("epsilon", 1e-5)?,
+        momentum: ctx.attr_f("momentum", 0.9)?,
+        training,
+    }))
 }
 
 impl Op for BatchNorm {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         const OP: &str = "BatchNormalization";
         let x = tensor_in(inputs, 0, OP)?;
-        let ps: Vec<&Tensor> = (1..5).map(|i| tensor_in(inputs, i, OP)).collect::<Result<_>>()?;
+        let ps: Vec<&Tensor> = (1..5)
+            .map(|i| tensor_in(inputs, i, OP))
+            .collect::<Result<_>>()?;
         if x.rank() < 1 {
             return Err(Error::ShapeMismatch(format!("{OP}: X must have rank >= 1")));
         }
         let c = if x.rank() >= 2 { x.shape()[1] } else { 1 };
         for (name, p) in ["scale", "B", "mean", "var"].iter().zip(&ps) {
             if p.len() != c {
-                return Err(Error::ShapeMismatch(format!("{OP}: {name} has {} values for {c} channels", p.len())));
+                return Err(Error::ShapeMismatch(format!(
+                    "{OP}: {name} has {} values for {c} channels",
+                    p.len()
+                )));
             }
         }
         let n = x.shape()[0];
@@ -138,7 +153,9 @@ impl Op for BatchNorm {
             outs.extend(extra);
             Ok::<_, Error>(outs)
         })?;
-        outs.into_iter().map(|t| narrow(t, dt).map(Value::Tensor)).collect()
+        outs.into_iter()
+            .map(|t| narrow(t, dt).map(Value::Tensor))
+            .collect()
     }
 }
 
@@ -153,11 +170,21 @@ struct LayerNorm {
 }
 
 fn build_layer_norm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(LayerNorm { name: "LayerNormalization", axis: ctx.attr_i("axis", -1)?, epsilon: ctx.attr_f("epsilon", 1e-5)?, rms: false }))
+    Ok(Box::new(LayerNorm {
+        name: "LayerNormalization",
+        axis: ctx.attr_i("axis", -1)?,
+        epsilon: ctx.attr_f("epsilon", 1e-5)?,
+        rms: false,
+    }))
 }
 
 fn build_rms_norm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(LayerNorm { name: "RMSNormalization", axis: ctx.attr_i("axis", -1)?, epsilon: ctx.attr_f("epsilon", 1e-5)?, rms: true }))
+    Ok(Box::new(LayerNorm {
+        name: "RMSNormalization",
+        axis: ctx.attr_i("axis", -1)?,
+        epsilon: ctx.attr_f("epsilon", 1e-5)?,
+        rms: true,
+    }))
 }
 
 /// A parameter broadcast to `shape` (numpy rules, the parameter may not enlarge `shape`), materialized.
@@ -165,7 +192,10 @@ fn broadcast_param<T: Float>(p: &Tensor, shape: &[usize], what: &str) -> Result<
     let v = params::<T>(p)?;
     let out = broadcast_shapes(p.shape(), shape).map_err(|e| e.context(what))?;
     if out != shape {
-        return Err(Error::ShapeMismatch(format!("{what} of shape {:?} cannot be broadcast to {shape:?}", p.shape())));
+        return Err(Error::ShapeMismatch(format!(
+            "{what} of shape {:?} cannot be broadcast to {shape:?}",
+            p.shape()
+        )));
     }
     if p.shape() == shape {
         return Ok(v);
@@ -180,7 +210,11 @@ impl Op for LayerNorm {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, self.name)?;
         let scale = tensor_in(inputs, 1, self.name)?;
-        let bias = if self.rms { None } else { opt_tensor_in(inputs, 2, self.name)? };
+        let bias = if self.rms {
+            None
+        } else {
+            opt_tensor_in(inputs, 2, self.name)?
+        };
         let axis = norm_axis(self.axis, x.rank(), self.name)?;
         let outer: usize = x.shape()[..axis].iter().product();
         let inner: usize = x.shape()[axis..].iter().product();
@@ -253,7 +287,13 @@ impl Op for LayerNorm {
         let mut it = outs.into_iter();
         let y = narrow(it.next().unwrap_or(Tensor::scalar(0f32)), dt)?;
         // Mean and InvStdDev are float (the stash type) unless X is double.
-        let stat = |t: Tensor| if t.dtype() == DType::Float64 || dt == DType::Float32 { Ok(t) } else { narrow(t, DType::Float32) };
+        let stat = |t: Tensor| {
+            if t.dtype() == DType::Float64 || dt == DType::Float32 {
+                Ok(t)
+            } else {
+                narrow(t, DType::Float32)
+            }
+        };
         let mut res = vec![Value::Tensor(y)];
         for t in it {
             res.push(stat(t)?.into());
@@ -275,7 +315,12 @@ struct GroupNorm {
 }
 
 fn build_instance_norm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(GroupNorm { name: "InstanceNormalization", epsilon: ctx.attr_f("epsilon", 1e-5)?, groups: None, per_group_params: false }))
+    Ok(Box::new(GroupNorm {
+        name: "InstanceNormalization",
+        epsilon: ctx.attr_f("epsilon", 1e-5)?,
+        groups: None,
+        per_group_params: false,
+    }))
 }
 
 fn build_group_norm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -297,16 +342,26 @@ impl Op for GroupNorm {
         let scale = tensor_in(inputs, 1, self.name)?;
         let bias = tensor_in(inputs, 2, self.name)?;
         if x.rank() < 2 {
-            return Err(Error::ShapeMismatch(format!("{}: X must have rank >= 2, got {:?}", self.name, x.shape())));
+            return Err(Error::ShapeMismatch(format!(
+                "{}: X must have rank >= 2, got {:?}",
+                self.name,
+                x.shape()
+            )));
         }
         let (n, c) = (x.shape()[0], x.shape()[1]);
         let g = self.groups.unwrap_or(c);
         if g == 0 || c % g != 0 {
-            return Err(Error::ShapeMismatch(format!("{}: {c} channels are not divisible into {g} groups", self.name)));
+            return Err(Error::ShapeMismatch(format!(
+                "{}: {c} channels are not divisible into {g} groups",
+                self.name
+            )));
         }
         let want = if self.per_group_params { g } else { c };
         if scale.len() != want || bias.len() != want {
-            return Err(Error::ShapeMismatch(format!("{}: scale and bias must have {want} values", self.name)));
+            return Err(Error::ShapeMismatch(format!(
+                "{}: scale and bias must have {want} values",
+                self.name
+            )));
         }
         let inner: usize = x.shape()[2..].iter().product();
         let cg = c / g;
@@ -356,7 +411,10 @@ fn build_lp_norm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     if p != 1 && p != 2 {
         return Err(ctx.invalid(format!("attribute 'p' must be 1 or 2, got {p}")));
     }
-    Ok(Box::new(LpNorm { axis: ctx.attr_i("axis", -1)?, p }))
+    Ok(Box::new(LpNorm {
+        axis: ctx.attr_i("axis", -1)?,
+        p,
+    }))
 }
 
 impl Op for LpNorm {
@@ -462,12 +520,18 @@ struct Mvn {
 }
 
 fn build_mvn(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Mvn { axes: ctx.attr_ints("axes")?.unwrap_or(vec![0, 2, 3]) }))
+    Ok(Box::new(Mvn {
+        axes: ctx.attr_ints("axes")?.unwrap_or(vec![0, 2, 3]),
+    }))
 }
 
 /// For each element of `shape`, the index of its group when `axes` are reduced.
 fn reduced_index(shape: &[usize], axes: &[usize]) -> (Vec<usize>, usize) {
-    let kept: Vec<usize> = shape.iter().enumerate().map(|(i, d)| if axes.contains(&i) { 1 } else { *d }).collect();
+    let kept: Vec<usize> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, d)| if axes.contains(&i) { 1 } else { *d })
+        .collect();
     let groups: usize = kept.iter().product();
     let st = broadcast_strides(&kept, shape);
     let mut ids = vec![0; shape.iter().product()];
@@ -480,7 +544,11 @@ impl Op for Mvn {
     fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
         const OP: &str = "MeanVarianceNormalization";
         let x = tensor_in(inputs, 0, OP)?;
-        let axes: Vec<usize> = self.axes.iter().map(|a| norm_axis(*a, x.rank(), OP)).collect::<Result<_>>()?;
+        let axes: Vec<usize> = self
+            .axes
+            .iter()
+            .map(|a| norm_axis(*a, x.rank(), OP))
+            .collect::<Result<_>>()?;
         let (ids, groups) = reduced_index(x.shape(), &axes);
         let count = (x.len() / groups.max(1)).max(1);
         let dt = x.dtype();
@@ -522,11 +590,28 @@ mod tests {
         let b = tf(&[2], &[0., 1.]);
         let m = tf(&[2], &[0., 3.]);
         let v = tf(&[2], &[1., 1.5]);
-        let y = &run_op("BatchNormalization", 15, vec![], vec![Some(x.clone()), Some(s.clone()), Some(b.clone()), Some(m.clone()), Some(v.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "BatchNormalization",
+            15,
+            vec![],
+            vec![
+                Some(x.clone()),
+                Some(s.clone()),
+                Some(b.clone()),
+                Some(m.clone()),
+                Some(v.clone()),
+            ],
+            1,
+        )
+        .unwrap()[0];
         // ch0: x/sqrt(1+1e-5); ch1: 1.5*(x-3)/sqrt(1.5+1e-5)+1
         let k0 = 1. / (1f32 + 1e-5).sqrt();
         let k1 = 1.5 / (1.5f32 + 1e-5).sqrt();
-        assert_close(y.as_slice::<f32>().unwrap(), &[-k0, 0., k0, 1. - k1, 1., 1. + k1], 1e-6);
+        assert_close(
+            y.as_slice::<f32>().unwrap(),
+            &[-k0, 0., k0, 1. - k1, 1., 1. + k1],
+            1e-6,
+        );
         let out = run_op(
             "BatchNormalization",
             15,
@@ -536,8 +621,16 @@ mod tests {
         )
         .unwrap();
         // Batch mean ch0 = 0, var = 2/3; running mean = 0.9*0 + 0.1*0 = 0, var = 0.9*1 + 0.1*2/3.
-        assert_close(out[1].as_slice::<f32>().unwrap(), &[0., 0.9 * 3. + 0.1 * 3.], 1e-6);
-        assert_close(out[2].as_slice::<f32>().unwrap(), &[0.9 + 0.1 * 2. / 3., 0.9 * 1.5 + 0.1 * 2. / 3.], 1e-6);
+        assert_close(
+            out[1].as_slice::<f32>().unwrap(),
+            &[0., 0.9 * 3. + 0.1 * 3.],
+            1e-6,
+        );
+        assert_close(
+            out[2].as_slice::<f32>().unwrap(),
+            &[0.9 + 0.1 * 2. / 3., 0.9 * 1.5 + 0.1 * 2. / 3.],
+            1e-6,
+        );
     }
 
     #[test]
@@ -545,20 +638,53 @@ mod tests {
         let x = tf(&[2, 3], &[1., 2., 3., 2., 4., 6.]);
         let s = tf(&[3], &[1., 2., 1.]);
         let b = tf(&[3], &[0., 0., 1.]);
-        let out = run_op("LayerNormalization", 17, vec![("epsilon", AttrValue::Float(0.0))], vec![Some(x.clone()), Some(s.clone()), Some(b)], 3).unwrap();
+        let out = run_op(
+            "LayerNormalization",
+            17,
+            vec![("epsilon", AttrValue::Float(0.0))],
+            vec![Some(x.clone()), Some(s.clone()), Some(b)],
+            3,
+        )
+        .unwrap();
         let k = (1.5f32).sqrt(); // 1/std for row 0 (var 2/3)
-        assert_close(out[0].as_slice::<f32>().unwrap(), &[-k, 0., 1. + k, -k, 0., 1. + k], 1e-5);
+        assert_close(
+            out[0].as_slice::<f32>().unwrap(),
+            &[-k, 0., 1. + k, -k, 0., 1. + k],
+            1e-5,
+        );
         assert_eq!(out[1].shape(), &[2, 1]);
         assert_close(out[1].as_slice::<f32>().unwrap(), &[2., 4.], 1e-6);
         assert_close(out[2].as_slice::<f32>().unwrap(), &[k, k / 2.], 1e-5);
         // axis 0 over everything.
         let s6 = tf(&[2, 3], &[1.; 6]);
-        let out = run_op("LayerNormalization", 17, vec![("axis", AttrValue::Int(-2))], vec![Some(x.clone()), Some(s6), None], 1).unwrap();
-        assert_close(&[out[0].as_slice::<f32>().unwrap().iter().sum::<f32>()], &[0.], 1e-5);
+        let out = run_op(
+            "LayerNormalization",
+            17,
+            vec![("axis", AttrValue::Int(-2))],
+            vec![Some(x.clone()), Some(s6), None],
+            1,
+        )
+        .unwrap();
+        assert_close(
+            &[out[0].as_slice::<f32>().unwrap().iter().sum::<f32>()],
+            &[0.],
+            1e-5,
+        );
         // RMS.
-        let out = run_op("RMSNormalization", 23, vec![("epsilon", AttrValue::Float(0.0))], vec![Some(x), Some(s)], 1).unwrap();
+        let out = run_op(
+            "RMSNormalization",
+            23,
+            vec![("epsilon", AttrValue::Float(0.0))],
+            vec![Some(x), Some(s)],
+            1,
+        )
+        .unwrap();
         let r = (14f32 / 3.).sqrt();
-        assert_close(&out[0].as_slice::<f32>().unwrap()[..3], &[1. / r, 4. / r, 3. / r], 1e-5);
+        assert_close(
+            &out[0].as_slice::<f32>().unwrap()[..3],
+            &[1. / r, 4. / r, 3. / r],
+            1e-5,
+        );
     }
 
     #[test]
@@ -567,20 +693,63 @@ mod tests {
         let s = tf(&[2], &[1., 2.]);
         let b = tf(&[2], &[0., 1.]);
         let e0 = vec![("epsilon", AttrValue::Float(0.0))];
-        let y = &run_op("InstanceNormalization", 6, e0.clone(), vec![Some(x.clone()), Some(s.clone()), Some(b.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "InstanceNormalization",
+            6,
+            e0.clone(),
+            vec![Some(x.clone()), Some(s.clone()), Some(b.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_close(y.as_slice::<f32>().unwrap(), &[-1., 1., -1., 3.], 1e-6);
         let mut ga = e0.clone();
         ga.push(("num_groups", AttrValue::Int(1)));
-        let y = &run_op("GroupNormalization", 21, ga, vec![Some(x.clone()), Some(s), Some(b)], 1).unwrap()[0];
+        let y = &run_op(
+            "GroupNormalization",
+            21,
+            ga,
+            vec![Some(x.clone()), Some(s), Some(b)],
+            1,
+        )
+        .unwrap()[0];
         // mean 3, var (4+0+1+9)/4 = 3.5
         let k = 1. / 3.5f32.sqrt();
-        assert_close(y.as_slice::<f32>().unwrap(), &[-2. * k, 0., 2. * (-1. * k) + 1., 2. * 3. * k + 1.], 1e-6);
-        let y = &run_op("LpNormalization", 1, vec![], vec![Some(tf(&[2, 2], &[3., 4., 0., 0.]))], 1).unwrap()[0];
+        assert_close(
+            y.as_slice::<f32>().unwrap(),
+            &[-2. * k, 0., 2. * (-1. * k) + 1., 2. * 3. * k + 1.],
+            1e-6,
+        );
+        let y = &run_op(
+            "LpNormalization",
+            1,
+            vec![],
+            vec![Some(tf(&[2, 2], &[3., 4., 0., 0.]))],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<f32>().unwrap(), &[0.6, 0.8, 0., 0.]);
-        let y = &run_op("LRN", 13, vec![("size", AttrValue::Int(3)), ("alpha", AttrValue::Float(3.0)), ("beta", AttrValue::Float(1.0))], vec![Some(tf(&[1, 2], &[1., 2.]))], 1).unwrap()[0];
+        let y = &run_op(
+            "LRN",
+            13,
+            vec![
+                ("size", AttrValue::Int(3)),
+                ("alpha", AttrValue::Float(3.0)),
+                ("beta", AttrValue::Float(1.0)),
+            ],
+            vec![Some(tf(&[1, 2], &[1., 2.]))],
+            1,
+        )
+        .unwrap()[0];
         // sum = 5 for both: x / (1 + 1*5)
         assert_close(y.as_slice::<f32>().unwrap(), &[1. / 6., 2. / 6.], 1e-6);
-        let y = &run_op("MeanVarianceNormalization", 13, vec![("axes", ints(&[1]))], vec![Some(tf(&[1, 2], &[1., 3.]))], 1).unwrap()[0];
+        let y = &run_op(
+            "MeanVarianceNormalization",
+            13,
+            vec![("axes", ints(&[1]))],
+            vec![Some(tf(&[1, 2], &[1., 3.]))],
+            1,
+        )
+        .unwrap()[0];
         assert_close(y.as_slice::<f32>().unwrap(), &[-1., 1.], 1e-6);
     }
 }

@@ -16,8 +16,16 @@ pub fn register(r: &mut Registry) {
     r.add("MaxPool", build_max_pool);
     r.add("AveragePool", build_average_pool);
     r.add("LpPool", build_lp_pool);
-    r.add("GlobalAveragePool", |_| Ok(Box::new(GlobalPool { kind: GlobalKind::Avg })));
-    r.add("GlobalMaxPool", |_| Ok(Box::new(GlobalPool { kind: GlobalKind::Max })));
+    r.add("GlobalAveragePool", |_| {
+        Ok(Box::new(GlobalPool {
+            kind: GlobalKind::Avg,
+        }))
+    });
+    r.add("GlobalMaxPool", |_| {
+        Ok(Box::new(GlobalPool {
+            kind: GlobalKind::Max,
+        }))
+    });
     r.add("GlobalLpPool", build_global_lp_pool);
     r.add("MaxUnpool", build_max_unpool);
 }
@@ -45,7 +53,12 @@ fn build_pool(ctx: &BuildContext, name: &'static str, kind: PoolKind) -> Result<
     if !(0..=1).contains(&storage_order) {
         return Err(ctx.invalid(format!("storage_order must be 0 or 1, got {storage_order}")));
     }
-    Ok(Box::new(Pool { name, kind, attrs, storage_order: storage_order as usize }))
+    Ok(Box::new(Pool {
+        name,
+        kind,
+        attrs,
+        storage_order: storage_order as usize,
+    }))
 }
 
 fn build_max_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -53,7 +66,13 @@ fn build_max_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 }
 
 fn build_average_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    build_pool(ctx, "AveragePool", PoolKind::Avg { count_include_pad: ctx.attr_i("count_include_pad", 0)? != 0 })
+    build_pool(
+        ctx,
+        "AveragePool",
+        PoolKind::Avg {
+            count_include_pad: ctx.attr_i("count_include_pad", 0)? != 0,
+        },
+    )
 }
 
 fn build_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -68,11 +87,21 @@ fn build_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 /// Number of taps of kernel axis `axis` at output `o` landing in `[lo, hi)` (input coordinates).
 #[inline]
 fn taps_in(w: &Window3, axis: usize, o: usize, lo: isize, hi: isize) -> usize {
-    (0..w.kernel[axis]).filter(|&k| (lo..hi).contains(&w.coord(axis, o, k))).count()
+    (0..w.kernel[axis])
+        .filter(|&k| (lo..hi).contains(&w.coord(axis, o, k)))
+        .count()
 }
 
 /// Pool one plane. `idx` receives flat input indices (MaxPool), offset by `base`.
-fn pool_plane<T: Float>(w: &Window3, kind: PoolKind, storage_order: usize, x: &[T], y: &mut [T], mut idx: Option<&mut [i64]>, base: usize) {
+fn pool_plane<T: Float>(
+    w: &Window3,
+    kind: PoolKind,
+    storage_order: usize,
+    x: &[T],
+    y: &mut [T],
+    mut idx: Option<&mut [i64]>,
+    base: usize,
+) {
     let [od_n, oh_n, ow_n] = w.out;
     let [id_n, ih_n, iw_n] = w.input;
     let [kd_n, kh_n, kw_n] = w.kernel;
@@ -126,7 +155,13 @@ fn pool_plane<T: Float>(w: &Window3, kind: PoolKind, storage_order: usize, x: &[
                             (0..3)
                                 .map(|a| {
                                     let o_a = [od, oh, ow][a];
-                                    taps_in(w, a, o_a, -(w.pad_begin[a] as isize), (w.input[a] + w.pad_end[a]) as isize)
+                                    taps_in(
+                                        w,
+                                        a,
+                                        o_a,
+                                        -(w.pad_begin[a] as isize),
+                                        (w.input[a] + w.pad_end[a]) as isize,
+                                    )
                                 })
                                 .product::<usize>()
                         } else {
@@ -143,7 +178,11 @@ fn pool_plane<T: Float>(w: &Window3, kind: PoolKind, storage_order: usize, x: &[
                 if let Some(ix) = idx.as_deref_mut() {
                     let (d, rem) = (best / (ih_n * iw_n), best % (ih_n * iw_n));
                     let (h, wv) = (rem / iw_n, rem % iw_n);
-                    let flat = if storage_order == 1 { d + h * id_n + wv * id_n * ih_n } else { best };
+                    let flat = if storage_order == 1 {
+                        d + h * id_n + wv * id_n * ih_n
+                    } else {
+                        best
+                    };
                     ix[o] = (base + flat) as i64;
                 }
                 o += 1;
@@ -156,7 +195,11 @@ impl Op for Pool {
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, self.name)?;
         if x.rank() < 3 {
-            return Err(Error::ShapeMismatch(format!("{}: X must have rank >= 3, got shape {:?}", self.name, x.shape())));
+            return Err(Error::ShapeMismatch(format!(
+                "{}: X must have rank >= 3, got shape {:?}",
+                self.name,
+                x.shape()
+            )));
         }
         let kernel = self.attrs.kernel.clone().unwrap_or_default();
         let win = self.attrs.resolve(&x.shape()[2..], &kernel, self.name)?;
@@ -167,7 +210,10 @@ impl Op for Pool {
         // Integer MaxPool (int8/uint8) runs exactly in f32.
         let xw: Cow<Tensor> = match dt {
             DType::Int8 | DType::Uint8 if self.kind == PoolKind::Max => {
-                Cow::Owned(Tensor::from_vec(x.shape(), x.to_f64_vec()?.into_iter().map(|v| v as f32).collect())?)
+                Cow::Owned(Tensor::from_vec(
+                    x.shape(),
+                    x.to_f64_vec()?.into_iter().map(|v| v as f32).collect(),
+                )?)
             }
             _ => widen(x)?,
         };
@@ -226,7 +272,9 @@ fn build_global_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
         Some(crate::graph::ir::AttrValue::Float(f)) => *f as f64,
         _ => ctx.attr_i("p", 2)? as f64,
     };
-    Ok(Box::new(GlobalPool { kind: GlobalKind::Lp(p) }))
+    Ok(Box::new(GlobalPool {
+        kind: GlobalKind::Lp(p),
+    }))
 }
 
 fn global_plane<T: Float>(kind: GlobalKind, x: &[T]) -> T {
@@ -238,7 +286,12 @@ fn global_plane<T: Float>(kind: GlobalKind, x: &[T]) -> T {
             }
             s / T::from_usize(x.len().max(1))
         }
-        GlobalKind::Max => x.iter().fold(T::NEG_INFINITY, |m, v| if *v > m || v.is_nan() { *v } else { m }),
+        GlobalKind::Max => {
+            x.iter().fold(
+                T::NEG_INFINITY,
+                |m, v| if *v > m || v.is_nan() { *v } else { m },
+            )
+        }
         GlobalKind::Lp(p) => {
             let pt = T::from_f64(p);
             let mut s = T::ZERO;
@@ -259,7 +312,10 @@ impl Op for GlobalPool {
         };
         let x = tensor_in(inputs, 0, name)?;
         if x.rank() < 2 {
-            return Err(Error::ShapeMismatch(format!("{name}: X must have rank >= 2, got shape {:?}", x.shape())));
+            return Err(Error::ShapeMismatch(format!(
+                "{name}: X must have rank >= 2, got shape {:?}",
+                x.shape()
+            )));
         }
         let dt = x.dtype();
         let xw = widen(x)?;
@@ -305,12 +361,18 @@ impl Op for MaxUnpool {
         let ind = tensor_in(inputs, 1, OP)?.to_i64_vec()?;
         let oshape = opt_tensor_in(inputs, 2, OP)?;
         if x.rank() < 3 || ind.len() != x.len() {
-            return Err(Error::ShapeMismatch(format!("{OP}: X {:?} must have rank >= 3 and as many indices as values", x.shape())));
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: X {:?} must have rank >= 3 and as many indices as values",
+                x.shape()
+            )));
         }
         let k = self.attrs.kernel.clone().unwrap_or_default();
         let ns = x.rank() - 2;
         if k.len() != ns {
-            return Err(Error::ShapeMismatch(format!("{OP}: kernel_shape has {} axes for {ns} spatial axes", k.len())));
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: kernel_shape has {} axes for {ns} spatial axes",
+                k.len()
+            )));
         }
         let strides = self.attrs.strides.clone().unwrap_or(vec![1; ns]);
         let pads = self.attrs.pads.clone().unwrap_or(vec![0; 2 * ns]);
@@ -320,11 +382,17 @@ impl Op for MaxUnpool {
             inferred.push(full.saturating_sub(pads[i] + pads[ns + i]));
         }
         let shape: Vec<usize> = match oshape {
-            Some(t) => t.to_i64_vec()?.into_iter().map(|v| v.max(0) as usize).collect(),
+            Some(t) => t
+                .to_i64_vec()?
+                .into_iter()
+                .map(|v| v.max(0) as usize)
+                .collect(),
             None => inferred.clone(),
         };
         if shape.len() != x.rank() || shape.iter().zip(&inferred).any(|(a, b)| a < b) {
-            return Err(Error::ShapeMismatch(format!("{OP}: output_shape {shape:?} is smaller than the inferred {inferred:?}")));
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: output_shape {shape:?} is smaller than the inferred {inferred:?}"
+            )));
         }
         let dt = x.dtype();
         let xw = widen(x)?;
@@ -375,34 +443,77 @@ mod tests {
         assert_eq!(out[0].as_slice::<f32>().unwrap(), &[6., 8., 14., 16.]);
         assert_eq!(out[1].as_slice::<i64>().unwrap(), &[5, 7, 13, 15]);
         // storage_order 1: (h, w) -> h + w*H.
-        let attrs = vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2])), ("storage_order", AttrValue::Int(1))];
+        let attrs = vec![
+            ("kernel_shape", ints(&[2, 2])),
+            ("strides", ints(&[2, 2])),
+            ("storage_order", AttrValue::Int(1)),
+        ];
         let out = run_op("MaxPool", 12, attrs, vec![Some(x.clone())], 2).unwrap();
         assert_eq!(out[1].as_slice::<i64>().unwrap(), &[5, 13, 7, 15]);
         // ceil_mode: kernel 3 stride 2 on 4 -> ceil(1/2)+1 = 2.
-        let attrs = vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("ceil_mode", AttrValue::Int(1))];
+        let attrs = vec![
+            ("kernel_shape", ints(&[3, 3])),
+            ("strides", ints(&[2, 2])),
+            ("ceil_mode", AttrValue::Int(1)),
+        ];
         let out = run_op("MaxPool", 12, attrs, vec![Some(x)], 1).unwrap();
         assert_eq!(out[0].shape(), &[1, 1, 2, 2]);
         assert_eq!(out[0].as_slice::<f32>().unwrap(), &[11., 12., 15., 16.]);
         // uint8.
         let x = Tensor::from_slice(&[1, 1, 3], &[3u8, 200, 7]).unwrap();
-        let out = run_op("MaxPool", 12, vec![("kernel_shape", ints(&[2]))], vec![Some(x)], 1).unwrap();
+        let out = run_op(
+            "MaxPool",
+            12,
+            vec![("kernel_shape", ints(&[2]))],
+            vec![Some(x)],
+            1,
+        )
+        .unwrap();
         assert_eq!(out[0].as_slice::<u8>().unwrap(), &[200, 200]);
     }
 
     #[test]
     fn average_pool_pads() {
         let x = tf(&[1, 1, 3, 3], &iota(9));
-        let attrs = |cip: i64| vec![("kernel_shape", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1])), ("count_include_pad", AttrValue::Int(cip))];
+        let attrs = |cip: i64| {
+            vec![
+                ("kernel_shape", ints(&[2, 2])),
+                ("pads", ints(&[1, 1, 1, 1])),
+                ("count_include_pad", AttrValue::Int(cip)),
+            ]
+        };
         let y = &run_op("AveragePool", 11, attrs(0), vec![Some(x.clone())], 1).unwrap()[0];
         assert_eq!(y.shape(), &[1, 1, 4, 4]);
-        assert_close(&y.as_slice::<f32>().unwrap()[..4], &[1., 1.5, 2.5, 3.], 1e-6);
+        assert_close(
+            &y.as_slice::<f32>().unwrap()[..4],
+            &[1., 1.5, 2.5, 3.],
+            1e-6,
+        );
         let y = &run_op("AveragePool", 11, attrs(1), vec![Some(x.clone())], 1).unwrap()[0];
-        assert_close(&y.as_slice::<f32>().unwrap()[..4], &[0.25, 0.75, 1.25, 0.75], 1e-6);
+        assert_close(
+            &y.as_slice::<f32>().unwrap()[..4],
+            &[0.25, 0.75, 1.25, 0.75],
+            1e-6,
+        );
         // SAME_UPPER, kernel 2 on 3: pads (0, 1).
-        let attrs = vec![("kernel_shape", ints(&[2, 2])), ("auto_pad", AttrValue::String(b"SAME_UPPER".to_vec()))];
+        let attrs = vec![
+            ("kernel_shape", ints(&[2, 2])),
+            ("auto_pad", AttrValue::String(b"SAME_UPPER".to_vec())),
+        ];
         let y = &run_op("AveragePool", 11, attrs, vec![Some(x.clone())], 1).unwrap()[0];
-        assert_close(y.as_slice::<f32>().unwrap(), &[3., 4., 4.5, 6., 7., 7.5, 7.5, 8.5, 9.], 1e-6);
-        let y = &run_op("LpPool", 18, vec![("kernel_shape", ints(&[3, 3]))], vec![Some(x.clone())], 1).unwrap()[0];
+        assert_close(
+            y.as_slice::<f32>().unwrap(),
+            &[3., 4., 4.5, 6., 7., 7.5, 7.5, 8.5, 9.],
+            1e-6,
+        );
+        let y = &run_op(
+            "LpPool",
+            18,
+            vec![("kernel_shape", ints(&[3, 3]))],
+            vec![Some(x.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_close(y.as_slice::<f32>().unwrap(), &[(285f32).sqrt()], 1e-6);
         let y = &run_op("GlobalAveragePool", 1, vec![], vec![Some(x.clone())], 1).unwrap()[0];
         assert_eq!(y.shape(), &[1, 1, 1, 1]);
@@ -416,11 +527,21 @@ mod tests {
         let x = tf(&[1, 1, 2, 2], &[5., 6., 7., 8.]);
         let i = Tensor::from_slice(&[1, 1, 2, 2], &[5i64, 7, 13, 15]).unwrap();
         let attrs = vec![("kernel_shape", ints(&[2, 2])), ("strides", ints(&[2, 2]))];
-        let y = &run_op("MaxUnpool", 11, attrs.clone(), vec![Some(x.clone()), Some(i.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "MaxUnpool",
+            11,
+            attrs.clone(),
+            vec![Some(x.clone()), Some(i.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.shape(), &[1, 1, 4, 4]);
         let v = y.as_slice::<f32>().unwrap();
         assert_eq!((v[5], v[7], v[13], v[15], v[0]), (5., 6., 7., 8., 0.));
         let bad = Tensor::from_slice(&[1, 1, 2, 2], &[5i64, 7, 13, 99]).unwrap();
-        assert!(matches!(run_op("MaxUnpool", 11, attrs, vec![Some(x), Some(bad)], 1), Err(crate::Error::Runtime(_))));
+        assert!(matches!(
+            run_op("MaxUnpool", 11, attrs, vec![Some(x), Some(bad)], 1),
+            Err(crate::Error::Runtime(_))
+        ));
     }
 }

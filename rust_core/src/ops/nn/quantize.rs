@@ -3,14 +3,19 @@
 
 use super::float_io::narrow;
 use crate::error::{Error, Result};
+use crate::graph::ir::{AttrValue, Node};
 use crate::ops::common::norm_axis;
-use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
+use crate::ops::{
+    opt_tensor_in, registry, tensor_in, BuildContext, Op, Registry, RunContext, Value,
+};
 use crate::tensor::{DType, Tensor};
 
 pub fn register(r: &mut Registry) {
     r.add("QuantizeLinear", build_quantize);
     r.add("DequantizeLinear", build_dequantize);
-    r.add("DynamicQuantizeLinear", |_| Ok(Box::new(DynamicQuantizeLinear)));
+    r.add("DynamicQuantizeLinear", |_| {
+        Ok(Box::new(DynamicQuantizeLinear))
+    });
 }
 
 /// The integer range of a quantized type.
@@ -43,8 +48,56 @@ fn int_tensor(d: DType, shape: &[usize], v: &[i64]) -> Result<Tensor> {
         DType::Uint16 => Tensor::from_vec(shape, v.iter().map(|x| *x as u16).collect::<Vec<u16>>()),
         DType::Int16 => Tensor::from_vec(shape, v.iter().map(|x| *x as i16).collect::<Vec<i16>>()),
         DType::Int32 => Tensor::from_vec(shape, v.iter().map(|x| *x as i32).collect::<Vec<i32>>()),
-        d => Err(Error::UnsupportedDtype(format!("quantized type {d} is not supported"))),
+        d => Err(Error::UnsupportedDtype(format!(
+            "quantized type {d} is not supported"
+        ))),
     }
+}
+
+/// Whether `d` is one of the small float formats (float8 variants, float4).
+fn is_small_float(d: DType) -> bool {
+    matches!(
+        d,
+        DType::Float8E4M3FN
+            | DType::Float8E4M3FNUZ
+            | DType::Float8E5M2
+            | DType::Float8E5M2FNUZ
+            | DType::Float4E2M1
+    )
+}
+
+/// Convert `t` to `to` with the engine's Cast operator, which owns the float8/float4 codecs.
+fn cast(t: &Tensor, to: DType, saturate: bool, ctx: &RunContext) -> Result<Tensor> {
+    let node = Node {
+        name: String::new(),
+        op_type: "Cast".into(),
+        domain: String::new(),
+        inputs: vec!["x".into()],
+        outputs: vec!["y".into()],
+        attrs: vec![
+            ("to".into(), AttrValue::Int(to.code() as i64)),
+            ("saturate".into(), AttrValue::Int(saturate as i64)),
+        ],
+        doc_string: String::new(),
+    };
+    let compile = |_: &std::sync::Arc<crate::graph::ir::Graph>| -> Result<std::sync::Arc<dyn crate::ops::SubgraphRunner>> {
+        Err(Error::Internal("Cast has no subgraph".into()))
+    };
+    let build = registry()
+        .get("", "Cast")
+        .ok_or_else(|| Error::UnsupportedDtype(format!("no Cast operator to convert to {to}")))?;
+    let op = build(&BuildContext {
+        node: &node,
+        opset: 23,
+        const_inputs: vec![None],
+        compile: &compile,
+    })?;
+    let v = Value::Tensor(t.clone());
+    op.run(&[Some(&v)], ctx)?
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Internal("Cast returned nothing".into()))?
+        .into_tensor()
 }
 
 /// How a scale / zero-point tensor maps onto the elements of x.
@@ -64,7 +117,12 @@ impl ParamMap {
     fn new(x: &[usize], p: &[usize], axis: i64, block: i64, op: &str) -> Result<ParamMap> {
         let n: usize = p.iter().product();
         if n == 1 && (p.len() <= 1) && block <= 0 {
-            return Ok(ParamMap { inner: 1, dim: 1, mode: 0, pdim: 1 });
+            return Ok(ParamMap {
+                inner: 1,
+                dim: 1,
+                mode: 0,
+                pdim: 1,
+            });
         }
         let ax = norm_axis(axis, x.len(), op)?;
         let inner: usize = x[ax + 1..].iter().product();
@@ -74,14 +132,28 @@ impl ParamMap {
             let mut want = x.to_vec();
             want[ax] = dim.div_ceil(bs);
             if p != want.as_slice() {
-                return Err(Error::ShapeMismatch(format!("{op}: blocked scale has shape {p:?}, expected {want:?} (block_size {bs})")));
+                return Err(Error::ShapeMismatch(format!(
+                    "{op}: blocked scale has shape {p:?}, expected {want:?} (block_size {bs})"
+                )));
             }
-            return Ok(ParamMap { inner, dim, mode: bs, pdim: want[ax] });
+            return Ok(ParamMap {
+                inner,
+                dim,
+                mode: bs,
+                pdim: want[ax],
+            });
         }
         if p.len() != 1 || p[0] != dim {
-            return Err(Error::ShapeMismatch(format!("{op}: scale of shape {p:?} must be a scalar or 1-D of length {dim} (axis {ax})")));
+            return Err(Error::ShapeMismatch(format!(
+                "{op}: scale of shape {p:?} must be a scalar or 1-D of length {dim} (axis {ax})"
+            )));
         }
-        Ok(ParamMap { inner, dim, mode: 1, pdim: dim })
+        Ok(ParamMap {
+            inner,
+            dim,
+            mode: 1,
+            pdim: dim,
+        })
     }
 
     #[inline]
@@ -99,6 +171,7 @@ impl ParamMap {
 }
 
 struct QuantizeLinear {
+    saturate: bool,
     axis: i64,
     block: i64,
     output_dtype: Option<DType>,
@@ -107,9 +180,14 @@ struct QuantizeLinear {
 fn build_quantize(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let od = ctx.attr_i("output_dtype", 0)?;
     Ok(Box::new(QuantizeLinear {
+        saturate: ctx.attr_i("saturate", 1)? != 0,
         axis: ctx.attr_i("axis", 1)?,
         block: ctx.attr_i("block_size", 0)?,
-        output_dtype: if od == 0 { None } else { Some(DType::from_code(od as i32).map_err(|e| e.context(ctx.node.describe()))?) },
+        output_dtype: if od == 0 {
+            None
+        } else {
+            Some(DType::from_code(od as i32).map_err(|e| e.context(ctx.node.describe()))?)
+        },
     }))
 }
 
@@ -117,27 +195,67 @@ fn build_quantize(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 fn f32_values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(match t.dtype() {
         DType::Float32 => t.as_slice::<f32>()?.to_vec(),
-        DType::Float16 => t.as_slice::<half::f16>()?.iter().map(|v| v.to_f32()).collect(),
-        DType::BFloat16 => t.as_slice::<half::bf16>()?.iter().map(|v| v.to_f32()).collect(),
+        DType::Float16 => t
+            .as_slice::<half::f16>()?
+            .iter()
+            .map(|v| v.to_f32())
+            .collect(),
+        DType::BFloat16 => t
+            .as_slice::<half::bf16>()?
+            .iter()
+            .map(|v| v.to_f32())
+            .collect(),
         _ => t.to_f64_vec()?.into_iter().map(|v| v as f32).collect(),
     })
 }
 
 impl Op for QuantizeLinear {
-    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         const OP: &str = "QuantizeLinear";
         let x = tensor_in(inputs, 0, OP)?;
         let scale = tensor_in(inputs, 1, OP)?;
         let zp = opt_tensor_in(inputs, 2, OP)?;
-        let out_dt = zp.map(|z| z.dtype()).or(self.output_dtype).unwrap_or(DType::Uint8);
-        let (lo, hi) = int_range(out_dt).ok_or_else(|| Error::UnsupportedDtype(format!("{OP}: output type {out_dt} is not supported")))?;
+        let out_dt = zp
+            .map(|z| z.dtype())
+            .or(self.output_dtype)
+            .unwrap_or(DType::Uint8);
+        if is_small_float(out_dt) {
+            let map = ParamMap::new(x.shape(), scale.shape(), self.axis, self.block, OP)?;
+            let (xv, sv) = (f32_values(x)?, f32_values(scale)?);
+            // float4 adds its (float) zero point; float8 ignores it (the reference does the same).
+            let zv = match zp {
+                Some(z) if out_dt == DType::Float4E2M1 => {
+                    f32_values(&cast(z, DType::Float32, true, ctx)?)?
+                }
+                _ => vec![0.0; sv.len()],
+            };
+            let y: Vec<f32> = xv
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v / sv[map.index(i)] + zv[map.index(i)])
+                .collect();
+            return Ok(vec![cast(
+                &Tensor::from_vec(x.shape(), y)?,
+                out_dt,
+                self.saturate,
+                ctx,
+            )?
+            .into()]);
+        }
+        let (lo, hi) = int_range(out_dt).ok_or_else(|| {
+            Error::UnsupportedDtype(format!("{OP}: output type {out_dt} is not supported"))
+        })?;
         let map = ParamMap::new(x.shape(), scale.shape(), self.axis, self.block, OP)?;
         let xv = f32_values(x)?;
         let sv = f32_values(scale)?;
         let zv = match zp {
             Some(z) => {
                 if z.shape() != scale.shape() {
-                    return Err(Error::ShapeMismatch(format!("{OP}: zero point shape {:?} differs from scale shape {:?}", z.shape(), scale.shape())));
+                    return Err(Error::ShapeMismatch(format!(
+                        "{OP}: zero point shape {:?} differs from scale shape {:?}",
+                        z.shape(),
+                        scale.shape()
+                    )));
                 }
                 z.to_i64_vec()?
             }
@@ -173,18 +291,41 @@ fn build_dequantize(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     Ok(Box::new(DequantizeLinear {
         axis: ctx.attr_i("axis", 1)?,
         block: ctx.attr_i("block_size", 0)?,
-        output_dtype: if od == 0 { None } else { Some(DType::from_code(od as i32).map_err(|e| e.context(ctx.node.describe()))?) },
+        output_dtype: if od == 0 {
+            None
+        } else {
+            Some(DType::from_code(od as i32).map_err(|e| e.context(ctx.node.describe()))?)
+        },
     }))
 }
 
 impl Op for DequantizeLinear {
-    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         const OP: &str = "DequantizeLinear";
         let x = tensor_in(inputs, 0, OP)?;
         let scale = tensor_in(inputs, 1, OP)?;
         let zp = opt_tensor_in(inputs, 2, OP)?;
+        if is_small_float(x.dtype()) {
+            let map = ParamMap::new(x.shape(), scale.shape(), self.axis, self.block, OP)?;
+            let xv = f32_values(&cast(x, DType::Float32, true, ctx)?)?;
+            let sv = f32_values(scale)?;
+            let zv = match zp {
+                Some(z) => f32_values(&cast(z, DType::Float32, true, ctx)?)?,
+                None => vec![0.0; sv.len()],
+            };
+            let y: Vec<f32> = xv
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v - zv[map.index(i)]) * sv[map.index(i)])
+                .collect();
+            let out_dt = self.output_dtype.unwrap_or(scale.dtype());
+            return Ok(vec![narrow(Tensor::from_vec(x.shape(), y)?, out_dt)?.into()]);
+        }
         if int_range(x.dtype()).is_none() {
-            return Err(Error::UnsupportedDtype(format!("{OP}: input type {} is not supported", x.dtype())));
+            return Err(Error::UnsupportedDtype(format!(
+                "{OP}: input type {} is not supported",
+                x.dtype()
+            )));
         }
         let map = ParamMap::new(x.shape(), scale.shape(), self.axis, self.block, OP)?;
         let xv = x.to_i64_vec()?;
@@ -194,12 +335,20 @@ impl Op for DequantizeLinear {
             None => vec![0; sv.len()],
         };
         if zv.len() != sv.len() {
-            return Err(Error::ShapeMismatch(format!("{OP}: zero point has {} values, scale {}", zv.len(), sv.len())));
+            return Err(Error::ShapeMismatch(format!(
+                "{OP}: zero point has {} values, scale {}",
+                zv.len(),
+                sv.len()
+            )));
         }
-        let y: Vec<f32> = xv.iter().enumerate().map(|(i, v)| {
-            let p = map.index(i);
-            (v - zv[p]) as f32 * sv[p]
-        }).collect();
+        let y: Vec<f32> = xv
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                let p = map.index(i);
+                (v - zv[p]) as f32 * sv[p]
+            })
+            .collect();
         let out_dt = self.output_dtype.unwrap_or(scale.dtype());
         let t = Tensor::from_vec(x.shape(), y)?;
         Ok(vec![narrow(t, out_dt)?.into()])
@@ -217,9 +366,16 @@ impl Op for DynamicQuantizeLinear {
         let minx = xv.iter().fold(0f32, |m, v| m.min(*v));
         let scale = if maxx == minx { 1.0 } else { maxx - minx } / 255.0;
         let zp = (0.0 - minx / scale).clamp(0.0, 255.0).round_ties_even();
-        let y: Vec<u8> = xv.iter().map(|v| ((v / scale).round_ties_even() + zp).clamp(0.0, 255.0) as u8).collect();
+        let y: Vec<u8> = xv
+            .iter()
+            .map(|v| ((v / scale).round_ties_even() + zp).clamp(0.0, 255.0) as u8)
+            .collect();
         let scale_t = narrow(Tensor::scalar(scale), x.dtype())?;
-        Ok(vec![Tensor::from_vec(x.shape(), y)?.into(), scale_t.into(), Tensor::scalar(zp as u8).into()])
+        Ok(vec![
+            Tensor::from_vec(x.shape(), y)?.into(),
+            scale_t.into(),
+            Tensor::scalar(zp as u8).into(),
+        ])
     }
 }
 
@@ -234,10 +390,27 @@ mod tests {
         let x = tf(&[6], &[0., 2., 3., 1000., -254., -1000.]);
         let s = tf(&[], &[2.]);
         let z = Tensor::from_slice(&[], &[128u8]).unwrap();
-        let y = &run_op("QuantizeLinear", 13, vec![], vec![Some(x), Some(s.clone()), Some(z.clone())], 1).unwrap()[0];
+        let y = &run_op(
+            "QuantizeLinear",
+            13,
+            vec![],
+            vec![Some(x), Some(s.clone()), Some(z.clone())],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.as_slice::<u8>().unwrap(), &[128, 129, 130, 255, 1, 0]);
-        let d = &run_op("DequantizeLinear", 13, vec![], vec![Some(y.clone()), Some(s), Some(z)], 1).unwrap()[0];
-        assert_eq!(d.as_slice::<f32>().unwrap(), &[0., 2., 4., 254., -254., -256.]);
+        let d = &run_op(
+            "DequantizeLinear",
+            13,
+            vec![],
+            vec![Some(y.clone()), Some(s), Some(z)],
+            1,
+        )
+        .unwrap()[0];
+        assert_eq!(
+            d.as_slice::<f32>().unwrap(),
+            &[0., 2., 4., 254., -254., -256.]
+        );
         // Per axis int4 output via output_dtype... and zero point int8 per axis.
         let x = tf(&[2, 2], &[1., 2., 3., 4.]);
         let s = tf(&[2], &[1., 2.]);
@@ -246,7 +419,14 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let y = &run_op("QuantizeLinear", 21, vec![("axis", AttrValue::Int(1))], vec![Some(x), Some(s), Some(z)], 1).unwrap()[0];
+        let y = &run_op(
+            "QuantizeLinear",
+            21,
+            vec![("axis", AttrValue::Int(1))],
+            vec![Some(x), Some(s), Some(z)],
+            1,
+        )
+        .unwrap()[0];
         assert_eq!(y.dtype(), DType::Int4);
         assert_eq!(y.as_slice::<i8>().unwrap(), &[1, 2, 3, 3]);
     }

@@ -6,6 +6,7 @@
 
 use super::float_io::{narrow, widen};
 use crate::error::{Error, Result};
+use crate::kernels::activation::{fast_sigmoid, fast_tanh};
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, GemmElem, MatRef};
 use crate::kernels::SendPtr;
@@ -88,7 +89,9 @@ impl Act {
                 }
             }
             Act::ScaledTanh(a, b) => T::from_f32(a) * (T::from_f32(b) * x).tanh(),
-            Act::HardSigmoid(a, b) => (T::from_f32(a) * x + T::from_f32(b)).fmax(T::ZERO).fmin(T::ONE),
+            Act::HardSigmoid(a, b) => (T::from_f32(a) * x + T::from_f32(b))
+                .fmax(T::ZERO)
+                .fmin(T::ONE),
             Act::Elu(a) => {
                 if x >= T::ZERO {
                     x
@@ -155,25 +158,43 @@ struct Rnn {
 fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
     let hidden = ctx.attr_i("hidden_size", 0)?;
     if hidden < 1 && ctx.attr("hidden_size").is_some() {
-        return Err(ctx.invalid(format!("attribute 'hidden_size' must be >= 1, got {hidden}")));
+        return Err(ctx.invalid(format!(
+            "attribute 'hidden_size' must be >= 1, got {hidden}"
+        )));
     }
     let (dirs, reverse) = match ctx.attr_s("direction", "forward")?.as_str() {
         "forward" => (1, false),
         "reverse" => (1, true),
         "bidirectional" => (2, false),
-        d => return Err(ctx.invalid(format!("direction '{d}' is not forward, reverse or bidirectional"))),
+        d => {
+            return Err(ctx.invalid(format!(
+                "direction '{d}' is not forward, reverse or bidirectional"
+            )))
+        }
     };
     let per = cell.default_activations().len();
     let names = match ctx.attr_strings("activations")? {
         Some(v) => v,
         None => {
-            let d: Vec<String> = cell.default_activations().iter().map(|s| s.to_string()).collect();
+            let d: Vec<String> = cell
+                .default_activations()
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
             d.iter().cycle().take(per * dirs).cloned().collect()
         }
     };
-    let names = if names.len() == per && dirs == 2 { names.iter().cycle().take(2 * per).cloned().collect() } else { names };
+    let names = if names.len() == per && dirs == 2 {
+        names.iter().cycle().take(2 * per).cloned().collect()
+    } else {
+        names
+    };
     if names.len() != per * dirs {
-        return Err(ctx.invalid(format!("{} activations given, expected {}", names.len(), per * dirs)));
+        return Err(ctx.invalid(format!(
+            "{} activations given, expected {}",
+            names.len(),
+            per * dirs
+        )));
     }
     let all = parse_activations(ctx, &names)?;
     let acts = all.chunks(per).map(|c| c.to_vec()).collect();
@@ -209,7 +230,6 @@ struct DirData<'a, T> {
 }
 
 struct Shape {
-    seq: usize,
     batch: usize,
     hidden: usize,
 }
@@ -217,7 +237,16 @@ struct Shape {
 impl Rnn {
     /// Run one direction; writes Y rows through `y` (layout-0 offsets computed by `y_off`).
     #[allow(clippy::too_many_arguments)]
-    fn run_direction<T: GemmElem>(&self, d: &DirData<T>, sh: &Shape, lens: &[usize], y: &SendPtr<T>, y_off: &dyn Fn(usize, usize) -> usize, yh: &mut [T], yc: &mut [T]) -> Result<()> {
+    fn run_direction<T: GemmElem>(
+        &self,
+        d: &DirData<T>,
+        sh: &Shape,
+        lens: &[usize],
+        y: &SendPtr<T>,
+        y_off: &dyn Fn(usize, usize) -> usize,
+        yh: &mut [T],
+        yc: &mut [T],
+    ) -> Result<()> {
         let (batch, hs) = (sh.batch, sh.hidden);
         let g = self.cell.gates();
         let gh = g * hs;
@@ -233,16 +262,36 @@ impl Rnn {
         let max_len = lens.iter().copied().max().unwrap_or(0);
         for step in 0..max_len {
             // Gates = XW[t] + H · Rᵀ (for GRU only the z and r parts of R when !linear_before_reset).
-            let active_rows = if self.cell == Cell::Gru && !self.linear_before_reset { 2 * hs } else { gh };
+            let active_rows = if self.cell == Cell::Gru && !self.linear_before_reset {
+                2 * hs
+            } else {
+                gh
+            };
             // Each batch row has its own time index when reversed with sequence lengths.
             for b in 0..batch {
-                let t = if d.reverse { lens[b].wrapping_sub(1).wrapping_sub(step) } else { step };
+                let t = if d.reverse {
+                    lens[b].wrapping_sub(1).wrapping_sub(step)
+                } else {
+                    step
+                };
                 if step >= lens[b] {
                     continue;
                 }
-                gates[b * gh..(b + 1) * gh].copy_from_slice(&d.xw[(t * batch + b) * gh..(t * batch + b + 1) * gh]);
+                gates[b * gh..(b + 1) * gh]
+                    .copy_from_slice(&d.xw[(t * batch + b) * gh..(t * batch + b + 1) * gh]);
             }
-            gemm(batch, active_rows, hs, T::ONE, MatRef::row_major(&h, hs), MatRef::row_major(d.r, hs).t(), T::ONE, &mut gates, gh, 1)?;
+            gemm(
+                batch,
+                active_rows,
+                hs,
+                T::ONE,
+                MatRef::row_major(&h, hs),
+                MatRef::row_major(d.r, hs).t(),
+                T::ONE,
+                &mut gates,
+                gh,
+                1,
+            )?;
             if self.cell == Cell::Gru && !self.linear_before_reset {
                 // r first, then (r ⊙ H) · Rhᵀ.
                 for b in 0..batch {
@@ -252,13 +301,48 @@ impl Rnn {
                     }
                 }
                 let rh_w = &d.r[2 * hs * hs..3 * hs * hs];
-                gemm(batch, hs, hs, T::ONE, MatRef::row_major(&rh, hs), MatRef::row_major(rh_w, hs).t(), T::ONE, &mut gates[2 * hs..], gh, 1)?;
+                gemm(
+                    batch,
+                    hs,
+                    hs,
+                    T::ONE,
+                    MatRef::row_major(&rh, hs),
+                    MatRef::row_major(rh_w, hs).t(),
+                    T::ONE,
+                    &mut gates[2 * hs..],
+                    gh,
+                    1,
+                )?;
             }
+            let default_lstm = self.cell == Cell::Lstm
+                && d.p.is_none()
+                && clip.is_none()
+                && !self.input_forget
+                && matches!(d.acts[..], [Act::Sigmoid, Act::Tanh, Act::Tanh]);
             for b in 0..batch {
                 if step >= lens[b] {
                     continue;
                 }
                 let t = if d.reverse { lens[b] - 1 - step } else { step };
+                if default_lstm {
+                    // Monomorphic loops over gate slices (i, o, f contiguous, then c): vectorizable.
+                    let gb = &mut gates[b * gh..(b + 1) * gh];
+                    gb[..3 * hs].iter_mut().for_each(|v| *v = fast_sigmoid(*v));
+                    gb[3 * hs..].iter_mut().for_each(|v| *v = fast_tanh(*v));
+                    let (gi, rest) = gb.split_at(hs);
+                    let (go, rest) = rest.split_at(hs);
+                    let (gf, gc) = rest.split_at(hs);
+                    let cb = &mut c[b * hs..(b + 1) * hs];
+                    let hb = &mut h[b * hs..(b + 1) * hs];
+                    for j in 0..hs {
+                        let cn = gf[j] * cb[j] + gi[j] * gc[j];
+                        cb[j] = cn;
+                        hb[j] = go[j] * fast_tanh(cn);
+                    }
+                    // SAFETY: (t, b) rows of this direction are written by this direction only.
+                    unsafe { y.slice(y_off(t, b), hs) }.copy_from_slice(hb);
+                    continue;
+                }
                 let gb = &gates[b * gh..(b + 1) * gh];
                 let hb = &mut h[b * hs..(b + 1) * hs];
                 // SAFETY: (t, b) rows of this direction are written by this direction only.
@@ -275,7 +359,11 @@ impl Rnn {
                                 po = p[hs + j];
                             }
                             let i = f.apply(clipf(gb[j] + pi));
-                            let ft = if self.input_forget { T::ONE - i } else { f.apply(clipf(gb[2 * hs + j] + pf)) };
+                            let ft = if self.input_forget {
+                                T::ONE - i
+                            } else {
+                                f.apply(clipf(gb[2 * hs + j] + pf))
+                            };
                             let ct = gact.apply(clipf(gb[3 * hs + j]));
                             let cn = ft * cb[j] + i * ct;
                             let o = f.apply(clipf(gb[hs + j] + po * cn));
@@ -319,13 +407,24 @@ impl Rnn {
         let name = self.cell.name();
         let g = self.cell.gates();
         let xs = ins.x.shape();
-        let (seq, batch, input) = if self.layout == 0 { (xs[0], xs[1], xs[2]) } else { (xs[1], xs[0], xs[2]) };
-        let hs = if self.hidden > 0 { self.hidden } else { ins.r.shape().get(2).copied().unwrap_or(0) };
+        let (seq, batch, input) = if self.layout == 0 {
+            (xs[0], xs[1], xs[2])
+        } else {
+            (xs[1], xs[0], xs[2])
+        };
+        let hs = if self.hidden > 0 {
+            self.hidden
+        } else {
+            ins.r.shape().get(2).copied().unwrap_or(0)
+        };
         let gh = g * hs;
         let dirs = self.dirs;
         let check = |t: &Tensor, want: &[usize], what: &str| -> Result<()> {
             if t.shape() != want {
-                return Err(Error::ShapeMismatch(format!("{name}: {what} has shape {:?}, expected {want:?}", t.shape())));
+                return Err(Error::ShapeMismatch(format!(
+                    "{name}: {what} has shape {:?}, expected {want:?}",
+                    t.shape()
+                )));
             }
             Ok(())
         };
@@ -339,7 +438,8 @@ impl Rnn {
             let mut v = vec![T::ZERO; xv.len()];
             for b in 0..batch {
                 for t in 0..seq {
-                    v[(t * batch + b) * input..(t * batch + b + 1) * input].copy_from_slice(&xv[(b * seq + t) * input..(b * seq + t + 1) * input]);
+                    v[(t * batch + b) * input..(t * batch + b + 1) * input]
+                        .copy_from_slice(&xv[(b * seq + t) * input..(b * seq + t + 1) * input]);
                 }
             }
             v
@@ -348,7 +448,9 @@ impl Rnn {
             Some(l) => {
                 let v = l.to_i64_vec()?;
                 if v.len() != batch || v.iter().any(|&n| n < 0 || n as usize > seq) {
-                    return Err(Error::Runtime(format!("{name}: sequence_lens {v:?} must hold {batch} values in 0..={seq}")));
+                    return Err(Error::Runtime(format!(
+                        "{name}: sequence_lens {v:?} must hold {batch} values in 0..={seq}"
+                    )));
                 }
                 v.into_iter().map(|n| n as usize).collect()
             }
@@ -375,7 +477,11 @@ impl Rnn {
             match t {
                 None => Ok(vec![T::ZERO; dirs * batch * hs]),
                 Some(t) => {
-                    let want = if self.layout == 0 { [dirs, batch, hs] } else { [batch, dirs, hs] };
+                    let want = if self.layout == 0 {
+                        [dirs, batch, hs]
+                    } else {
+                        [batch, dirs, hs]
+                    };
                     check(t, &want, what)?;
                     let v = t.as_slice::<T>()?;
                     if self.layout == 0 {
@@ -384,7 +490,8 @@ impl Rnn {
                     let mut o = vec![T::ZERO; v.len()];
                     for b in 0..batch {
                         for d in 0..dirs {
-                            o[(d * batch + b) * hs..(d * batch + b + 1) * hs].copy_from_slice(&v[(b * dirs + d) * hs..(b * dirs + d + 1) * hs]);
+                            o[(d * batch + b) * hs..(d * batch + b + 1) * hs]
+                                .copy_from_slice(&v[(b * dirs + d) * hs..(b * dirs + d + 1) * hs]);
                         }
                     }
                     Ok(o)
@@ -413,7 +520,19 @@ impl Rnn {
                 }
             }
             let beta = if bias.is_some() { T::ONE } else { T::ZERO };
-            crate::kernels::gemm::gemm_par(ctx.pool, seq * batch, gh, input, T::ONE, MatRef::row_major(&x, input), MatRef::row_major(wd, input).t(), beta, &mut xw, gh, 1)?;
+            crate::kernels::gemm::gemm_par(
+                ctx.pool,
+                seq * batch,
+                gh,
+                input,
+                T::ONE,
+                MatRef::row_major(&x, input),
+                MatRef::row_major(wd, input).t(),
+                beta,
+                &mut xw,
+                gh,
+                1,
+            )?;
             dir_data.push(DirData {
                 xw,
                 r: &r[d * gh * hs..(d + 1) * gh * hs],
@@ -428,17 +547,33 @@ impl Rnn {
         // Y in layout 0: [seq][dirs][batch][hidden]; zero where a sequence has ended.
         let mut y = vec![T::ZERO; seq * dirs * batch * hs];
         let mut yh = vec![T::ZERO; dirs * batch * hs];
-        let mut yc = vec![T::ZERO; if self.cell == Cell::Lstm { dirs * batch * hs } else { 0 }];
-        let sh = Shape { seq, batch, hidden: hs };
+        let mut yc = vec![
+            T::ZERO;
+            if self.cell == Cell::Lstm {
+                dirs * batch * hs
+            } else {
+                0
+            }
+        ];
+        let sh = Shape { batch, hidden: hs };
         let yp = SendPtr::new(&mut y);
         let yhp = SendPtr::new(&mut yh);
         let ycp = SendPtr::new(&mut yc);
-        let per_c = if self.cell == Cell::Lstm { batch * hs } else { 0 };
+        let per_c = if self.cell == Cell::Lstm {
+            batch * hs
+        } else {
+            0
+        };
         let errors = std::sync::Mutex::new(None);
         let run_dir = |d: usize| {
             let off = move |t: usize, b: usize| ((t * dirs + d) * batch + b) * hs;
             // SAFETY: direction d owns its slices of Y_h and Y_c and its rows of Y.
-            let (yh_d, yc_d) = unsafe { (yhp.slice(d * batch * hs, batch * hs), ycp.slice(d * per_c, per_c)) };
+            let (yh_d, yc_d) = unsafe {
+                (
+                    yhp.slice(d * batch * hs, batch * hs),
+                    ycp.slice(d * per_c, per_c),
+                )
+            };
             if let Err(e) = self.run_direction(&dir_data[d], &sh, &lens, &yp, &off, yh_d, yc_d) {
                 *errors.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
             }
@@ -476,7 +611,8 @@ impl Rnn {
                 }
                 for d in 0..dirs {
                     for b in 0..batch {
-                        o[(b * dirs + d) * hs..(b * dirs + d + 1) * hs].copy_from_slice(&v[(d * batch + b) * hs..(d * batch + b + 1) * hs]);
+                        o[(b * dirs + d) * hs..(b * dirs + d + 1) * hs]
+                            .copy_from_slice(&v[(d * batch + b) * hs..(d * batch + b + 1) * hs]);
                     }
                 }
                 o
@@ -484,7 +620,10 @@ impl Rnn {
             (
                 Tensor::from_vec(&[batch, seq, dirs, hs], y1)?,
                 Tensor::from_vec(&[batch, dirs, hs], swap(&yh))?,
-                Tensor::from_vec(&[batch, dirs, if yc.is_empty() { 0 } else { hs }], swap(&yc))?,
+                Tensor::from_vec(
+                    &[batch, dirs, if yc.is_empty() { 0 } else { hs }],
+                    swap(&yc),
+                )?,
             )
         };
         let _ = dt;
@@ -512,14 +651,20 @@ impl Op for Rnn {
         let name = self.cell.name();
         let x = tensor_in(inputs, 0, name)?;
         if x.rank() != 3 {
-            return Err(Error::ShapeMismatch(format!("{name}: X must be 3-D, got {:?}", x.shape())));
+            return Err(Error::ShapeMismatch(format!(
+                "{name}: X must be 3-D, got {:?}",
+                x.shape()
+            )));
         }
         let dt = x.dtype();
         let wid = |i: usize| -> Result<Option<std::borrow::Cow<Tensor>>> {
             match opt_tensor_in(inputs, i, name)? {
                 Some(t) => {
                     if t.dtype() != dt {
-                        return Err(Error::InvalidArgument(format!("{name}: input {i} is {} but X is {dt}", t.dtype())));
+                        return Err(Error::InvalidArgument(format!(
+                            "{name}: input {i} is {} but X is {dt}",
+                            t.dtype()
+                        )));
                     }
                     Ok(Some(widen(t)?))
                 }
@@ -527,13 +672,23 @@ impl Op for Rnn {
             }
         };
         let xw = widen(x)?;
-        let w = wid(1)?.ok_or_else(|| Error::InvalidArgument(format!("{name}: input W is missing")))?;
-        let r = wid(2)?.ok_or_else(|| Error::InvalidArgument(format!("{name}: input R is missing")))?;
+        let w =
+            wid(1)?.ok_or_else(|| Error::InvalidArgument(format!("{name}: input W is missing")))?;
+        let r =
+            wid(2)?.ok_or_else(|| Error::InvalidArgument(format!("{name}: input R is missing")))?;
         let b = wid(3)?;
         let lens = opt_tensor_in(inputs, 4, name)?;
         let h0 = wid(5)?;
-        let c0 = if self.cell == Cell::Lstm { wid(6)? } else { None };
-        let p = if self.cell == Cell::Lstm { wid(7)? } else { None };
+        let c0 = if self.cell == Cell::Lstm {
+            wid(6)?
+        } else {
+            None
+        };
+        let p = if self.cell == Cell::Lstm {
+            wid(7)?
+        } else {
+            None
+        };
         let ins = Inputs {
             x: &xw,
             w: &w,
@@ -545,7 +700,9 @@ impl Op for Rnn {
             p: p.as_deref(),
         };
         let outs = crate::with_float!(xw.dtype(), name, T => self.compute::<T>(&ins, ctx))?;
-        outs.into_iter().map(|t| narrow(t, dt).map(Value::Tensor)).collect()
+        outs.into_iter()
+            .map(|t| narrow(t, dt).map(Value::Tensor))
+            .collect()
     }
 }
 
@@ -561,7 +718,14 @@ mod tests {
         let x = tf(&[1, 3, 2], &[1., 2., 3., 4., 5., 6.]);
         let w = tf(&[1, 12, 2], &[0.1; 24]);
         let r = tf(&[1, 12, 3], &[0.1; 36]);
-        let out = run_op("LSTM", 14, vec![("hidden_size", AttrValue::Int(3))], vec![Some(x), Some(w), Some(r)], 3).unwrap();
+        let out = run_op(
+            "LSTM",
+            14,
+            vec![("hidden_size", AttrValue::Int(3))],
+            vec![Some(x), Some(w), Some(r)],
+            3,
+        )
+        .unwrap();
         // Hand calc for batch row 0: gates all = 0.1*(1+2) = 0.3.
         let s = |v: f32| 1. / (1. + (-v).exp());
         let c = s(0.3) * 0.3f32.tanh();
@@ -577,8 +741,18 @@ mod tests {
         let x = tf(&[2, 1, 1], &[1., 2.]);
         let w = tf(&[2, 1, 1], &[1., 1.]);
         let r = tf(&[2, 1, 1], &[0.5, 0.5]);
-        let attrs = vec![("hidden_size", AttrValue::Int(1)), ("direction", AttrValue::String(b"bidirectional".to_vec()))];
-        let out = run_op("RNN", 14, attrs.clone(), vec![Some(x.clone()), Some(w.clone()), Some(r.clone())], 2).unwrap();
+        let attrs = vec![
+            ("hidden_size", AttrValue::Int(1)),
+            ("direction", AttrValue::String(b"bidirectional".to_vec())),
+        ];
+        let out = run_op(
+            "RNN",
+            14,
+            attrs.clone(),
+            vec![Some(x.clone()), Some(w.clone()), Some(r.clone())],
+            2,
+        )
+        .unwrap();
         // forward: h1 = tanh(1), h2 = tanh(2 + 0.5 h1); reverse: h2' = tanh(2), h1' = tanh(1 + 0.5 h2').
         let (f1, b2) = (1f32.tanh(), 2f32.tanh());
         let (f2, b1) = ((2. + 0.5 * f1).tanh(), (1. + 0.5 * b2).tanh());
@@ -586,8 +760,19 @@ mod tests {
         assert_close(out[1].as_slice::<f32>().unwrap(), &[f2, b1], 1e-6);
         // Sequence length 1: the second step is skipped (Y zero), Y_h from step 0.
         let lens = Tensor::from_slice(&[1], &[1i32]).unwrap();
-        let out = run_op("RNN", 14, attrs, vec![Some(x.clone()), Some(w), Some(r), None, Some(lens)], 2).unwrap();
-        assert_close(out[0].as_slice::<f32>().unwrap(), &[f1, 1f32.tanh(), 0., 0.], 1e-6);
+        let out = run_op(
+            "RNN",
+            14,
+            attrs,
+            vec![Some(x.clone()), Some(w), Some(r), None, Some(lens)],
+            2,
+        )
+        .unwrap();
+        assert_close(
+            out[0].as_slice::<f32>().unwrap(),
+            &[f1, 1f32.tanh(), 0., 0.],
+            1e-6,
+        );
         // GRU, one unit, weights 1, recurrence 0: z = r = s(x), h~ = tanh(x), h = (1-z) h~ + z h.
         let w = tf(&[1, 3, 1], &[1., 1., 1.]);
         let r = tf(&[1, 3, 1], &[0., 0., 0.]);
@@ -595,7 +780,10 @@ mod tests {
             let out = run_op(
                 "GRU",
                 14,
-                vec![("hidden_size", AttrValue::Int(1)), ("linear_before_reset", AttrValue::Int(lbr))],
+                vec![
+                    ("hidden_size", AttrValue::Int(1)),
+                    ("linear_before_reset", AttrValue::Int(lbr)),
+                ],
                 vec![Some(x.clone()), Some(w.clone()), Some(r.clone())],
                 2,
             )

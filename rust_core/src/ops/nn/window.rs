@@ -20,7 +20,11 @@ impl AutoPad {
             "SAME_UPPER" => AutoPad::SameUpper,
             "SAME_LOWER" => AutoPad::SameLower,
             "VALID" => AutoPad::Valid,
-            s => return Err(ctx.invalid(format!("auto_pad '{s}' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID"))),
+            s => {
+                return Err(ctx.invalid(format!(
+                    "auto_pad '{s}' is not NOTSET, SAME_UPPER, SAME_LOWER or VALID"
+                )))
+            }
         })
     }
 }
@@ -42,7 +46,9 @@ fn positive(ctx: &BuildContext, name: &str) -> Result<Option<Vec<usize>>> {
         None => Ok(None),
         Some(v) => {
             if v.iter().any(|x| *x < 1) {
-                return Err(ctx.invalid(format!("attribute '{name}' must hold positive values, got {v:?}")));
+                return Err(ctx.invalid(format!(
+                    "attribute '{name}' must hold positive values, got {v:?}"
+                )));
             }
             Ok(Some(v.into_iter().map(|x| x as usize).collect()))
         }
@@ -55,7 +61,9 @@ impl WindowAttrs {
             None => None,
             Some(v) => {
                 if v.iter().any(|x| *x < 0) || v.len() % 2 != 0 {
-                    return Err(ctx.invalid(format!("attribute 'pads' must hold 2 non-negative values per axis, got {v:?}")));
+                    return Err(ctx.invalid(format!(
+                        "attribute 'pads' must hold 2 non-negative values per axis, got {v:?}"
+                    )));
                 }
                 Some(v.into_iter().map(|x| x as usize).collect())
             }
@@ -77,18 +85,29 @@ impl WindowAttrs {
             match v {
                 None => Ok(vec![1; n]),
                 Some(v) if v.len() == n => Ok(v.clone()),
-                Some(v) => Err(Error::ShapeMismatch(format!("{op}: '{what}' has {} values for {n} spatial axes", v.len()))),
+                Some(v) => Err(Error::ShapeMismatch(format!(
+                    "{op}: '{what}' has {} values for {n} spatial axes",
+                    v.len()
+                ))),
             }
         };
         if kernel.len() != n {
-            return Err(Error::ShapeMismatch(format!("{op}: kernel has {} axes but the input has {n} spatial axes", kernel.len())));
+            return Err(Error::ShapeMismatch(format!(
+                "{op}: kernel has {} axes but the input has {n} spatial axes",
+                kernel.len()
+            )));
         }
         let strides = get(&self.strides, "strides")?;
         let dilations = get(&self.dilations, "dilations")?;
         let mut pads = match &self.pads {
             None => vec![0; 2 * n],
             Some(p) if p.len() == 2 * n => p.clone(),
-            Some(p) => return Err(Error::ShapeMismatch(format!("{op}: 'pads' has {} values for {n} spatial axes", p.len()))),
+            Some(p) => {
+                return Err(Error::ShapeMismatch(format!(
+                    "{op}: 'pads' has {} values for {n} spatial axes",
+                    p.len()
+                )))
+            }
         };
         let mut out = vec![0; n];
         for i in 0..n {
@@ -98,7 +117,11 @@ impl WindowAttrs {
                     out[i] = input[i].div_ceil(strides[i]);
                     let total = ((out[i].max(1) - 1) * strides[i] + ext).saturating_sub(input[i]);
                     let small = total / 2;
-                    let (b, e) = if self.auto_pad == AutoPad::SameUpper { (small, total - small) } else { (total - small, small) };
+                    let (b, e) = if self.auto_pad == AutoPad::SameUpper {
+                        (small, total - small)
+                    } else {
+                        (total - small, small)
+                    };
                     pads[i] = b;
                     pads[n + i] = e;
                 }
@@ -127,7 +150,14 @@ impl WindowAttrs {
                 }
             }
         }
-        Ok(Window { input: input.to_vec(), kernel: kernel.to_vec(), strides, dilations, pads, out })
+        Ok(Window {
+            input: input.to_vec(),
+            kernel: kernel.to_vec(),
+            strides,
+            dilations,
+            pads,
+            out,
+        })
     }
 }
 
@@ -147,7 +177,9 @@ impl Window {
     pub fn as_3d(&self) -> Result<Window3> {
         let n = self.input.len();
         if n > 3 {
-            return Err(Error::ShapeMismatch(format!("{n} spatial axes are not supported (at most 3)")));
+            return Err(Error::ShapeMismatch(format!(
+                "{n} spatial axes are not supported (at most 3)"
+            )));
         }
         let lead = 3 - n;
         let pad3 = |v: &[usize], fill: usize| -> [usize; 3] {
