@@ -57,4 +57,40 @@ echo "== C++ header test"
     "$STATIC" "${SYSLIBS[@]}" -o "$BUILD/test_header_cpp"
 "$BUILD/test_header_cpp" || status=1
 
+echo "== examples/run_model.c on the bundled demo model (C99, ASan), checked against numpy"
+"$CC" "${CFLAGS[@]}" -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all \
+    "$ROOT/examples/run_model.c" "$STATIC" "${SYSLIBS[@]}" -o "$BUILD/run_model"
+EX="$BUILD/example"
+rm -rf "$EX" && mkdir -p "$EX"
+PY="${PYTHON:-python3}"
+if "$PY" -c "import numpy" 2>/dev/null; then
+    "$PY" - "$EX" "$ROOT" <<'PYEOF'
+import sys, numpy as np
+np.save(sys.argv[1] + "/x.npy", np.random.default_rng(3).standard_normal((5, 16)).astype(np.float32))
+PYEOF
+    if ASAN_OPTIONS="detect_leaks=1:halt_on_error=1" "$BUILD/run_model" \
+        "$ROOT/pyml_interop/data/demo_mlp.onnx" "$EX" "x=$EX/x.npy"; then
+        "$PY" - "$EX" "$ROOT" <<'PYEOF' || status=1
+import sys, numpy as np
+ex, root = sys.argv[1], sys.argv[2]
+x = np.load(ex + "/x.npy"); w = np.load(root + "/pyml_interop/data/demo_mlp_weights.npz")
+h = np.maximum(x @ w["w1"] + w["b1"], 0) @ w["w2"] + w["b2"]
+e = np.exp(h - h.max(1, keepdims=True)); ref = e / e.sum(1, keepdims=True)
+got = np.load(ex + "/probs.npy")
+assert got.shape == ref.shape and np.allclose(got, ref, atol=1e-6), np.abs(got - ref).max()
+print("run_model output matches numpy")
+PYEOF
+    else
+        status=1
+    fi
+    # A wrong input name must fail cleanly with a message naming it.
+    if "$BUILD/run_model" "$ROOT/pyml_interop/data/demo_mlp.onnx" "$EX" "nope=$EX/x.npy" 2>"$EX/err.txt"; then
+        echo "run_model accepted a wrong input name" >&2; status=1
+    elif ! grep -q "'nope'" "$EX/err.txt"; then
+        echo "run_model's error does not name the input: $(cat "$EX/err.txt")" >&2; status=1
+    fi
+else
+    echo "(numpy not installed: example not checked)"
+fi
+
 exit $status
