@@ -210,7 +210,7 @@ def test_absurd_length_is_refused_without_huge_allocation():
 
 
 def test_absurd_dims_are_refused():
-    t = helper.make_tensor("w", TensorProto.FLOAT, [1 << 40, 1 << 40], b"", raw=True)
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1 << 40, 1 << 40], raw_data=b"")
     m = _model([helper.make_node("Identity", ["w"], ["y"])], [], [_vi("y")], [t])
     with pytest.raises(pmi.Error, match="w"):
         pmi.load_model(m.SerializeToString())
@@ -293,3 +293,29 @@ def test_onnxruntime_style_api():
     (z,) = s.run(["z"], {"x": x, "y": x})
     np.testing.assert_array_equal(z, 2 * x)
     assert s.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_concurrent_runs_on_one_session():
+    import threading
+
+    s = _relu_session()
+    errors: list[BaseException] = []
+
+    def worker(seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            for _ in range(50):
+                n = int(rng.integers(1, 8))
+                x = rng.standard_normal((n, 3)).astype(np.float32)
+                y = rng.standard_normal((n, 3)).astype(np.float32)
+                (z,) = s.run(None, {"x": x, "y": y})
+                np.testing.assert_array_equal(z, x + y)
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
