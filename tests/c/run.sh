@@ -89,6 +89,42 @@ PYEOF
     elif ! grep -q "'nope'" "$EX/err.txt"; then
         echo "run_model's error does not name the input: $(cat "$EX/err.txt")" >&2; status=1
     fi
+    # Every shared exported model, when ../shared/models is present: .npz inputs -> .npy ->
+    # run_model -> outputs compared with the framework's references within the manifest tolerance.
+    MODELS="${PYML_SHARED_MODELS:-$ROOT/../shared/models}"
+    if [[ -f "$MODELS/MANIFEST.json" ]]; then
+        while read -r name file; do
+            dir="$EX/$name"; mkdir -p "$dir"
+            args=$("$PY" - "$MODELS" "$name" "$dir" <<'PYEOF'
+import json, sys, numpy as np
+models, name, out = sys.argv[1:]
+e = json.load(open(models + "/MANIFEST.json"))["models"][name]
+d = np.load(models + "/" + e["data"])
+args = []
+for i, k in enumerate(k for k in d.files if not k.startswith("out:")):
+    np.save(f"{out}/in{i}.npy", d[k]); args.append(f"{k}={out}/in{i}.npy")
+print(" ".join(args))
+PYEOF
+)
+            # shellcheck disable=SC2086
+            if "$BUILD/run_model" "$MODELS/$file" "$dir" $args >/dev/null; then
+                "$PY" - "$MODELS" "$name" "$dir" <<'PYEOF' || status=1
+import json, sys, numpy as np
+models, name, out = sys.argv[1:]
+e = json.load(open(models + "/MANIFEST.json"))["models"][name]
+d = np.load(models + "/" + e["data"]); tol = e["tolerance"]
+for k in (k for k in d.files if k.startswith("out:")):
+    got = np.load(f"{out}/{k[4:]}.npy")
+    assert np.allclose(got, d[k], rtol=tol["rtol"], atol=tol["atol"]), (name, k, np.abs(got - d[k]).max())
+print(f"run_model {name}: matches the framework")
+PYEOF
+            else
+                echo "run_model failed on $name" >&2; status=1
+            fi
+        done < <("$PY" -c "import json,sys; [print(k, v['file']) for k, v in json.load(open(sys.argv[1]))['models'].items()]" "$MODELS/MANIFEST.json")
+    else
+        echo "(shared models not found at $MODELS: C example checked on the demo model only)"
+    fi
 else
     echo "(numpy not installed: example not checked)"
 fi
