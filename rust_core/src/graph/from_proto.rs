@@ -162,55 +162,7 @@ fn value_info(v: &proto::ValueInfoProto, role: &str) -> Result<ValueInfo> {
 
 /// Densify a sparse tensor (values + indices, linear or coordinate form).
 pub fn sparse_to_dense(s: &proto::SparseTensorProto, base: Option<&Path>) -> Result<Tensor> {
-    let values = s
-        .values
-        .as_ref()
-        .ok_or_else(|| Error::InvalidModel("sparse tensor has no values".into()))?;
-    let name = values.name.clone();
-    let vals = crate::onnx::tensor_from_proto(values, base)?;
-    let dims: Vec<usize> = s
-        .dims
-        .iter()
-        .map(|&d| usize::try_from(d).map_err(|_| Error::InvalidModel(format!("sparse tensor '{name}' has negative dim {d}"))))
-        .collect::<Result<_>>()?;
-    let nnz = vals.len();
-    let total = crate::tensor::checked_numel(&dims)?;
-    let idx = match &s.indices {
-        Some(i) => crate::onnx::tensor_from_proto(i, base)?.to_i64_vec()?,
-        None => Vec::new(),
-    };
-    let linear: Vec<usize> = if idx.len() == nnz {
-        idx.iter().map(|&i| i as usize).collect()
-    } else if idx.len() == nnz * dims.len() {
-        let st = crate::ops::common::strides_of(&dims);
-        (0..nnz)
-            .map(|k| (0..dims.len()).map(|a| idx[k * dims.len() + a] as usize * st[a]).sum())
-            .collect()
-    } else {
-        return Err(Error::InvalidModel(format!(
-            "sparse tensor '{name}': {} indices for {nnz} values of a rank-{} tensor",
-            idx.len(),
-            dims.len()
-        )));
-    };
-    if linear.iter().any(|&i| i >= total) {
-        return Err(Error::InvalidModel(format!("sparse tensor '{name}' has an index outside its shape {dims:?}")));
-    }
-    if vals.dtype() == DType::String {
-        let mut out = vec![Vec::new(); total];
-        for (k, &i) in linear.iter().enumerate() {
-            out[i] = vals.strings()?[k].clone();
-        }
-        return Tensor::from_strings(&dims, out);
-    }
-    let e = vals.dtype().size();
-    let src = vals.bytes()?;
-    let mut out = Tensor::zeros(vals.dtype(), &dims)?;
-    let dst = out.make_mut_bytes()?;
-    for (k, &i) in linear.iter().enumerate() {
-        dst[i * e..(i + 1) * e].copy_from_slice(&src[k * e..(k + 1) * e]);
-    }
-    Ok(out)
+    crate::onnx::sparse_tensor_to_dense(s, base)
 }
 
 fn attr_from_proto(
