@@ -22,6 +22,8 @@ struct Step {
     frees: Vec<usize>,
     /// `Conv node 'x'`, for error messages.
     label: String,
+    /// The node's op_type, for profiles.
+    op_type: String,
 }
 
 /// Opset versions by domain, shared by a graph and its subgraphs.
@@ -41,6 +43,30 @@ pub struct Plan {
     steps: Vec<Step>,
     /// Slot of each graph output, with its name.
     outputs: Vec<(String, usize)>,
+    /// Per-step accumulated time and call count, when profiling is on.
+    profile: Option<Profile>,
+}
+
+/// Time spent per step, accumulated over runs (enabled with `PYML_INTEROP_PROFILE=1`).
+pub struct Profile {
+    per_step: Vec<std::sync::Mutex<(std::time::Duration, u64)>>,
+}
+
+impl Plan {
+    /// Per-op-type totals `(op_type, total time, calls)`, slowest first; None unless profiling.
+    pub fn profile_by_op_type(&self) -> Option<Vec<(String, std::time::Duration, u64)>> {
+        let p = self.profile.as_ref()?;
+        let mut acc: HashMap<&str, (std::time::Duration, u64)> = HashMap::new();
+        for (step, cell) in self.steps.iter().zip(&p.per_step) {
+            let (d, n) = *cell.lock().unwrap_or_else(|e| e.into_inner());
+            let e = acc.entry(step.op_type.as_str()).or_default();
+            e.0 += d;
+            e.1 += n;
+        }
+        let mut v: Vec<_> = acc.into_iter().map(|(k, (d, n))| (k.to_string(), d, n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1));
+        Some(v)
+    }
 }
 
 impl Plan {
@@ -161,7 +187,7 @@ impl Plan {
                     out_slots.push(Some(s));
                 }
             }
-            steps.push(Step { op, inputs: in_slots, outputs: out_slots, frees: Vec::new(), label });
+            steps.push(Step { op, inputs: in_slots, outputs: out_slots, frees: Vec::new(), label, op_type: node.op_type.clone() });
         }
         let mut outputs = Vec::new();
         let mut keep: HashSet<usize> = HashSet::new();
@@ -177,7 +203,10 @@ impl Plan {
                 steps[k].frees.push(slot);
             }
         }
-        Ok(Plan { consts, n_runtime, inputs, captured, captured_names, steps, outputs })
+        let profile = profiling_enabled().then(|| Profile {
+            per_step: steps.iter().map(|_| std::sync::Mutex::new(Default::default())).collect(),
+        });
+        Ok(Plan { consts, n_runtime, inputs, captured, captured_names, steps, outputs, profile })
     }
 
     /// Formal input names, in order.
@@ -212,7 +241,8 @@ impl Plan {
             let v = v.ok_or_else(|| Error::Internal(format!("captured value '{name}' is missing")))?;
             rt[slot - nc] = Some(v.clone());
         }
-        for step in &self.steps {
+        for (k, step) in self.steps.iter().enumerate() {
+            let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
             let outs = {
                 let mut args: Vec<Option<&Value>> = Vec::with_capacity(step.inputs.len());
                 for s in &step.inputs {
@@ -246,6 +276,11 @@ impl Plan {
             for s in &step.frees {
                 rt[s - nc] = None;
             }
+            if let (Some(p), Some(t0)) = (&self.profile, t0) {
+                let mut c = p.per_step[k].lock().unwrap_or_else(|e| e.into_inner());
+                c.0 += t0.elapsed();
+                c.1 += 1;
+            }
         }
         self.outputs
             .iter()
@@ -277,6 +312,11 @@ impl SubgraphRunner for Plan {
     fn captured_names(&self) -> &[String] {
         &self.captured_names
     }
+}
+
+/// Whether `PYML_INTEROP_PROFILE` asks for per-operator timing (read at session creation).
+pub fn profiling_enabled() -> bool {
+    std::env::var("PYML_INTEROP_PROFILE").map(|v| !v.is_empty() && v != "0").unwrap_or(false)
 }
 
 /// Outer-scope names read by the subgraphs of `node`, in first-use order.

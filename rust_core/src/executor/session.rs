@@ -32,6 +32,21 @@ impl std::fmt::Debug for Session {
     }
 }
 
+impl Drop for Session {
+    fn drop(&mut self) {
+        // PYML_INTEROP_PROFILE=1: print where the time went, per operator type.
+        if let Some(rows) = self.plan.profile_by_op_type() {
+            let total: f64 = rows.iter().map(|r| r.1.as_secs_f64()).sum();
+            let mut out = format!("pyml_interop profile ({} threads): op_type, total ms, calls, share\n", self.pool.threads());
+            for (op, d, n) in rows {
+                let ms = d.as_secs_f64() * 1e3;
+                out.push_str(&format!("  {op:<24} {ms:>10.3} {n:>8} {:>6.1}%\n", 100.0 * d.as_secs_f64() / total.max(1e-12)));
+            }
+            eprint!("{out}");
+        }
+    }
+}
+
 impl Session {
     /// Compile `model` for execution: inline functions, build every operator, plan memory.
     pub fn new(model: Arc<Model>, options: &SessionOptions) -> Result<Session> {

@@ -6,8 +6,10 @@
 
 use crate::error::Result;
 use crate::executor::pool::ThreadPool;
-use crate::kernels::float::Float;
+use crate::kernels::float::{as_f32, as_f32_mut, Float};
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
+use crate::kernels::simd::MulAdd;
+use crate::kernels::vmath::{apply_inplace_any, apply_inplace_body, Act};
 use crate::kernels::SendPtr;
 
 /// A window over exactly three spatial axes (D, H, W).
@@ -206,6 +208,93 @@ pub fn conv_plane_direct<T: Float>(w: &Window3, x: &[T], taps: &[T], y: &mut [T]
     }
 }
 
+/// Depthwise convolution of one 2-D `f32` plane (`w.input[0] == 1`), written (not accumulated)
+/// into `y` as `act(conv + bias)`, row by row while the row is in L1. Strided windows read
+/// deinterleaved copies of the input rows (`scratch`), so every tap is a contiguous
+/// multiply-add over the output row.
+#[inline(always)]
+fn depthwise_plane_body<M: MulAdd>(
+    w: &Window3,
+    x: &[f32],
+    taps: &[f32],
+    bias: f32,
+    act: Act,
+    y: &mut [f32],
+    scratch: &mut Vec<f32>,
+) {
+    let [_, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let [_, kh_n, kw_n] = w.kernel;
+    let (sw, dw, pw) = (w.strides[2], w.dilations[2], w.pad_begin[2]);
+    let phase_len = iw_n.div_ceil(sw);
+    if sw > 1 {
+        scratch.resize(sw * phase_len, 0.0);
+    }
+    // Per kernel column: valid output range and where its first input sits in `src`.
+    let mut cols = [(0usize, 0usize, 0usize); 16];
+    let mut cols_vec = Vec::new();
+    let cols: &mut [(usize, usize, usize)] = if kw_n <= 16 {
+        &mut cols[..kw_n]
+    } else {
+        cols_vec.resize(kw_n, (0, 0, 0));
+        &mut cols_vec
+    };
+    for (kw, c) in cols.iter_mut().enumerate() {
+        let (lo, hi) = w.valid_out_range(2, kw);
+        if hi > lo {
+            let iw0 = lo * sw + kw * dw - pw;
+            *c = (lo, hi, (iw0 % sw) * phase_len + iw0 / sw);
+        } else {
+            *c = (0, 0, 0);
+        }
+    }
+    for oh in 0..oh_n {
+        let yrow = &mut y[oh * ow_n..(oh + 1) * ow_n];
+        yrow.fill(bias);
+        for kh in 0..kh_n {
+            let ih = w.coord(1, oh, kh);
+            if ih < 0 || ih >= ih_n as isize {
+                continue;
+            }
+            let xrow = &x[ih as usize * iw_n..(ih as usize + 1) * iw_n];
+            let src: &[f32] = if sw == 1 {
+                xrow
+            } else {
+                for p in 0..sw {
+                    let dst = &mut scratch[p * phase_len..(p + 1) * phase_len];
+                    for (d, v) in dst.iter_mut().zip(xrow[p..].iter().step_by(sw)) {
+                        *d = *v;
+                    }
+                }
+                scratch
+            };
+            let trow = &taps[kh * kw_n..(kh + 1) * kw_n];
+            for (&wv, &(lo, hi, start)) in trow.iter().zip(cols.iter()) {
+                if hi <= lo {
+                    continue;
+                }
+                for (o, xv) in yrow[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)]) {
+                    *o = M::madd(wv, *xv, *o);
+                }
+            }
+        }
+        apply_inplace_body::<M>(act, yrow);
+    }
+}
+
+crate::multiversion! {
+    /// See [`depthwise_plane_body`].
+    fn depthwise_plane_f32(
+        w: &Window3,
+        x: &[f32],
+        taps: &[f32],
+        bias: f32,
+        act: Act,
+        y: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) = depthwise_plane_body;
+}
+
 /// Shape of a grouped convolution.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
@@ -232,19 +321,44 @@ impl ConvShape {
     }
 }
 
-/// Forward convolution: `y = conv(x, weights) + bias`.
-/// `x`: `[N][C][in]`, `weights`: `[M][C/group][K]`, `y`: `[N][M][out]`.
+/// Forward convolution: `y = act(conv(x, weights) + bias)`.
+/// `x`: `[N][C][in]`, `weights`: `[M][C/group][K]`, `y`: `[N][M][out]` (every element written).
+#[allow(clippy::too_many_arguments)]
 pub fn conv_forward<T: GemmElem>(
     pool: &ThreadPool,
     s: &ConvShape,
     x: &[T],
     weights: &[T],
     bias: Option<&[T]>,
+    act: Act,
     y: &mut [T],
 ) -> Result<()> {
     let w = &s.window;
     let (cg, mg, group) = (s.cg(), s.mg(), s.group);
     let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), w.kernel_size());
+    // f32 depthwise 1-D/2-D: the fused, vectorized plane kernel.
+    if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(weights)) {
+        if cg == 1 && group > 1 && w.input[0] == 1 && w.kernel[0] == 1 && s.batch > 0 && out_sz > 0 {
+            let b32 = bias.and_then(as_f32);
+            let y32 = as_f32_mut(y).expect("y has the type of x");
+            let yp = SendPtr(y32.as_mut_ptr());
+            let tasks = s.batch * s.out_channels;
+            let min_chunk = (1 << 14) / (out_sz * ksz).max(1) + 1;
+            pool.parallel_for(tasks, min_chunk, |a, b| {
+                let mut scratch = Vec::new();
+                for t in a..b {
+                    let (n, m) = (t / s.out_channels, t % s.out_channels);
+                    let c = m / mg;
+                    let xc = &x32[(n * s.in_channels + c) * in_sz..(n * s.in_channels + c + 1) * in_sz];
+                    // SAFETY: task t owns output plane t.
+                    let yo = unsafe { yp.slice(t * out_sz, out_sz) };
+                    let bias = b32.map_or(0.0, |b| b[m]);
+                    depthwise_plane_f32(w, xc, &w32[m * ksz..(m + 1) * ksz], bias, act, yo, &mut scratch);
+                }
+            });
+            return Ok(());
+        }
+    }
     // Initialize with the bias (every strategy accumulates into y).
     for n in 0..s.batch {
         for m in 0..s.out_channels {
@@ -270,6 +384,7 @@ pub fn conv_forward<T: GemmElem>(
                 // SAFETY: task t owns output plane t.
                 let yo = unsafe { yp.slice(t * out_sz, out_sz) };
                 conv_plane_direct(w, xc, &weights[m * ksz..(m + 1) * ksz], yo);
+                apply_inplace_any(act, yo);
             }
         });
         return Ok(());
@@ -304,9 +419,19 @@ pub fn conv_forward<T: GemmElem>(
         let a = MatRef::row_major(wg, kdim);
         let b = MatRef::row_major(b_mat, out_sz);
         if par {
-            gemm_par(pool, mg, out_sz, kdim, T::ONE, a, b, T::ONE, yg, out_sz, 1)
+            gemm_par(pool, mg, out_sz, kdim, T::ONE, a, b, T::ONE, yg, out_sz, 1)?;
+            if act != Act::Identity {
+                let yp = SendPtr(yg.as_mut_ptr());
+                pool.parallel_for(mg, 1, |c0, c1| {
+                    // SAFETY: disjoint channel ranges of this group's output.
+                    apply_inplace_any(act, unsafe { yp.slice(c0 * out_sz, (c1 - c0) * out_sz) });
+                });
+            }
+            Ok(())
         } else {
-            gemm(mg, out_sz, kdim, T::ONE, a, b, T::ONE, yg, out_sz, 1)
+            gemm(mg, out_sz, kdim, T::ONE, a, b, T::ONE, yg, out_sz, 1)?;
+            apply_inplace_any(act, yg);
+            Ok(())
         }
     };
     if tasks >= pool.threads() && pool.threads() > 1 && flops_per_task < (1 << 22)

@@ -140,3 +140,23 @@ macro_rules! impl_float {
 }
 impl_float!(f32);
 impl_float!(f64);
+
+/// `s` as `&[f32]` when `T` is `f32` (for dispatch to f32-only SIMD kernels).
+pub fn as_f32<T: 'static>(s: &[T]) -> Option<&[f32]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32.
+        Some(unsafe { std::slice::from_raw_parts(s.as_ptr() as *const f32, s.len()) })
+    } else {
+        None
+    }
+}
+
+/// `s` as `&mut [f32]` when `T` is `f32`.
+pub fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
+    if std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32.
+        Some(unsafe { std::slice::from_raw_parts_mut(s.as_mut_ptr() as *mut f32, s.len()) })
+    } else {
+        None
+    }
+}

@@ -7,6 +7,9 @@ pub mod activation;
 pub mod conv;
 pub mod float;
 pub mod gemm;
+#[macro_use]
+pub mod simd;
+pub mod vmath;
 
 /// A raw pointer that parallel tasks share to write disjoint parts of one output buffer.
 pub struct SendPtr<T>(pub *mut T);

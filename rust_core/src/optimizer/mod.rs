@@ -1,6 +1,7 @@
 //! Graph transformations applied at session creation.
 
 pub mod fold;
+pub mod fuse;
 mod inline;
 
 use crate::error::Result;
@@ -8,12 +9,21 @@ use crate::graph::ir::{Graph, Model};
 
 pub use inline::inline_functions;
 
-/// The graph a session executes: model-local functions inlined.
+/// The graph a session executes: model-local functions inlined, activations fused into the
+/// convolutions before them (unless `PYML_INTEROP_NO_FUSION` is set, for comparisons).
 pub fn prepare(model: &Model) -> Result<Graph> {
-    let g = if model.functions.is_empty() {
+    let mut g = if model.functions.is_empty() {
         (*model.graph).clone()
     } else {
         inline_functions(&model.graph, &model.functions)?
     };
+    if std::env::var_os("PYML_INTEROP_NO_FUSION").is_none() {
+        let opset = model
+            .opsets
+            .iter()
+            .find(|(d, _)| crate::ops::normalize_domain(d).is_empty())
+            .map_or(0, |(_, v)| *v);
+        fuse::fuse_conv_activations(&mut g, opset);
+    }
     Ok(g)
 }

@@ -2,7 +2,7 @@
 //! callback, or kept alive by a shared owner (a memory-mapped model file, a model's bytes).
 
 use crate::error::{Error, Result};
-use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::alloc::{alloc_zeroed, Layout};
 use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
@@ -38,9 +38,116 @@ pub struct Storage {
 unsafe impl Send for Storage {}
 unsafe impl Sync for Storage {}
 
+/// Freed owned buffers kept for reuse, by exact byte length. Steady-state runs of a fixed-shape
+/// model then allocate nothing from the system: no page faults, no zeroing by the kernel or by
+/// `calloc`. Bounded so that idle memory stays small (see [`RECYCLE_MAX_BYTES`]).
+mod recycle {
+    use super::ALIGNMENT;
+    use std::alloc::Layout;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    /// Buffers smaller than this go straight back to the allocator (it serves them well).
+    pub const MIN_BYTES: usize = 16 << 10;
+    /// Total bytes kept idle across the process.
+    pub const MAX_BYTES: usize = 128 << 20;
+    /// Idle buffers kept per length.
+    const PER_LEN: usize = 8;
+
+    struct Cache {
+        by_len: HashMap<usize, Vec<usize>>,
+        bytes: usize,
+    }
+
+    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
+
+    /// A recycled buffer of exactly `len` bytes (previous contents), if one is idle.
+    pub fn take(len: usize) -> Option<*mut u8> {
+        if len < MIN_BYTES {
+            return None;
+        }
+        let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        let c = g.as_mut()?;
+        let p = c.by_len.get_mut(&len)?.pop()?;
+        c.bytes -= len;
+        Some(p as *mut u8)
+    }
+
+    /// Keep `p` (allocated with `layout`) for reuse, or free it.
+    pub fn give(p: *mut u8, layout: Layout) {
+        let len = layout.size();
+        if len >= MIN_BYTES && len <= MAX_BYTES / 4 && layout.align() == ALIGNMENT {
+            let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+            let c = g.get_or_insert_with(|| Cache { by_len: HashMap::new(), bytes: 0 });
+            if c.bytes + len <= MAX_BYTES {
+                let v = c.by_len.entry(len).or_default();
+                if v.len() < PER_LEN {
+                    v.push(p as usize);
+                    c.bytes += len;
+                    return;
+                }
+            }
+        }
+        // SAFETY: `p` was allocated with `layout` and is no longer used.
+        unsafe { std::alloc::dealloc(p, layout) }
+    }
+
+    /// Free every idle buffer.
+    pub fn clear() {
+        let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = g.take() {
+            for (len, ptrs) in c.by_len {
+                let layout = Layout::from_size_align(len, ALIGNMENT).expect("valid cached layout");
+                for p in ptrs {
+                    // SAFETY: cached buffers were allocated with this layout and are unused.
+                    unsafe { std::alloc::dealloc(p as *mut u8, layout) }
+                }
+            }
+        }
+    }
+
+    /// Bytes held idle now.
+    pub fn idle_bytes() -> usize {
+        CACHE.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, |c| c.bytes)
+    }
+}
+
+/// Free every idle recycled buffer (e.g. after the last session is dropped).
+pub fn release_idle_buffers() {
+    recycle::clear()
+}
+
+/// Bytes of freed tensor buffers kept for reuse.
+pub fn idle_buffer_bytes() -> usize {
+    recycle::idle_bytes()
+}
+
+/// Upper bound of [`idle_buffer_bytes`].
+pub const RECYCLE_MAX_BYTES: usize = recycle::MAX_BYTES;
+
 impl Storage {
+    /// A 64-byte aligned buffer of `len` bytes whose contents are unspecified (a recycled
+    /// buffer's old values, or zeros): for outputs that the caller overwrites entirely.
+    pub fn for_overwrite(len: usize) -> Result<Storage> {
+        if let Some(p) = recycle::take(len) {
+            let layout = Layout::from_size_align(len, ALIGNMENT).expect("recycled layout is valid");
+            // SAFETY: a non-null buffer of `len` bytes we own.
+            let ptr = unsafe { NonNull::new_unchecked(p) };
+            return Ok(Storage { ptr, len, writable: true, owner: Owner::Aligned(layout) });
+        }
+        Storage::zeroed(len)
+    }
+
     /// A zero-filled, 64-byte aligned buffer of `len` bytes.
     pub fn zeroed(len: usize) -> Result<Storage> {
+        if let Some(p) = recycle::take(len) {
+            // SAFETY: a buffer of `len` bytes we own.
+            unsafe { std::ptr::write_bytes(p, 0, len) };
+            let layout = Layout::from_size_align(len, ALIGNMENT).expect("recycled layout is valid");
+            // SAFETY: non-null, owned.
+            let ptr = unsafe { NonNull::new_unchecked(p) };
+            return Ok(Storage { ptr, len, writable: true, owner: Owner::Aligned(layout) });
+        }
         if len == 0 {
             return Ok(Storage { ptr: dangling(), len: 0, writable: true, owner: Owner::None });
         }
@@ -60,7 +167,7 @@ impl Storage {
 
     /// An aligned copy of `bytes`.
     pub fn copy_from(bytes: &[u8]) -> Result<Storage> {
-        let mut s = Storage::zeroed(bytes.len())?;
+        let mut s = Storage::for_overwrite(bytes.len())?;
         s.bytes_mut_unchecked().copy_from_slice(bytes);
         Ok(s)
     }
@@ -140,7 +247,7 @@ impl Storage {
 impl Drop for Storage {
     fn drop(&mut self) {
         match &mut self.owner {
-            Owner::Aligned(layout) => unsafe { dealloc(self.ptr.as_ptr(), *layout) },
+            Owner::Aligned(layout) => recycle::give(self.ptr.as_ptr(), *layout),
             Owner::External(release) => {
                 if let Some(f) = release.take() {
                     f()

@@ -108,6 +108,18 @@ impl Tensor {
         Ok(t)
     }
 
+    /// Like [`Tensor::build`], but the buffer starts with unspecified (initialized) contents:
+    /// `fill` must write every element. Avoids zeroing large outputs that are overwritten.
+    pub fn build_uninit<T: Element>(dtype: DType, shape: &[usize], fill: impl FnOnce(&mut [T]) -> Result<()>) -> Result<Tensor> {
+        if !storage_compatible::<T>(dtype) || dtype == DType::String {
+            return Err(Error::Internal(format!("{} cannot view a {dtype} buffer", T::DTYPE)));
+        }
+        let nbytes = checked_nbytes(dtype, shape)?;
+        let mut t = Tensor { dtype, shape: shape.to_vec(), data: Data::Bytes(Arc::new(Storage::for_overwrite(nbytes)?)) };
+        fill(t.as_mut_slice_unchecked::<T>()?)?;
+        Ok(t)
+    }
+
     /// A string tensor.
     pub fn from_strings(shape: &[usize], values: Vec<Vec<u8>>) -> Result<Tensor> {
         let n = checked_numel(shape)?;

@@ -7,7 +7,7 @@ use super::unary::{erf_f32, erf_f64};
 use crate::error::Result;
 use crate::executor::pool::ThreadPool;
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, RunContext, Value};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Kind {
@@ -124,9 +124,31 @@ fn int_activation<T: Num>(pool: &ThreadPool, a: &Activation, x: &Tensor) -> Resu
     }
 }
 
+/// The vectorized f32 kernel for an activation, when there is one.
+fn vector_act(a: &Activation) -> Option<crate::kernels::vmath::Act> {
+    use crate::kernels::vmath::Act;
+    Some(match a.kind {
+        Kind::Relu => Act::Relu,
+        Kind::Sigmoid => Act::Sigmoid,
+        Kind::Tanh => Act::Tanh,
+        Kind::HardSigmoid if a.gamma == 1.0 && a.alpha == 1.0 / 6.0 && a.beta == 0.5 => Act::HardSwish,
+        Kind::HardSigmoid if a.gamma != 1.0 => Act::HardSigmoid(a.alpha, a.beta),
+        Kind::LeakyRelu => Act::LeakyRelu(a.alpha),
+        Kind::GeluErf => Act::GeluErf,
+        Kind::GeluTanh => Act::GeluTanh,
+        Kind::Swish => Act::Swish(a.alpha),
+        _ => return None,
+    })
+}
+
 fn float_activation(pool: &ThreadPool, a: &Activation, x: &Tensor) -> Result<Tensor> {
     let (alpha, beta, gamma) = (a.alpha, a.beta, a.gamma);
     let label = &a.label;
+    if x.dtype() == DType::Float32 {
+        if let Some(act) = vector_act(a) {
+            return super::unary::map_f32_act(pool, x, act);
+        }
+    }
     match a.kind {
         Kind::Relu => real_map!(pool, x, label, [], |v| if v > 0.0 { v } else if v.is_nan() { v } else { 0.0 }),
         Kind::Sigmoid => real_map!(pool, x, label, [], |v| 1.0 / (1.0 + (-v).exp())),

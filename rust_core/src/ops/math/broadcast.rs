@@ -177,7 +177,7 @@ pub fn binary<A: Element, B: Element, O: Element>(
     let bc = Broadcast::new([a.shape(), b.shape()])?;
     let av = a.as_slice::<A>()?;
     let bv = b.as_slice::<B>()?;
-    Tensor::build::<O>(out_dtype, &bc.out_shape.clone(), |o| {
+    Tensor::build_uninit::<O>(out_dtype, &bc.out_shape.clone(), |o| {
         bc.run(pool, o, |o, [ia, ib], [sa, sb]| {
             let n = o.len();
             match (sa, sb) {
@@ -222,7 +222,7 @@ pub fn ternary<A: Element, B: Element, C: Element, O: Element>(
     let av = a.as_slice::<A>()?;
     let bv = b.as_slice::<B>()?;
     let cv = c.as_slice::<C>()?;
-    Tensor::build::<O>(out_dtype, &bc.out_shape.clone(), |o| {
+    Tensor::build_uninit::<O>(out_dtype, &bc.out_shape.clone(), |o| {
         bc.run(pool, o, |o, [ia, ib, ic], [sa, sb, sc]| {
             if sa == 1 && sb == 1 && sc == 1 {
                 let n = o.len();
@@ -247,7 +247,7 @@ pub fn unary<A: Element, O: Element>(
     f: impl Fn(A) -> O + Sync,
 ) -> Result<Tensor> {
     let av = a.as_slice::<A>()?;
-    Tensor::build::<O>(out_dtype, a.shape(), |o| {
+    Tensor::build_uninit::<O>(out_dtype, a.shape(), |o| {
         par_chunks(pool, o, PAR_MIN, |s, chunk| {
             let n = chunk.len();
             for (o, x) in chunk.iter_mut().zip(&av[s..s + n]) {

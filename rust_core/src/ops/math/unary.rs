@@ -8,25 +8,18 @@ use crate::executor::pool::ThreadPool;
 use crate::ops::{tensor_in, BuildContext, Op, RunContext, Value};
 use crate::tensor::{DType, Tensor};
 
-mod libm {
-    extern "C" {
-        pub fn erff(x: f32) -> f32;
-        pub fn erf(x: f64) -> f64;
-    }
-}
+pub use crate::kernels::vmath::{erf_f32, erf_f64};
 
-/// The error function in f32 (C library `erff`, correctly rounded to within 1 ulp).
-#[inline]
-pub fn erf_f32(x: f32) -> f32 {
-    // SAFETY: pure C math function.
-    unsafe { libm::erff(x) }
-}
-
-/// The error function in f64.
-#[inline]
-pub fn erf_f64(x: f64) -> f64 {
-    // SAFETY: pure C math function.
-    unsafe { libm::erf(x) }
+/// `act(x)` for an f32 tensor with the vectorized kernels of [`crate::kernels::vmath`].
+pub(crate) fn map_f32_act(pool: &ThreadPool, x: &Tensor, act: crate::kernels::vmath::Act) -> Result<Tensor> {
+    let xv = x.as_slice::<f32>()?;
+    Tensor::build_uninit::<f32>(DType::Float32, x.shape(), |o| {
+        super::broadcast::par_chunks(pool, o, super::broadcast::PAR_MIN, |s, chunk| {
+            let n = chunk.len();
+            crate::kernels::vmath::map(act, &xv[s..s + n], chunk);
+        });
+        Ok(())
+    })
 }
 
 /// Apply a float map to any float tensor: f32/f16/bf16 compute in f32, f64 in f64.
@@ -122,6 +115,14 @@ fn int_unary<T: Num>(pool: &ThreadPool, kind: Kind, x: &Tensor, label: &str) -> 
 }
 
 fn float_unary(pool: &ThreadPool, kind: Kind, x: &Tensor, label: &str) -> Result<Tensor> {
+    use crate::kernels::vmath::Act;
+    if x.dtype() == DType::Float32 {
+        match kind {
+            Kind::Exp => return map_f32_act(pool, x, Act::Exp),
+            Kind::Erf => return map_f32_act(pool, x, Act::Erf),
+            _ => {}
+        }
+    }
     match kind {
         Kind::Neg => real_map!(pool, x, label, [], |v| -v),
         Kind::Abs => real_map!(pool, x, label, [], |v| v.abs()),

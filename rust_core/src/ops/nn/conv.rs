@@ -11,12 +11,15 @@ use crate::executor::pool::ThreadPool;
 use crate::kernels::conv::{col2im_rows, conv_forward, ConvShape, Window3};
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, GemmElem, MatRef};
+use crate::kernels::vmath::Act;
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
 use crate::tensor::{DType, Tensor};
 use std::borrow::Cow;
 
 pub fn register(r: &mut Registry) {
     r.add("Conv", build_conv);
+    // Conv + activation, made by the optimizer (see crate::optimizer::fuse).
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "FusedConv", build_fused_conv);
     r.add("ConvTranspose", build_conv_transpose);
     r.add("ConvInteger", build_conv_integer);
     r.add("QLinearConv", build_qlinear_conv);
@@ -94,16 +97,30 @@ fn widen_const(ctx: &BuildContext, i: usize) -> Result<Option<Tensor>> {
     }
 }
 
-/// `Conv` (opsets 1, 11, 22).
+/// `Conv` (opsets 1, 11, 22), and `FusedConv`: Conv followed by an activation.
 struct Conv {
     attrs: ConvAttrs,
     w_const: Option<Tensor>,
+    act: Act,
 }
 
 fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     Ok(Box::new(Conv {
         attrs: ConvAttrs::parse(ctx)?,
         w_const: widen_const(ctx, 1)?,
+        act: Act::Identity,
+    }))
+}
+
+fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let name = ctx.attr_s("activation", "")?;
+    let params = ctx.attr_floats("activation_params")?.unwrap_or_default();
+    let act = Act::from_attrs(&name, &params)
+        .ok_or_else(|| ctx.invalid(format!("unknown fused activation '{name}' with parameters {params:?}")))?;
+    Ok(Box::new(Conv {
+        attrs: ConvAttrs::parse(ctx)?,
+        w_const: widen_const(ctx, 1)?,
+        act,
     }))
 }
 
@@ -138,7 +155,7 @@ impl Op for Conv {
         let y = crate::with_float!(xw.dtype(), "Conv", T => {
             let bias = match &bw { Some(b) => Some(b.as_slice::<T>()?), None => None };
             let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
-            Tensor::build::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, o))
+            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, o))
         })?;
         Ok(vec![narrow(y, dt)?.into()])
     }
@@ -190,7 +207,7 @@ impl Op for ConvInteger {
         let wv = centered_f64(w, wz, 0, "w")?;
         let n: usize = out_shape.iter().product();
         let mut acc = vec![0f64; n];
-        conv_forward(ctx.pool, &shape, &xv, &wv, None, &mut acc)?;
+        conv_forward(ctx.pool, &shape, &xv, &wv, None, Act::Identity, &mut acc)?;
         Ok(vec![Tensor::from_vec(
             &out_shape,
             acc.into_iter().map(|v| v as i32).collect::<Vec<i32>>(),
@@ -228,7 +245,7 @@ impl Op for QLinearConv {
         let bias = b.map(|b| b.to_f64_vec()).transpose()?;
         let n: usize = out_shape.iter().product();
         let mut acc = vec![0f64; n];
-        conv_forward(ctx.pool, &shape, &xv, &wv, bias.as_deref(), &mut acc)?;
+        conv_forward(ctx.pool, &shape, &xv, &wv, bias.as_deref(), Act::Identity, &mut acc)?;
         let m = shape.out_channels;
         if xs.len() != 1 || ys.len() != 1 || (ws.len() != 1 && ws.len() != m) {
             return Err(Error::ShapeMismatch(format!("{OP}: x_scale and y_scale must be scalars and w_scale scalar or per output channel")));

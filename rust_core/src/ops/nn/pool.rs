@@ -42,6 +42,8 @@ struct Pool {
     kind: PoolKind,
     attrs: WindowAttrs,
     storage_order: usize,
+    /// MaxPool's optional `Indices` output is requested.
+    want_indices: bool,
 }
 
 fn build_pool(ctx: &BuildContext, name: &'static str, kind: PoolKind) -> Result<Box<dyn Op>> {
@@ -53,11 +55,13 @@ fn build_pool(ctx: &BuildContext, name: &'static str, kind: PoolKind) -> Result<
     if !(0..=1).contains(&storage_order) {
         return Err(ctx.invalid(format!("storage_order must be 0 or 1, got {storage_order}")));
     }
+    let want_indices = kind == PoolKind::Max && ctx.node.outputs.get(1).is_some_and(|o| !o.is_empty());
     Ok(Box::new(Pool {
         name,
         kind,
         attrs,
         storage_order: storage_order as usize,
+        want_indices,
     }))
 }
 
@@ -90,6 +94,114 @@ fn taps_in(w: &Window3, axis: usize, o: usize, lo: isize, hi: isize) -> usize {
     (0..w.kernel[axis])
         .filter(|&k| (lo..hi).contains(&w.coord(axis, o, k)))
         .count()
+}
+
+/// Max or average pool of one 2-D plane (`w.input[0] == w.kernel[0] == 1`) without indices:
+/// per output row, the valid input rows are first combined elementwise into `tmp` (contiguous,
+/// vectorizable), then each output takes its valid taps of `tmp`. Same results (and the same
+/// first-tap-wins rule for MaxPool) as [`pool_plane`].
+fn pool_plane_2d<T: Float>(
+    w: &Window3,
+    avg: Option<bool>,
+    cols: &[(usize, usize)],
+    x: &[T],
+    y: &mut [T],
+    tmp: &mut Vec<T>,
+) {
+    let [_, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let kh_n = w.kernel[1];
+    tmp.resize(iw_n, T::ZERO);
+    let dw = w.dilations[2];
+    for oh in 0..oh_n {
+        let mut nrows = 0usize;
+        for kh in 0..kh_n {
+            let ih = w.coord(1, oh, kh);
+            if ih < 0 || ih >= ih_n as isize {
+                continue;
+            }
+            let row = &x[ih as usize * iw_n..(ih as usize + 1) * iw_n];
+            if nrows == 0 {
+                tmp.copy_from_slice(row);
+            } else if avg.is_some() {
+                tmp.iter_mut().zip(row).for_each(|(t, v)| *t += *v);
+            } else {
+                // A select (not a conditional store) so the loop vectorizes to compare + blend.
+                tmp.iter_mut().zip(row).for_each(|(t, v)| *t = if *v > *t { *v } else { *t });
+            }
+            nrows += 1;
+        }
+        let yrow = &mut y[oh * ow_n..(oh + 1) * ow_n];
+        let rows_padded = match avg {
+            Some(true) => taps_in(w, 1, oh, -(w.pad_begin[1] as isize), (w.input[1] + w.pad_end[1]) as isize),
+            _ => 0,
+        };
+        for (ow, out) in yrow.iter_mut().enumerate() {
+            let (lo, n) = cols[ow];
+            let count = if nrows > 0 { n } else { 0 };
+            let mut acc = if avg.is_some() { T::ZERO } else { T::NEG_INFINITY };
+            if count > 0 {
+                let d = dw.max(1);
+                let taps = &tmp[lo..lo + (n - 1) * d + 1];
+                if avg.is_some() {
+                    let mut k = 0;
+                    while k < taps.len() {
+                        acc += taps[k];
+                        k += d;
+                    }
+                } else if d == 1 {
+                    acc = taps[0];
+                    for &v in &taps[1..] {
+                        acc = if v > acc { v } else { acc };
+                    }
+                } else {
+                    acc = taps[0];
+                    let mut k = d;
+                    while k < taps.len() {
+                        let v = taps[k];
+                        acc = if v > acc { v } else { acc };
+                        k += d;
+                    }
+                }
+            }
+            *out = match avg {
+                None => acc,
+                Some(include_pad) => {
+                    let n = if include_pad {
+                        rows_padded
+                            * taps_in(w, 2, ow, -(w.pad_begin[2] as isize), (w.input[2] + w.pad_end[2]) as isize)
+                    } else {
+                        count * nrows
+                    };
+                    if n == 0 {
+                        T::ZERO
+                    } else {
+                        acc / T::from_usize(n)
+                    }
+                }
+            };
+        }
+    }
+}
+
+/// Per output column of a 2-D window: the first valid input column and the number of valid
+/// taps (valid taps are consecutive in kw, one dilation apart).
+fn pool_columns(w: &Window3) -> Vec<(usize, usize)> {
+    let iw_n = w.input[2];
+    (0..w.out[2])
+        .map(|ow| {
+            let mut first = None;
+            let mut n = 0;
+            for kw in 0..w.kernel[2] {
+                let iw = w.coord(2, ow, kw);
+                if iw >= 0 && iw < iw_n as isize {
+                    first.get_or_insert(iw as usize);
+                    n += 1;
+                }
+            }
+            (first.unwrap_or(0), n)
+        })
+        .collect()
 }
 
 /// Pool one plane. `idx` receives flat input indices (MaxPool), offset by `base`.
@@ -219,7 +331,14 @@ impl Op for Pool {
         };
         let planes = x.shape()[0] * x.shape()[1];
         let (in_sz, out_sz) = (w3.in_size(), w3.out_size());
-        let want_idx = self.kind == PoolKind::Max;
+        let want_idx = self.want_indices;
+        let fast = !want_idx && w3.input[0] == 1 && w3.kernel[0] == 1 && w3.out[0] == 1;
+        let avg = match self.kind {
+            PoolKind::Avg { count_include_pad } => Some(count_include_pad),
+            _ => None,
+        };
+        let fast = fast && !matches!(self.kind, PoolKind::Lp { .. });
+        let cols = if fast { pool_columns(&w3) } else { Vec::new() };
         let mut indices = vec![0i64; if want_idx { planes * out_sz } else { 0 }];
         let y = crate::with_float!(xw.dtype(), self.name, T => {
             let xv = xw.as_slice::<T>()?;
@@ -227,7 +346,14 @@ impl Op for Pool {
                 let yp = SendPtr::new(o);
                 let ip = SendPtr::new(&mut indices);
                 ctx.pool.parallel_for(planes, (1 << 12) / (out_sz * w3.kernel_size()).max(1) + 1, |a, b| {
+                    let mut tmp = Vec::new();
                     for p in a..b {
+                        if fast {
+                            // SAFETY: plane p is written by this task only.
+                            let yo = unsafe { yp.slice(p * out_sz, out_sz) };
+                            pool_plane_2d(&w3, avg, &cols, &xv[p * in_sz..(p + 1) * in_sz], yo, &mut tmp);
+                            continue;
+                        }
                         // SAFETY: plane p is written by this task only.
                         let yo = unsafe { yp.slice(p * out_sz, out_sz) };
                         let io = if want_idx { Some(unsafe { ip.slice(p * out_sz, out_sz) }) } else { None };

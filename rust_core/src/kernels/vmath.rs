@@ -1,0 +1,462 @@
+//! Vectorized f32 elementwise math: exp, sigmoid, tanh, erf and the activations built on them,
+//! over slices, with one code path per ISA (see [`super::simd`]).
+//!
+//! Every function here is branch-free so the compiler vectorizes the slice loops:
+//! - `exp`: range reduction `x = n·ln2 + r`, |r| ≤ ln2/2, then a degree-5 minimax polynomial for
+//!   `(e^r - 1 - r) / r²` (Cephes' coefficients) and a scale by `2^n` built from exponent bits
+//!   in two halves (so results stay exact down to the subnormal range). Max relative error
+//!   about 2 ulp; NaN propagates, overflow gives +inf, underflow 0.
+//! - `tanh`: a [13/6] rational approximation on [-7.9, 7.9] (|error| < 2e-7 absolute).
+//! - `erf`: an odd [13/8] rational approximation on [-4, 4] (|error| < 3e-7 absolute).
+//! - `sigmoid(x) = 1 / (1 + e^-x)`.
+
+use super::simd::MulAdd;
+
+mod libm {
+    extern "C" {
+        pub fn erff(x: f32) -> f32;
+        pub fn erf(x: f64) -> f64;
+    }
+}
+
+/// The error function in f32 from the C library (within 1 ulp; scalar).
+#[inline]
+pub fn erf_f32(x: f32) -> f32 {
+    // SAFETY: pure C math function.
+    unsafe { libm::erff(x) }
+}
+
+/// The error function in f64 from the C library.
+#[inline]
+pub fn erf_f64(x: f64) -> f64 {
+    // SAFETY: pure C math function.
+    unsafe { libm::erf(x) }
+}
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+/// ln 2 split in a part exact in few bits and the remainder (Cody–Waite).
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// e^x.
+#[inline(always)]
+pub fn exp<M: MulAdd>(x: f32) -> f32 {
+    // Beyond these bounds the result is 0 or +inf anyway; clamping keeps `n` in range.
+    let xc = x.clamp(-104.0, 89.0);
+    let t = M::madd(xc, LOG2E, ROUND_MAGIC);
+    let n = t - ROUND_MAGIC;
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+    let r = M::madd(n, -LN2_HI, xc);
+    let r = M::madd(n, -LN2_LO, r);
+    let mut p = 1.987_569_1e-4f32;
+    p = M::madd(p, r, 1.398_199_9e-3);
+    p = M::madd(p, r, 8.333_452e-3);
+    p = M::madd(p, r, 4.166_579_6e-2);
+    p = M::madd(p, r, 1.666_666_5e-1);
+    p = M::madd(p, r, 5.000_000_1e-1);
+    let er = M::madd(p, r * r, r) + 1.0;
+    // 2^n = 2^n1 · 2^n2 with both halves normal for n in [-150, 129].
+    let n1 = ni >> 1;
+    let n2 = ni - n1;
+    let s1 = f32::from_bits(((n1 + 127) << 23) as u32);
+    let s2 = f32::from_bits(((n2 + 127) << 23) as u32);
+    let y = er * s1 * s2;
+    // NaN in, NaN out (the clamp above keeps NaN, but the scale bits are then arbitrary).
+    if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+/// 1 / (1 + e^-x).
+#[inline(always)]
+pub fn sigmoid<M: MulAdd>(x: f32) -> f32 {
+    1.0 / (1.0 + exp::<M>(-x))
+}
+
+/// tanh(x).
+#[inline(always)]
+pub fn tanh<M: MulAdd>(x: f32) -> f32 {
+    const CLAMP: f32 = 7.905_311;
+    let xc = x.clamp(-CLAMP, CLAMP);
+    let x2 = xc * xc;
+    let mut p = M::madd(x2, -2.760_768_5e-16, 2.000_187_9e-13);
+    p = M::madd(x2, p, -8.604_671_5e-11);
+    p = M::madd(x2, p, 5.122_297e-8);
+    p = M::madd(x2, p, 1.485_722_4e-5);
+    p = M::madd(x2, p, 6.372_619_3e-4);
+    p = M::madd(x2, p, 4.893_524_6e-3);
+    p *= xc;
+    let mut q = M::madd(x2, 1.198_258_4e-6, 1.185_347_1e-4);
+    q = M::madd(x2, q, 2.268_434_6e-3);
+    q = M::madd(x2, q, 4.893_525e-3);
+    p / q
+}
+
+/// erf(x).
+#[inline(always)]
+pub fn erf<M: MulAdd>(x: f32) -> f32 {
+    let xc = x.clamp(-4.0, 4.0);
+    let x2 = xc * xc;
+    let mut p = M::madd(x2, -2.726_142_3e-10, 2.770_681_4e-8);
+    p = M::madd(x2, p, -2.101_024e-6);
+    p = M::madd(x2, p, -5.692_506_4e-5);
+    p = M::madd(x2, p, -7.349_906_3e-4);
+    p = M::madd(x2, p, -2.954_600_1e-3);
+    p = M::madd(x2, p, -1.609_603_3e-2);
+    p *= xc;
+    let mut q = M::madd(x2, -1.456_607_2e-5, -2.133_740_6e-4);
+    q = M::madd(x2, q, -1.682_827e-3);
+    q = M::madd(x2, q, -7.373_329_2e-3);
+    q = M::madd(x2, q, -1.426_474e-2);
+    // Beyond |x| = 3.9, erf rounds to ±1 in f32; returning it exactly keeps 1 + erf(x) = 0 (GELU
+    // of large negative inputs is then exactly 0, not a rounding residue times x).
+    if xc.abs() >= 3.9 {
+        1f32.copysign(xc)
+    } else {
+        p / q
+    }
+}
+
+/// An activation applied elementwise (standalone, or fused after Conv/Gemm/MatMul).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Act {
+    Identity,
+    Relu,
+    /// min(max(x, lo), hi).
+    Clip(f32, f32),
+    LeakyRelu(f32),
+    Sigmoid,
+    /// x · sigmoid(alpha · x) (SiLU when alpha = 1).
+    Swish(f32),
+    /// max(0, min(1, alpha · x + beta)).
+    HardSigmoid(f32, f32),
+    /// x · HardSigmoid(x) with alpha = 1/6, beta = 1/2.
+    HardSwish,
+    Tanh,
+    /// 0.5 · x · (1 + erf(x / √2)).
+    GeluErf,
+    /// 0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
+    GeluTanh,
+    Exp,
+    Erf,
+}
+
+impl Act {
+    /// The activation of one value.
+    #[inline(always)]
+    pub fn apply<M: MulAdd>(self, v: f32) -> f32 {
+        match self {
+            Act::Identity => v,
+            // NaN stays NaN (x > 0 is false, and the select keeps v when v != v).
+            Act::Relu => {
+                if v > 0.0 || v.is_nan() {
+                    v
+                } else {
+                    0.0
+                }
+            }
+            Act::Clip(lo, hi) => {
+                let a = if v < lo { lo } else { v };
+                if a > hi {
+                    hi
+                } else {
+                    a
+                }
+            }
+            Act::LeakyRelu(a) => {
+                if v < 0.0 {
+                    a * v
+                } else {
+                    v
+                }
+            }
+            Act::Sigmoid => sigmoid::<M>(v),
+            Act::Swish(a) => v * sigmoid::<M>(a * v),
+            Act::HardSigmoid(a, b) => M::madd(a, v, b).clamp(0.0, 1.0),
+            Act::HardSwish => v * M::madd(1.0 / 6.0, v, 0.5).clamp(0.0, 1.0),
+            Act::Tanh => tanh::<M>(v),
+            Act::GeluErf => 0.5 * v * (1.0 + erf::<M>(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Act::GeluTanh => {
+                let c = 0.797_884_6f32;
+                0.5 * v * (1.0 + tanh::<M>(c * M::madd(0.044715 * v, v * v, v)))
+            }
+            Act::Exp => exp::<M>(v),
+            Act::Erf => erf::<M>(v),
+        }
+    }
+}
+
+#[inline(always)]
+fn map_body<M: MulAdd>(act: Act, x: &[f32], y: &mut [f32]) {
+    // One monomorphic loop per activation so each vectorizes on its own.
+    macro_rules! each {
+        ($($k:pat),*) => {
+            match act {
+                $($k => {
+                    for (o, v) in y.iter_mut().zip(x) {
+                        *o = act.apply::<M>(*v);
+                    }
+                })*
+            }
+        };
+    }
+    each!(
+        Act::Identity,
+        Act::Relu,
+        Act::Clip(..),
+        Act::LeakyRelu(_),
+        Act::Sigmoid,
+        Act::Swish(_),
+        Act::HardSigmoid(..),
+        Act::HardSwish,
+        Act::Tanh,
+        Act::GeluErf,
+        Act::GeluTanh,
+        Act::Exp,
+        Act::Erf
+    )
+}
+
+#[inline(always)]
+pub(crate) fn apply_inplace_body<M: MulAdd>(act: Act, y: &mut [f32]) {
+    macro_rules! each {
+        ($($k:pat),*) => {
+            match act {
+                Act::Identity => {}
+                $($k => {
+                    for v in y.iter_mut() {
+                        *v = act.apply::<M>(*v);
+                    }
+                })*
+            }
+        };
+    }
+    each!(
+        Act::Relu,
+        Act::Clip(..),
+        Act::LeakyRelu(_),
+        Act::Sigmoid,
+        Act::Swish(_),
+        Act::HardSigmoid(..),
+        Act::HardSwish,
+        Act::Tanh,
+        Act::GeluErf,
+        Act::GeluTanh,
+        Act::Exp,
+        Act::Erf
+    )
+}
+
+#[inline(always)]
+fn bias_act_body<M: MulAdd>(act: Act, bias: f32, y: &mut [f32]) {
+    macro_rules! each {
+        ($($k:pat),*) => {
+            match act {
+                $($k => {
+                    for v in y.iter_mut() {
+                        *v = act.apply::<M>(*v + bias);
+                    }
+                })*
+            }
+        };
+    }
+    each!(
+        Act::Identity,
+        Act::Relu,
+        Act::Clip(..),
+        Act::LeakyRelu(_),
+        Act::Sigmoid,
+        Act::Swish(_),
+        Act::HardSigmoid(..),
+        Act::HardSwish,
+        Act::Tanh,
+        Act::GeluErf,
+        Act::GeluTanh,
+        Act::Exp,
+        Act::Erf
+    )
+}
+
+crate::multiversion! {
+    /// `y[i] = act(x[i])` (`x` and `y` have the same length).
+    pub fn map(act: Act, x: &[f32], y: &mut [f32]) = map_body;
+}
+
+crate::multiversion! {
+    /// `y[i] = act(y[i])`.
+    pub fn apply_inplace(act: Act, y: &mut [f32]) = apply_inplace_body;
+}
+
+crate::multiversion! {
+    /// `y[i] = act(y[i] + bias)`: the epilogue of a convolution output plane.
+    pub fn bias_act(act: Act, bias: f32, y: &mut [f32]) = bias_act_body;
+}
+
+impl Act {
+    /// Parse the `activation` / `activation_params` attributes of a fused node.
+    pub fn from_attrs(name: &str, p: &[f32]) -> Option<Act> {
+        let arg = |i: usize| p.get(i).copied();
+        Some(match name {
+            "Identity" | "" => Act::Identity,
+            "Relu" => Act::Relu,
+            "Clip" => Act::Clip(arg(0)?, arg(1)?),
+            "LeakyRelu" => Act::LeakyRelu(arg(0)?),
+            "Sigmoid" => Act::Sigmoid,
+            "Swish" => Act::Swish(arg(0).unwrap_or(1.0)),
+            "HardSigmoid" => Act::HardSigmoid(arg(0)?, arg(1)?),
+            "HardSwish" => Act::HardSwish,
+            "Tanh" => Act::Tanh,
+            "GeluErf" => Act::GeluErf,
+            "GeluTanh" => Act::GeluTanh,
+            _ => return None,
+        })
+    }
+
+    /// The activation of one `f64`, computed with the standard library (reference accuracy).
+    pub fn apply_f64(self, v: f64) -> f64 {
+        let sig = |z: f64| 1.0 / (1.0 + (-z).exp());
+        match self {
+            Act::Identity => v,
+            Act::Relu => {
+                if v > 0.0 || v.is_nan() {
+                    v
+                } else {
+                    0.0
+                }
+            }
+            Act::Clip(lo, hi) => {
+                let a = if v < lo as f64 { lo as f64 } else { v };
+                if a > hi as f64 {
+                    hi as f64
+                } else {
+                    a
+                }
+            }
+            Act::LeakyRelu(a) => {
+                if v < 0.0 {
+                    a as f64 * v
+                } else {
+                    v
+                }
+            }
+            Act::Sigmoid => sig(v),
+            Act::Swish(a) => v * sig(a as f64 * v),
+            Act::HardSigmoid(a, b) => (a as f64 * v + b as f64).clamp(0.0, 1.0),
+            Act::HardSwish => v * (v / 6.0 + 0.5).clamp(0.0, 1.0),
+            Act::Tanh => v.tanh(),
+            Act::GeluErf => 0.5 * v * (1.0 + erf_f64(v * std::f64::consts::FRAC_1_SQRT_2)),
+            Act::GeluTanh => 0.5 * v * (1.0 + (0.797_884_560_802_865_4 * (v + 0.044715 * v * v * v)).tanh()),
+            Act::Exp => v.exp(),
+            Act::Erf => erf_f64(v),
+        }
+    }
+}
+
+/// `y[i] = act(y[i])` for any compute float: the vectorized kernel for `f32`, the standard
+/// library for `f64`.
+pub fn apply_inplace_any<T: crate::kernels::float::Float>(act: Act, y: &mut [T]) {
+    if act == Act::Identity {
+        return;
+    }
+    if let Some(y32) = crate::kernels::float::as_f32_mut(y) {
+        apply_inplace(act, y32);
+    } else {
+        for v in y.iter_mut() {
+            *v = T::from_f64(act.apply_f64(v.to_f64()));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::simd::test_util::for_each_isa;
+    use super::*;
+
+    fn grid() -> Vec<f32> {
+        let mut v: Vec<f32> = (-30000..=30000).map(|i| i as f32 * 0.004).collect();
+        v.extend([0.0, -0.0, 1e-30, -1e-30, 88.0, 88.7, 89.5, -87.0, -100.0, -103.0, -110.0, 200.0, -200.0]);
+        v
+    }
+
+    fn rel(a: f64, b: f64) -> f64 {
+        if a == b {
+            0.0
+        } else {
+            (a - b).abs() / b.abs().max(1e-300)
+        }
+    }
+
+    #[test]
+    fn exp_is_accurate_on_every_path() {
+        let xs = grid();
+        for_each_isa(|isa| {
+            let mut y = vec![0.0; xs.len()];
+            map(Act::Exp, &xs, &mut y);
+            for (x, y) in xs.iter().zip(&y) {
+                let want = (*x as f64).exp();
+                if want > f32::MAX as f64 {
+                    assert!(y.is_infinite(), "{isa:?} exp({x}) = {y}");
+                } else if want < 1e-37 {
+                    assert!((*y as f64 - want).abs() < 1e-44, "{isa:?} exp({x}) = {y}, want {want}");
+                } else {
+                    assert!(rel(*y as f64, want) < 3e-7, "{isa:?} exp({x}) = {y}, want {want}");
+                }
+            }
+            map(Act::Exp, &[f32::NAN, f32::INFINITY, f32::NEG_INFINITY], &mut y[..3]);
+            assert!(y[0].is_nan() && y[1] == f32::INFINITY && y[2] == 0.0, "{isa:?} {:?}", &y[..3]);
+        });
+    }
+
+    #[test]
+    fn sigmoid_tanh_erf_gelu_are_accurate_on_every_path() {
+        let xs = grid();
+        for_each_isa(|isa| {
+            let mut y = vec![0.0; xs.len()];
+            let cases: [(Act, fn(f64) -> f64, f64); 5] = [
+                (Act::Sigmoid, |x| 1.0 / (1.0 + (-x).exp()), 3e-7),
+                (Act::Swish(1.0), |x| x / (1.0 + (-x).exp()), 3e-7),
+                (Act::Tanh, f64::tanh, 6e-7),
+                (Act::Erf, |x| erf_f64(x), 4e-7),
+                (Act::GeluErf, |x| 0.5 * x * (1.0 + erf_f64(x / 2f64.sqrt())), 1e-6),
+            ];
+            for (act, f, tol) in cases {
+                map(act, &xs, &mut y);
+                for (x, y) in xs.iter().zip(&y) {
+                    let want = f(*x as f64);
+                    let err = (*y as f64 - want).abs();
+                    assert!(err <= tol * want.abs().max(1.0), "{isa:?} {act:?}({x}) = {y}, want {want}");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn simple_activations_match_definitions_on_every_path() {
+        let xs = grid();
+        for_each_isa(|isa| {
+            for act in [Act::Relu, Act::Clip(-1.5, 6.0), Act::LeakyRelu(0.1), Act::HardSigmoid(0.2, 0.5), Act::HardSwish] {
+                let mut y = xs.clone();
+                apply_inplace(act, &mut y);
+                let mut z = vec![0.0; xs.len()];
+                bias_act(act, 0.0, &mut z);
+                for (x, y) in xs.iter().zip(&y) {
+                    let want = match act {
+                        Act::Relu => x.max(0.0),
+                        Act::Clip(lo, hi) => x.max(lo).min(hi),
+                        Act::LeakyRelu(a) => if *x < 0.0 { a * x } else { *x },
+                        Act::HardSigmoid(a, b) => (a * x + b).clamp(0.0, 1.0),
+                        _ => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+                    };
+                    assert!((y - want).abs() <= 1e-6 * want.abs().max(1.0), "{isa:?} {act:?}({x}) = {y}");
+                }
+            }
+            let mut y = [f32::NAN];
+            apply_inplace(Act::Relu, &mut y);
+            assert!(y[0].is_nan());
+        });
+    }
+}
