@@ -117,3 +117,15 @@ except OSError as e:
 check_abi_version(
     lib.pmi_abi_version(), lib.PMI_ABI_VERSION_MAJOR, lib.PMI_ABI_VERSION_MINOR, str(LIBRARY_PATH)
 )
+
+# Hot-path entry points. `ffi.new` and `ffi.from_buffer` are Python wrappers around these two
+# functions of cffi's C backend (the module `ffi` is built on); calling them directly saves a
+# Python frame per call on the per-run paths. Falls back to the public methods elsewhere.
+#   new_raw(ctype, init) == ffi.new(ctype, init)
+#   from_buffer_raw(CHAR_ARRAY, obj, require_writable) == ffi.from_buffer(obj, require_writable=...)
+CHAR_ARRAY = ffi.typeof("char[]")
+_backend = getattr(ffi, "_backend", None)
+new_raw = getattr(_backend, "newp", None) or ffi.new
+from_buffer_raw = getattr(_backend, "from_buffer", None) or (
+    lambda ctype, obj, require_writable=False: ffi.from_buffer(ctype, obj, require_writable=require_writable)
+)

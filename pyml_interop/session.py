@@ -10,13 +10,19 @@ from typing import Any, Iterable, Mapping, Sequence, Union
 import numpy as np
 
 from ._errors import InvalidArgumentError, check
-from ._ffi import ffi, lib
+from ._ffi import CHAR_ARRAY, ffi, from_buffer_raw, lib, new_raw
 from .model import Model, ValueInfo, _value_info, load_model
-from .tensor import Tensor, from_dlpack
+from .tensor import _C_SHAPES, _WRAP_CODES, Tensor, _array_from_handle, _c_shape, from_dlpack
 
 __all__ = ["SessionOptions", "RunOptions", "Session", "InferenceSession", "NodeArg", "ModelMetadata"]
 
 PathLike = Union[str, "os.PathLike[str]"]
+
+_TENSOR_SLOTS = ffi.typeof("pmi_tensor*[]")
+_NAME_ARRAY = ffi.typeof("const char*[]")
+_NULL = ffi.NULL
+# Name arrays cached per session (one per distinct tuple of known names), bounded.
+_NAMES_CACHE_MAX = 64
 
 
 class SessionOptions:
@@ -119,17 +125,28 @@ class Session:
             outs.append(_value_info(info))
         self.inputs: list[ValueInfo] = ins
         self.outputs: list[ValueInfo] = outs
-        # C strings for names, built once (no per-call encoding).
-        self._c_names = {v.name: ffi.new("char[]", v.name.encode("utf-8")) for v in ins + outs}
-        self._all_out = ffi.new("const char*[]", [self._c_names[o.name] for o in outs])
+        self._n_outputs = len(outs)
+        # C strings for names, built once (no per-call encoding), and the `const char*[]` arrays
+        # of the name tuples seen so far (only read by the library: shared by every thread).
+        self._c_names = {v.name: ffi.new(CHAR_ARRAY, v.name.encode("utf-8")) for v in ins + outs}
+        self._name_arrays: dict[tuple[str, ...], Any] = {}
 
-    def _c_name(self, name: str, keep: list[Any]) -> Any:
-        c = self._c_names.get(name)
-        if c is None:
-            # An unknown name (the library reports it): kept alive by `keep` during the call.
-            c = ffi.new("char[]", name.encode("utf-8"))
-            keep.append(c)
-        return c
+    def _names_array(self, names: tuple[str, ...]) -> tuple[Any, Any]:
+        """(``const char*[]``, keep-alive) for a tuple of names. Arrays of known names are cached;
+        an unknown name (the library reports it) gets a fresh C string kept by the second item
+        for the duration of the call."""
+        arr = self._name_arrays.get(names)
+        if arr is not None:
+            return arr, None
+        c_names = self._c_names
+        if all(n in c_names for n in names):
+            arr = ffi.new(_NAME_ARRAY, [c_names[n] for n in names])
+            if len(self._name_arrays) >= _NAMES_CACHE_MAX:
+                self._name_arrays.clear()
+            self._name_arrays[names] = arr
+            return arr, None
+        keep = [c_names.get(n) or ffi.new(CHAR_ARRAY, str(n).encode("utf-8")) for n in names]
+        return ffi.new(_NAME_ARRAY, keep), keep
 
     def run(self, inputs: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[Tensor]:
         """Run with ``inputs`` (name -> array/Tensor/DLPack producer); returns the requested
@@ -138,22 +155,99 @@ class Session:
         Raises :class:`InvalidArgumentError` (unknown or missing input name),
         :class:`UnsupportedDtypeError` (wrong dtype), :class:`ShapeMismatchError` (wrong shape
         or inconsistent symbolic dim), :class:`ExecutionError` (an operator failed)."""
-        keep: list[Any] = []
-        names = list(inputs.keys())
+        names = tuple(inputs)
         tensors = [_as_tensor(n, inputs[n]) for n in names]
         n_in = len(names)
-        c_in_names = ffi.new("const char*[]", [self._c_name(n, keep) for n in names]) if n_in else ffi.NULL
-        c_in = ffi.new("const pmi_tensor*[]", [t._handle for t in tensors]) if n_in else ffi.NULL
+        c_in_names, _keep_in = self._names_array(names) if n_in else (ffi.NULL, None)
         if output_names is None:
-            n_out = len(self.outputs)
-            c_out_names = ffi.NULL
+            n_out = self._n_outputs
+            c_out_names, _keep_out = ffi.NULL, None
         else:
-            output_names = list(output_names)
-            n_out = len(output_names)
-            c_out_names = ffi.new("const char*[]", [self._c_name(n, keep) for n in output_names])
-        outs = ffi.new("pmi_tensor*[]", max(n_out, 1))
-        check(lib.pmi_session_run(self._handle, c_in_names, c_in, n_in, c_out_names, n_out, outs))
-        return [Tensor._adopt(outs[i]) for i in range(n_out)]
+            out_names = tuple(output_names)
+            n_out = len(out_names)
+            c_out_names, _keep_out = self._names_array(out_names)
+        slots = new_raw(_TENSOR_SLOTS, n_in + (n_out or 1))
+        for i, t in enumerate(tensors):
+            slots[i] = t._handle
+        check(lib.pmi_session_run(self._handle, c_in_names, slots, n_in, c_out_names, n_out, slots + n_in))
+        return [Tensor._adopt(slots[n_in + j]) for j in range(n_out)]
+
+    def _run_numpy(self, inputs: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """:meth:`run` returning numpy arrays, with the per-call work kept to a minimum (the
+        path of :meth:`InferenceSession.run`).
+
+        numpy inputs of a shareable dtype that are C-contiguous are wrapped in place
+        (``pmi_tensor_wrap`` without a release callback: the session is immutable, so once the
+        run returns only its outputs can still use the buffer, and an output that does keeps
+        the input array alive). Other inputs take :func:`_as_tensor`. Outputs are numpy arrays
+        over the library's buffers (no copy) that release the tensor when collected."""
+        names = tuple(inputs)
+        n_in = len(names)
+        if n_in:
+            c_in_names = self._name_arrays.get(names)
+            _keep_in = None
+            if c_in_names is None:
+                c_in_names, _keep_in = self._names_array(names)
+        else:
+            c_in_names = _NULL
+        if output_names is None:
+            n_out = self._n_outputs
+            c_out_names, _keep_out = _NULL, None
+        else:
+            out_names = tuple(output_names)
+            n_out = len(out_names)
+            c_out_names, _keep_out = self._names_array(out_names)
+        slots = new_raw(_TENSOR_SLOTS, n_in + (n_out or 1))
+        wrapped: list[tuple[Any, int, np.ndarray]] = []  # (buffer, nbytes, array) per wrap
+        wrapped_slots: list[int] = []
+        converted: list[Tensor] = []  # inputs converted the general way, alive during the call
+        try:
+            for i in range(n_in):
+                value = inputs[names[i]]
+                if type(value) is np.ndarray:
+                    code = _WRAP_CODES.get(value.dtype)
+                    if code is not None:
+                        try:
+                            buf = from_buffer_raw(CHAR_ARRAY, value, True)
+                            writable = 1
+                        except (ValueError, TypeError, BufferError):  # read-only, or strided
+                            buf = from_buffer_raw(CHAR_ARRAY, value, False) if value.flags.c_contiguous else None
+                            writable = 0
+                        if buf is not None:
+                            shape = value.shape
+                            c_shape = _C_SHAPES.get(shape)
+                            if c_shape is None:
+                                c_shape = _c_shape(shape)
+                            nbytes = value.nbytes
+                            if lib.pmi_tensor_wrap(code, c_shape, len(shape), buf, nbytes, writable,
+                                                   _NULL, _NULL, slots + i) == 0:
+                                wrapped.append((buf, nbytes, value))
+                                wrapped_slots.append(i)
+                                continue
+                            # Refused (e.g. misaligned data): the general path copies it.
+                t = _as_tensor(names[i], value)
+                converted.append(t)
+                slots[i] = t._handle
+            status = lib.pmi_session_run(self._handle, c_in_names, slots, n_in, c_out_names, n_out, slots + n_in)
+            if status != 0:
+                check(status)
+        finally:
+            for i in wrapped_slots:
+                lib.pmi_tensor_release(slots[i])
+        if n_out == 1:
+            return [_array_from_handle(slots[n_in], wrapped)]
+        results: list[np.ndarray] = []
+        j = 0
+        try:
+            while j < n_out:
+                handle = slots[n_in + j]
+                j += 1  # _array_from_handle owns the handle from here, also if it raises
+                results.append(_array_from_handle(handle, wrapped))
+        except BaseException:
+            for k in range(j, n_out):
+                lib.pmi_tensor_release(slots[n_in + k])
+            raise
+        return results
 
 
 class InferenceSession:
@@ -220,6 +314,8 @@ class InferenceSession:
         run_options: RunOptions | None = None,
     ) -> list[np.ndarray]:
         """Run and return numpy arrays (in the order of ``output_names``, or all outputs when it
-        is None or empty). The arrays share the engine's output buffers (no copy)."""
-        names = list(output_names) if output_names else None
-        return [t.numpy() for t in self._session.run(input_feed, names)]
+        is None or empty). The arrays share the engine's output buffers (no copy), and
+        C-contiguous numpy inputs of a numpy-native dtype are read in place (no copy); other
+        inputs (lists, scalars, strided or byte-swapped arrays, DLPack objects) are converted
+        first, as :meth:`Session.run` does."""
+        return self._session._run_numpy(input_feed, output_names or None)

@@ -2,10 +2,11 @@
 
 Zero-copy rules, in one place:
 
-* :meth:`Tensor.from_numpy` shares the array's memory (through DLPack) when numpy can export
-  it: bool, integers, float16/32/64, complex; native byte order; C-contiguous; aligned. Other
-  arrays (ml_dtypes types, strings, byte-swapped, strided) are copied; ``copy=False`` then
-  raises ``BufferError``.
+* :meth:`Tensor.from_numpy` shares the array's memory (``pmi_tensor_wrap`` over the array's
+  buffer, which stays alive until the library releases it) when numpy could also export it
+  through DLPack: bool, integers, float16/32/64, complex; native byte order; C-contiguous;
+  aligned. Other arrays (ml_dtypes types, strings, byte-swapped, strided) are copied;
+  ``copy=False`` then raises ``BufferError``.
 * :func:`from_dlpack` shares the memory of any DLPack producer (numpy, torch, jax, ...) on the
   CPU; strided producers are copied unless ``copy=False``.
 * :meth:`Tensor.numpy`, ``np.asarray(tensor)`` and ``np.from_dlpack(tensor)`` share the tensor's
@@ -18,15 +19,18 @@ after the tensor is deleted, and a tensor made from an array keeps the array's b
 
 from __future__ import annotations
 
+import itertools
+import math
 import operator
 import os
+import threading
 from typing import Any, Iterable, Sequence, Union
 
 import numpy as np
 
 from . import _dlpack
 from ._errors import InvalidArgumentError, LimitExceededError, check
-from ._ffi import ffi, lib
+from ._ffi import ffi, lib, new_raw
 from .dtypes import (
     NUMPY_DLPACK_CODES,
     SIGNED_SUBBYTE_BITS,
@@ -95,6 +99,129 @@ def _numpy_dlpack_reason(a: np.ndarray, code: DType) -> str | None:
     return None
 
 
+# -- machinery shared with the session fast path ---------------------------------------------
+
+#: numpy dtype (native byte order) -> ONNX code, for the dtypes whose arrays are shared rather
+#: than copied: the ones numpy itself exports through DLPack (see the module docstring).
+_WRAP_CODES: dict[np.dtype, int] = {
+    to_numpy_dtype(code): int(code) for code in NUMPY_DLPACK_CODES
+}
+#: DLPack (code << 16 | bits << 8 | lanes) -> numpy dtype, for the outputs built directly over
+#: the library's buffer: the dtypes numpy exchanges through DLPack (DLPack type codes: 0 int,
+#: 1 uint, 2 float, 5 complex, 6 bool).
+_DL_KIND_CODES = {"i": 0, "u": 1, "f": 2, "c": 5, "b": 6}
+_DL_DTYPES: dict[int, np.dtype] = {
+    (_DL_KIND_CODES[dt.kind] << 16) | (dt.itemsize * 8 << 8) | 1: dt
+    for dt in (to_numpy_dtype(code) for code in NUMPY_DLPACK_CODES)
+}
+_DLPACK_FLAG_READ_ONLY = 1
+_CHAR_P = ffi.typeof("char*")
+
+_INT64_ARRAY = ffi.typeof("int64_t[]")
+_gc = getattr(getattr(ffi, "_backend", None), "gcp", None) or ffi.gc  # ffi.gc without its Python frame
+_buffer = ffi.buffer
+_prod = math.prod
+_release_tensor = lib.pmi_tensor_release
+_UINTPTR = ffi.typeof("uintptr_t")
+_VOID_P = ffi.typeof("void*")
+# Shapes already converted for the C library (tuple -> int64_t[]): the arrays are only read by
+# the library, so one per shape serves every call and thread. Bounded: cleared when full.
+_C_SHAPES: dict[tuple[int, ...], Any] = {(): ffi.NULL}
+_C_SHAPES_MAX = 512
+
+
+def _c_shape(shape: tuple[int, ...]) -> Any:
+    """An ``int64_t[]`` (NULL for rank 0) holding a numpy shape, from a bounded cache."""
+    c = _C_SHAPES.get(shape)
+    if c is None:
+        if len(_C_SHAPES) >= _C_SHAPES_MAX:
+            _C_SHAPES.clear()
+            _C_SHAPES[()] = ffi.NULL
+        c = _C_SHAPES[shape] = new_raw(_INT64_ARRAY, shape)
+    return c
+
+
+class _Scratch(threading.local):
+    """Per-thread out-parameters of the fast paths, allocated once per thread instead of once
+    per call: ``slots`` = (dtype, rank, dims) for the accessors, ``managed`` for
+    pmi_tensor_to_dlpack_versioned."""
+
+    def __init__(self) -> None:
+        self.slots = (ffi.new("int32_t[1]"), ffi.new("size_t[1]"), ffi.new("const int64_t*[1]"))
+        self.managed = ffi.new("DLManagedTensorVersioned*[1]")
+
+
+_scratch = _Scratch()
+
+# Buffers wrapped with a release callback, by key: each entry keeps an array's buffer exported
+# (and so the array alive) until the library calls `_unpin` with that key.
+_pinned: dict[int, Any] = {}
+_pin_keys = itertools.count(1)
+
+
+@ffi.callback("void(void*)")
+def _unpin(ctx: Any, _pop: Any = _pinned.pop, _cast: Any = ffi.cast, _uintptr: Any = _UINTPTR) -> None:
+    """pmi_release_fn of wrapped numpy buffers: drop the pin (called exactly once per wrap)."""
+    try:
+        _pop(int(_cast(_uintptr, ctx)), None)
+    except Exception:  # noqa: BLE001 - nothing may propagate into the C library
+        pass
+
+
+def _array_from_handle(handle: Any, wrapped: Sequence[tuple[Any, int, np.ndarray]] = ()) -> np.ndarray:
+    """A numpy array over an owned ``pmi_tensor*``'s data, without a copy; takes ownership of
+    ``handle`` (also when it raises). Writable unless the tensor is read-only.
+
+    Dtype, shape, data pointer and read-only flag come from one call: a DLPack export (the
+    export is dropped at once; the handle keeps the data). The array's base is a cffi buffer
+    over the data whose pointer object releases the handle when collected, that is after the
+    array and every view of it are gone.
+    ``wrapped``: (buffer cdata, nbytes, array) of the inputs wrapped without a release callback
+    for the run that produced ``handle``; if the data lies in one of those buffers, the output
+    keeps that array alive too. STRING and ml_dtypes tensors take the general
+    :meth:`Tensor.numpy`.
+    """
+    try:
+        managed = _scratch.managed
+        if lib.pmi_tensor_to_dlpack_versioned(handle, managed) != 0:  # STRING tensors
+            dtype = None
+        else:
+            m = managed[0]
+            try:
+                t = m.dl_tensor
+                dl = t.dtype
+                dtype = _DL_DTYPES.get((dl.code << 16) | (dl.bits << 8) | dl.lanes)
+                n = t.ndim
+                shape = tuple(t.shape[0:n]) if n else ()
+                pointer = t.data
+                if t.byte_offset:
+                    pointer = ffi.cast(_CHAR_P, pointer) + t.byte_offset
+                read_only = m.flags & _DLPACK_FLAG_READ_ONLY
+            finally:
+                m.deleter(m)
+    except BaseException:
+        lib.pmi_tensor_release(handle)
+        raise
+    if dtype is None:
+        return Tensor._adopt(handle).numpy()  # the Tensor owns the handle from its first line
+    try:
+        keep = None
+        for buf, nbytes, array in wrapped:
+            if nbytes and buf <= pointer < buf + nbytes:
+                keep = (array,) if keep is None else (*keep, array)
+        # The destructor holds the handle and the inputs to keep (in its defaults) and releases
+        # the handle when the pointer object is collected.
+        owned = _gc(pointer, lambda _p, h=handle, k=keep, release=_release_tensor: release(h), 0)
+    except BaseException:
+        lib.pmi_tensor_release(handle)
+        raise
+    # From here `owned` releases the handle when collected (also if what follows raises).
+    out = np.ndarray(shape, dtype, _buffer(owned, _prod(shape) * dtype.itemsize))
+    if read_only:
+        out.flags.writeable = False
+    return out
+
+
 class _ArrayInterface:
     """Exposes a tensor's buffer as ``__array_interface__`` with an explicit typestr (used for
     ml_dtypes types, which typestrings cannot name: the array is then viewed as the right
@@ -139,14 +266,16 @@ class Tensor:
         """Wrap an owned ``pmi_tensor*`` (released when the Tensor is collected)."""
         self = object.__new__(cls)
         self._handle = ffi.gc(handle, lib.pmi_tensor_release)
-        code = ffi.new("int32_t*")
-        rank = ffi.new("size_t*")
-        dims = ffi.new("const int64_t**")
+        code, rank, dims = _scratch.slots
         check(lib.pmi_tensor_dtype(handle, code))
-        check(lib.pmi_tensor_rank(handle, rank))
-        check(lib.pmi_tensor_shape(handle, dims))
         self._code = DType(code[0])
-        self._shape = tuple(int(dims[0][i]) for i in range(rank[0]))
+        check(lib.pmi_tensor_rank(handle, rank))
+        n = rank[0]
+        if n:
+            check(lib.pmi_tensor_shape(handle, dims))
+            self._shape = tuple(dims[0][0:n])
+        else:
+            self._shape = ()
         return self
 
     @classmethod
@@ -185,11 +314,29 @@ class Tensor:
             return cls._from_array_copy(array, code)
         reason = _numpy_dlpack_reason(array, code)
         if reason is None:
-            capsule = array.__dlpack__(max_version=(1, 0))
-            return _import_capsule(capsule, allow_copy=False)
+            return cls._wrap_array(array, code)
         if copy is False:
             raise BufferError(f"cannot share the array's memory without copying: {reason}")
         return cls._from_array_copy(array, code)
+
+    @classmethod
+    def _wrap_array(cls, array: np.ndarray, code: DType) -> Tensor:
+        """A tensor over a C-contiguous, aligned, native-order array's buffer (no copy, no DLPack
+        capsule): the buffer stays exported, and so the array alive, until the library calls the
+        release callback (when the last tensor sharing the data is released)."""
+        writable = bool(array.flags.writeable)
+        buf = ffi.from_buffer(array, require_writable=writable)
+        key = next(_pin_keys)
+        _pinned[key] = buf
+        out = ffi.new("pmi_tensor**")
+        status = lib.pmi_tensor_wrap(
+            int(code), _c_shape(array.shape), array.ndim, buf, array.nbytes, writable, _unpin,
+            ffi.cast(_VOID_P, key), out,
+        )
+        if status != 0:
+            _pinned.pop(key, None)  # the library already called `_unpin`; this is a no-op then
+            check(status)
+        return cls._adopt(out[0])
 
     @classmethod
     def _from_array_copy(cls, array: np.ndarray, code: DType) -> Tensor:
