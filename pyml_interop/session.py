@@ -198,7 +198,7 @@ class Session:
             n_out = len(out_names)
             c_out_names, _keep_out = self._names_array(out_names)
         slots = new_raw(_TENSOR_SLOTS, n_in + (n_out or 1))
-        wrapped: list[tuple[Any, int, np.ndarray]] = []  # (buffer, nbytes, array) per wrap
+        wrapped: list[tuple[Any, Any, np.ndarray]] = []  # (start, end, array) per non-empty wrap
         wrapped_slots: list[int] = []
         converted: list[Tensor] = []  # inputs converted the general way, alive during the call
         try:
@@ -221,7 +221,8 @@ class Session:
                             nbytes = value.nbytes
                             if lib.pmi_tensor_wrap(code, c_shape, len(shape), buf, nbytes, writable,
                                                    _NULL, _NULL, slots + i) == 0:
-                                wrapped.append((buf, nbytes, value))
+                                if nbytes:  # an empty buffer cannot be shared by an output
+                                    wrapped.append((buf, buf + nbytes, value))
                                 wrapped_slots.append(i)
                                 continue
                             # Refused (e.g. misaligned data): the general path copies it.

@@ -106,16 +106,8 @@ def _numpy_dlpack_reason(a: np.ndarray, code: DType) -> str | None:
 _WRAP_CODES: dict[np.dtype, int] = {
     to_numpy_dtype(code): int(code) for code in NUMPY_DLPACK_CODES
 }
-#: DLPack (code << 16 | bits << 8 | lanes) -> numpy dtype, for the outputs built directly over
-#: the library's buffer: the dtypes numpy exchanges through DLPack (DLPack type codes: 0 int,
-#: 1 uint, 2 float, 5 complex, 6 bool).
-_DL_KIND_CODES = {"i": 0, "u": 1, "f": 2, "c": 5, "b": 6}
-_DL_DTYPES: dict[int, np.dtype] = {
-    (_DL_KIND_CODES[dt.kind] << 16) | (dt.itemsize * 8 << 8) | 1: dt
-    for dt in (to_numpy_dtype(code) for code in NUMPY_DLPACK_CODES)
-}
-_DLPACK_FLAG_READ_ONLY = 1
-_CHAR_P = ffi.typeof("char*")
+#: ONNX code -> numpy dtype of the outputs built directly over the library's buffer.
+_ARRAY_DTYPES: dict[int, np.dtype] = {int(code): to_numpy_dtype(code) for code in NUMPY_DLPACK_CODES}
 
 _INT64_ARRAY = ffi.typeof("int64_t[]")
 _gc = getattr(getattr(ffi, "_backend", None), "gcp", None) or ffi.gc  # ffi.gc without its Python frame
@@ -142,13 +134,22 @@ def _c_shape(shape: tuple[int, ...]) -> Any:
 
 
 class _Scratch(threading.local):
-    """Per-thread out-parameters of the fast paths, allocated once per thread instead of once
-    per call: ``slots`` = (dtype, rank, dims) for the accessors, ``managed`` for
-    pmi_tensor_to_dlpack_versioned."""
+    """Per-thread out-parameters of the accessor calls on the fast paths, allocated once per
+    thread instead of once per call: ``slots`` = (dtype, rank, dims, data pointer, and the data
+    pointer slot viewed as ``const void**`` / ``void**`` for pmi_tensor_data / _data_mut; read
+    through the ``char*[1]`` view it gives a pointer that ``ffi.buffer`` and comparisons take).
+    """
 
     def __init__(self) -> None:
-        self.slots = (ffi.new("int32_t[1]"), ffi.new("size_t[1]"), ffi.new("const int64_t*[1]"))
-        self.managed = ffi.new("DLManagedTensorVersioned*[1]")
+        data = ffi.new("char*[1]")
+        self.slots = (
+            ffi.new("int32_t[1]"),
+            ffi.new("size_t[1]"),
+            ffi.new("const int64_t*[1]"),
+            data,
+            ffi.cast("const void**", data),
+            ffi.cast("void**", data),
+        )
 
 
 _scratch = _Scratch()
@@ -172,42 +173,46 @@ def _array_from_handle(handle: Any, wrapped: Sequence[tuple[Any, int, np.ndarray
     """A numpy array over an owned ``pmi_tensor*``'s data, without a copy; takes ownership of
     ``handle`` (also when it raises). Writable unless the tensor is read-only.
 
-    Dtype, shape, data pointer and read-only flag come from one call: a DLPack export (the
-    export is dropped at once; the handle keeps the data). The array's base is a cffi buffer
-    over the data whose pointer object releases the handle when collected, that is after the
-    array and every view of it are gone.
-    ``wrapped``: (buffer cdata, nbytes, array) of the inputs wrapped without a release callback
+    The array's base is a cffi buffer over the data whose pointer object releases the handle
+    when collected, that is after the array and every view of it are gone.
+    ``wrapped``: (buffer start, buffer end, array) of the inputs wrapped without a release callback
     for the run that produced ``handle``; if the data lies in one of those buffers, the output
     keeps that array alive too. STRING and ml_dtypes tensors take the general
     :meth:`Tensor.numpy`.
     """
     try:
-        managed = _scratch.managed
-        if lib.pmi_tensor_to_dlpack_versioned(handle, managed) != 0:  # STRING tensors
-            dtype = None
-        else:
-            m = managed[0]
-            try:
-                t = m.dl_tensor
-                dl = t.dtype
-                dtype = _DL_DTYPES.get((dl.code << 16) | (dl.bits << 8) | dl.lanes)
-                n = t.ndim
-                shape = tuple(t.shape[0:n]) if n else ()
-                pointer = t.data
-                if t.byte_offset:
-                    pointer = ffi.cast(_CHAR_P, pointer) + t.byte_offset
-                read_only = m.flags & _DLPACK_FLAG_READ_ONLY
-            finally:
-                m.deleter(m)
+        code, rank, dims, data, data_const, data_mut = _scratch.slots
+        status = lib.pmi_tensor_dtype(handle, code)
+        if status != 0:
+            check(status)
+        dtype = _ARRAY_DTYPES.get(code[0])
     except BaseException:
         lib.pmi_tensor_release(handle)
         raise
     if dtype is None:
         return Tensor._adopt(handle).numpy()  # the Tensor owns the handle from its first line
     try:
+        status = lib.pmi_tensor_rank(handle, rank)
+        if status != 0:
+            check(status)
+        n = rank[0]
+        if n:
+            status = lib.pmi_tensor_shape(handle, dims)
+            if status != 0:
+                check(status)
+            shape = tuple(dims[0][0:n])
+        else:
+            shape = ()
+        # One call for the pointer and the writability: data_mut fails only on read-only data.
+        read_only = lib.pmi_tensor_data_mut(handle, data_mut) != 0
+        if read_only:
+            status = lib.pmi_tensor_data(handle, data_const)
+            if status != 0:
+                check(status)
+        pointer = data[0]
         keep = None
-        for buf, nbytes, array in wrapped:
-            if nbytes and buf <= pointer < buf + nbytes:
+        for buf, end, array in wrapped:
+            if buf <= pointer < end:
                 keep = (array,) if keep is None else (*keep, array)
         # The destructor holds the handle and the inputs to keep (in its defaults) and releases
         # the handle when the pointer object is collected.
@@ -266,7 +271,7 @@ class Tensor:
         """Wrap an owned ``pmi_tensor*`` (released when the Tensor is collected)."""
         self = object.__new__(cls)
         self._handle = ffi.gc(handle, lib.pmi_tensor_release)
-        code, rank, dims = _scratch.slots
+        code, rank, dims = _scratch.slots[:3]
         check(lib.pmi_tensor_dtype(handle, code))
         self._code = DType(code[0])
         check(lib.pmi_tensor_rank(handle, rank))
