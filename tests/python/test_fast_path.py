@@ -354,8 +354,10 @@ def test_many_shapes_beyond_the_shape_cache() -> None:
 
 def test_four_threads_on_one_session() -> None:
     s = _add()
+    native = s._session
     ident = _identity()
     errors: list[BaseException] = []
+    pinned_before = len(tensor_module._pinned)
 
     def worker(seed: int) -> None:
         rng = np.random.default_rng(seed)
@@ -369,6 +371,8 @@ def test_four_threads_on_one_session() -> None:
                 (y,) = ident.run(None, {"x": a})
                 assert ptr(y) == ptr(a)
                 np.testing.assert_array_equal(y, a)
+                (t,) = native.run({"a": a, "b": b})  # the release-callback path
+                np.testing.assert_array_equal(t.numpy(), a + b)
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -378,6 +382,8 @@ def test_four_threads_on_one_session() -> None:
     for t in threads:
         t.join()
     assert not errors, errors[0]
+    gc.collect()
+    assert len(tensor_module._pinned) == pinned_before
 
 
 def _rss_bytes() -> int:
