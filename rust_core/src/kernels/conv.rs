@@ -209,9 +209,13 @@ pub fn conv_plane_direct<T: Float>(w: &Window3, x: &[T], taps: &[T], y: &mut [T]
 }
 
 /// Depthwise convolution of one 2-D `f32` plane (`w.input[0] == 1`), written (not accumulated)
-/// into `y` as `act(conv + bias)`, row by row while the row is in L1. Strided windows read
-/// deinterleaved copies of the input rows (`scratch`), so every tap is a contiguous
-/// multiply-add over the output row.
+/// into `y` as `act(conv + bias)`.
+///
+/// The plane is first copied into `scratch` with its left/right padding made explicit and, for
+/// strided windows, each row split into `stride` phases (column `j·s + p` at phase `p`, index
+/// `j`), so that tap `kw` of consecutive outputs reads consecutive floats. Every output row is
+/// then computed [`DW_LANES`] outputs at a time, all taps accumulated in registers, one store;
+/// rows of the window outside the input are skipped.
 #[inline(always)]
 fn depthwise_plane_body<M: MulAdd>(
     w: &Window3,
@@ -222,65 +226,102 @@ fn depthwise_plane_body<M: MulAdd>(
     y: &mut [f32],
     scratch: &mut Vec<f32>,
 ) {
+    const V: usize = DW_LANES;
     let [_, oh_n, ow_n] = w.out;
     let [_, ih_n, iw_n] = w.input;
     let [_, kh_n, kw_n] = w.kernel;
     let (sw, dw, pw) = (w.strides[2], w.dilations[2], w.pad_begin[2]);
-    let phase_len = iw_n.div_ceil(sw);
-    if sw > 1 {
-        scratch.resize(sw * phase_len, 0.0);
-    }
-    // Per kernel column: valid output range and where its first input sits in `src`.
-    let mut cols = [(0usize, 0usize, 0usize); 16];
-    let mut cols_vec = Vec::new();
-    let cols: &mut [(usize, usize, usize)] = if kw_n <= 16 {
-        &mut cols[..kw_n]
-    } else {
-        cols_vec.resize(kw_n, (0, 0, 0));
-        &mut cols_vec
-    };
-    for (kw, c) in cols.iter_mut().enumerate() {
-        let (lo, hi) = w.valid_out_range(2, kw);
-        if hi > lo {
-            let iw0 = lo * sw + kw * dw - pw;
-            *c = (lo, hi, (iw0 % sw) * phase_len + iw0 / sw);
-        } else {
-            *c = (0, 0, 0);
+    let ow_pad = ow_n.div_ceil(V) * V;
+    // Phase length: the last chunk's last tap must stay inside.
+    let plen = ow_pad + (kw_n - 1) * dw / sw + 1;
+    let row_len = sw * plen;
+    scratch.resize(ih_n * row_len + ow_pad, 0.0);
+    let (padded, out_tmp) = scratch.split_at_mut(ih_n * row_len);
+    for ih in 0..ih_n {
+        let xrow = &x[ih * iw_n..(ih + 1) * iw_n];
+        let prow = &mut padded[ih * row_len..(ih + 1) * row_len];
+        for p in 0..sw {
+            let dst = &mut prow[p * plen..(p + 1) * plen];
+            // Valid j: 0 <= j·sw + p - pw < iw_n.
+            let j0 = pw.saturating_sub(p).div_ceil(sw).min(plen);
+            let j1 = if iw_n + pw > p { (iw_n + pw - p).div_ceil(sw).min(plen) } else { 0 }.max(j0);
+            dst[..j0].fill(0.0);
+            dst[j1..].fill(0.0);
+            let first = j0 * sw + p - pw;
+            if sw == 1 {
+                dst[j0..j1].copy_from_slice(&xrow[first..first + (j1 - j0)]);
+            } else {
+                for (d, v) in dst[j0..j1].iter_mut().zip(xrow[first..].iter().step_by(sw)) {
+                    *d = *v;
+                }
+            }
         }
     }
+    // Source offset of tap kw (phase and start index) inside a padded row.
+    let mut tap_off = [0usize; 16];
+    let mut tap_vec = Vec::new();
+    let tap_off: &mut [usize] = if kw_n <= 16 {
+        &mut tap_off[..kw_n]
+    } else {
+        tap_vec.resize(kw_n, 0);
+        &mut tap_vec
+    };
+    for (kw, o) in tap_off.iter_mut().enumerate() {
+        *o = (kw * dw % sw) * plen + kw * dw / sw;
+    }
+    let mut rows: Vec<(usize, usize)> = Vec::with_capacity(kh_n);
     for oh in 0..oh_n {
-        let yrow = &mut y[oh * ow_n..(oh + 1) * ow_n];
-        yrow.fill(bias);
+        rows.clear();
         for kh in 0..kh_n {
             let ih = w.coord(1, oh, kh);
-            if ih < 0 || ih >= ih_n as isize {
-                continue;
-            }
-            let xrow = &x[ih as usize * iw_n..(ih as usize + 1) * iw_n];
-            let src: &[f32] = if sw == 1 {
-                xrow
-            } else {
-                for p in 0..sw {
-                    let dst = &mut scratch[p * phase_len..(p + 1) * phase_len];
-                    for (d, v) in dst.iter_mut().zip(xrow[p..].iter().step_by(sw)) {
-                        *d = *v;
-                    }
-                }
-                scratch
-            };
-            let trow = &taps[kh * kw_n..(kh + 1) * kw_n];
-            for (&wv, &(lo, hi, start)) in trow.iter().zip(cols.iter()) {
-                if hi <= lo {
-                    continue;
-                }
-                for (o, xv) in yrow[lo..hi].iter_mut().zip(&src[start..start + (hi - lo)]) {
-                    *o = M::madd(wv, *xv, *o);
-                }
+            if ih >= 0 && (ih as usize) < ih_n {
+                rows.push((ih as usize, kh));
             }
         }
-        apply_inplace_body::<M>(act, yrow);
+        let mut ow = 0;
+        while ow < ow_pad {
+            // Three accumulators (taps kw, kw+1, kw+2): independent FMA chains in registers.
+            let mut a0 = [bias; V];
+            let mut a1 = [0f32; V];
+            let mut a2 = [0f32; V];
+            for &(ih, kh) in &rows {
+                let prow = &padded[ih * row_len + ow..(ih + 1) * row_len];
+                let trow = &taps[kh * kw_n..(kh + 1) * kw_n];
+                let mut kw = 0;
+                while kw + 3 <= kw_n {
+                    let (s0, s1, s2) = (&prow[tap_off[kw]..], &prow[tap_off[kw + 1]..], &prow[tap_off[kw + 2]..]);
+                    let (s0, s1, s2) = (&s0[..V], &s1[..V], &s2[..V]);
+                    let (w0, w1, w2) = (trow[kw], trow[kw + 1], trow[kw + 2]);
+                    for l in 0..V {
+                        a0[l] = M::madd(w0, s0[l], a0[l]);
+                        a1[l] = M::madd(w1, s1[l], a1[l]);
+                        a2[l] = M::madd(w2, s2[l], a2[l]);
+                    }
+                    kw += 3;
+                }
+                while kw < kw_n {
+                    let s0 = &prow[tap_off[kw]..][..V];
+                    let w0 = trow[kw];
+                    for l in 0..V {
+                        a0[l] = M::madd(w0, s0[l], a0[l]);
+                    }
+                    kw += 1;
+                }
+            }
+            let o = &mut out_tmp[ow..ow + V];
+            for l in 0..V {
+                o[l] = a0[l] + a1[l] + a2[l];
+            }
+            ow += V;
+        }
+        // The activation runs over whole vectors of the padded row, then the row is stored.
+        apply_inplace_body::<M>(act, &mut out_tmp[..ow_pad]);
+        y[oh * ow_n..(oh + 1) * ow_n].copy_from_slice(&out_tmp[..ow_n]);
     }
 }
+
+/// Outputs computed together by the depthwise kernel (one AVX2 register).
+const DW_LANES: usize = 8;
 
 crate::multiversion! {
     /// See [`depthwise_plane_body`].
