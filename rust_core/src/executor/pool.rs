@@ -1,12 +1,34 @@
-//! Intra-op parallelism: a fixed set of worker threads that sleep (never spin) between jobs.
+//! Intra-op parallelism: a fixed set of worker threads. After a job, a worker polls for the
+//! next one for at most [`SPIN`] (operators of one run follow each other within microseconds,
+//! and a futex wake-up costs more than that), then sleeps on a condition variable: an idle
+//! session costs no CPU, and the caller's core is never taken for longer than that window.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// How long an idle worker polls for new work before sleeping.
+pub const SPIN: Duration = Duration::from_micros(50);
 
 struct Shared {
     queue: Mutex<(Vec<Job>, bool)>,
     cv: Condvar,
+    /// Jobs queued and not yet taken (read without the lock while polling).
+    pending: AtomicUsize,
+    /// Workers blocked on `cv` (the producer only signals when some are).
+    sleepers: AtomicUsize,
+}
+
+impl Shared {
+    fn pop(&self) -> Option<Job> {
+        let j = self.queue.lock().unwrap_or_else(|e| e.into_inner()).0.pop();
+        if j.is_some() {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+        }
+        j
+    }
 }
 
 /// A pool of `threads - 1` workers; the calling thread always takes part in the work.
@@ -31,23 +53,41 @@ impl ThreadPool {
     /// A pool using `threads` threads in total (the caller plus `threads - 1` workers).
     pub fn new(threads: usize) -> ThreadPool {
         let threads = threads.max(1);
-        let shared = Arc::new(Shared { queue: Mutex::new((Vec::new(), false)), cv: Condvar::new() });
+        let shared = Arc::new(Shared {
+            queue: Mutex::new((Vec::new(), false)),
+            cv: Condvar::new(),
+            pending: AtomicUsize::new(0),
+            sleepers: AtomicUsize::new(0),
+        });
         let workers = (1..threads)
             .map(|i| {
                 let s = shared.clone();
                 std::thread::Builder::new()
                     .name(format!("pmi-worker-{i}"))
                     .spawn(move || loop {
+                        // Poll briefly for the next job before sleeping.
+                        let start = Instant::now();
+                        let mut n = 0u32;
+                        while s.pending.load(Ordering::Acquire) == 0 {
+                            std::hint::spin_loop();
+                            n += 1;
+                            if n % 64 == 0 && start.elapsed() > SPIN {
+                                break;
+                            }
+                        }
                         let job = {
                             let mut q = s.queue.lock().unwrap_or_else(|e| e.into_inner());
                             loop {
                                 if let Some(j) = q.0.pop() {
+                                    s.pending.fetch_sub(1, Ordering::AcqRel);
                                     break Some(j);
                                 }
                                 if q.1 {
                                     break None;
                                 }
+                                s.sleepers.fetch_add(1, Ordering::AcqRel);
                                 q = s.cv.wait(q).unwrap_or_else(|e| e.into_inner());
+                                s.sleepers.fetch_sub(1, Ordering::AcqRel);
                             }
                         };
                         match job {
@@ -101,19 +141,27 @@ impl ThreadPool {
                     cv.notify_all();
                 }));
             }
+            self.shared.pending.fetch_add(chunks - 1, Ordering::AcqRel);
         }
-        self.shared.cv.notify_all();
+        if self.shared.sleepers.load(Ordering::Acquire) > 0 {
+            self.shared.cv.notify_all();
+        }
         let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(0, per.min(n))));
         // Help drain the queue while waiting, so nested or busy pools never deadlock.
-        loop {
-            let job = self.shared.queue.lock().unwrap_or_else(|e| e.into_inner()).0.pop();
-            match job {
-                Some(j) => j(),
-                None => break,
-            }
+        while let Some(j) = self.shared.pop() {
+            j();
         }
         let (m, cv) = &*done;
+        // Chunks still running elsewhere are short: poll a little before blocking.
+        let start = Instant::now();
         let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+        while g.0 < chunks - 1 && start.elapsed() < SPIN {
+            drop(g);
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            g = m.lock().unwrap_or_else(|e| e.into_inner());
+        }
         while g.0 < chunks - 1 {
             g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }

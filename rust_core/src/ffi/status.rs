@@ -49,8 +49,17 @@ thread_local! {
 }
 
 fn set_last(status: PmiStatus, msg: &str) {
-    let c = CString::new(msg.replace('\0', "\\0")).unwrap_or_default();
-    LAST.with(|l| *l.borrow_mut() = (status, c));
+    LAST.with(|l| {
+        let mut l = l.borrow_mut();
+        // Success is the hot path (every call): clear without allocating.
+        if msg.is_empty() {
+            if l.0 != status || !l.1.as_bytes().is_empty() {
+                *l = (status, CString::default());
+            }
+            return;
+        }
+        *l = (status, CString::new(msg.replace('\0', "\\0")).unwrap_or_default());
+    });
 }
 
 /// Run `f`, catching panics; record and return the status.
