@@ -9,14 +9,17 @@
 //! aligned buffer. From a memory-mapped file they are read with `pread` on the file
 //! ([`MappedFile::reopen`]), which maps nothing into the process; failing that, they are copied
 //! from the mapping in chunks whose pages are dropped from the process once copied
-//! ([`ModelBytes::release_pages`]). Either way a copied tensor does not count twice in memory.
+//! ([`ModelBytes::release_pages`]). Either way a copied tensor does not count twice in memory. A
+//! loader created with [`TensorLoader::with_owner`] also borrows typed fields (`float_data`...)
+//! from the decoded message instead of copying them.
 
 use super::bytes::{Bytes, MappedFile, ModelBytes};
 use super::external_data::ExternalFiles;
 use super::proto::{data_location, SparseTensorProto, TensorProto};
 use super::sub_byte;
 use crate::error::{Error, Result};
-use crate::tensor::{checked_numel, DType, Tensor, MAX_RANK};
+use crate::tensor::{checked_numel, DType, Element, Tensor, MAX_RANK};
+use std::any::Any;
 use std::fmt;
 use std::fs::File;
 use std::ops::Range;
@@ -39,6 +42,8 @@ pub struct TensorLoader {
     /// Mapped files tensor bytes were read from, for [`TensorLoader::release_pages`], each with
     /// the file opened again for reading copies (`None` if it could not be).
     sources: Vec<(Arc<ModelBytes>, Option<File>)>,
+    /// Owner of the messages given to `load`, from which typed fields are borrowed.
+    owner: Option<Arc<dyn Any + Send + Sync>>,
 }
 
 impl fmt::Debug for TensorLoader {
@@ -46,6 +51,7 @@ impl fmt::Debug for TensorLoader {
         f.debug_struct("TensorLoader")
             .field("files", &self.files)
             .field("sources", &self.sources.len())
+            .field("borrows_typed_fields", &self.owner.is_some())
             .finish()
     }
 }
@@ -54,7 +60,19 @@ impl TensorLoader {
     /// A loader resolving external data against `base_dir` (the model's directory; `None` for a
     /// model loaded from bytes, for which external data is an error).
     pub fn new(base_dir: Option<&Path>) -> TensorLoader {
-        TensorLoader { files: ExternalFiles::new(base_dir), sources: Vec::new() }
+        TensorLoader { files: ExternalFiles::new(base_dir), sources: Vec::new(), owner: None }
+    }
+
+    /// A loader whose tensors borrow the typed fields (`float_data`, `double_data`, `int64_data`,
+    /// `uint64_data`, `int32_data`) of the messages they are loaded from when the element type
+    /// matches, keeping `owner` alive, instead of copying them.
+    ///
+    /// # Safety
+    /// Every `TensorProto` given to [`load`](Self::load) or [`load_sparse`](Self::load_sparse)
+    /// must be owned by `owner` (reachable from it, e.g. part of a `ModelProto` behind the `Arc`),
+    /// and must never be modified or dropped while `owner` lives.
+    pub unsafe fn with_owner(base_dir: Option<&Path>, owner: Arc<dyn Any + Send + Sync>) -> TensorLoader {
+        TensorLoader { owner: Some(owner), ..TensorLoader::new(base_dir) }
     }
 
     /// Drop from the process the pages still resident of every mapped file this loader read
@@ -107,7 +125,7 @@ impl TensorLoader {
             [] => Err(invalid_model!("{}: no data for a {dtype} tensor of shape {shape:?}", describe(tp))),
             [field] => match (field, &tp.raw_data) {
                 (DataField::Raw, Some(raw)) => self.read_raw(tp, dtype, &shape, numel, raw),
-                _ => from_field(tp, *field, dtype, &shape, numel),
+                _ => from_field(tp, *field, dtype, &shape, numel, self.owner.as_ref()),
             },
             [a, b, ..] => {
                 Err(invalid_model!("{}: data is given in both {a} and {b}; only one is allowed", describe(tp)))
@@ -310,7 +328,16 @@ fn data_fields(tp: &TensorProto) -> Vec<DataField> {
 }
 
 /// The tensor of typed field `field` (not `raw_data`, which [`TensorLoader::read_raw`] reads).
-fn from_field(tp: &TensorProto, field: DataField, dtype: DType, shape: &[usize], numel: usize) -> Result<Tensor> {
+/// With an `owner` of `tp` (see [`TensorLoader::with_owner`]), fields holding exactly the
+/// tensor's bytes are borrowed rather than copied.
+fn from_field(
+    tp: &TensorProto,
+    field: DataField,
+    dtype: DType,
+    shape: &[usize],
+    numel: usize,
+    owner: Option<&Arc<dyn Any + Send + Sync>>,
+) -> Result<Tensor> {
     use DType::*;
     let wrong = || invalid_model!("{}: {field} cannot hold {dtype} elements", describe(tp));
     let count = |n: usize, per_element: usize| -> Result<()> {
@@ -329,34 +356,28 @@ fn from_field(tp: &TensorProto, field: DataField, dtype: DType, shape: &[usize],
         DataField::Float => match dtype {
             Float32 | Complex64 => {
                 count(tp.float_data.len(), if dtype == Complex64 { 2 } else { 1 })?;
-                Tensor::build::<f32>(dtype, shape, |out| {
-                    out.copy_from_slice(&tp.float_data);
-                    Ok(())
-                })
+                share_or_copy(dtype, shape, &tp.float_data, owner)
             }
             _ => Err(wrong()),
         },
         DataField::Double => match dtype {
             Float64 | Complex128 => {
                 count(tp.double_data.len(), if dtype == Complex128 { 2 } else { 1 })?;
-                Tensor::build::<f64>(dtype, shape, |out| {
-                    out.copy_from_slice(&tp.double_data);
-                    Ok(())
-                })
+                share_or_copy(dtype, shape, &tp.double_data, owner)
             }
             _ => Err(wrong()),
         },
         DataField::Int64 => match dtype {
             Int64 => {
                 count(tp.int64_data.len(), 1)?;
-                Tensor::from_slice(shape, &tp.int64_data)
+                share_or_copy(dtype, shape, &tp.int64_data, owner)
             }
             _ => Err(wrong()),
         },
         DataField::Uint64 => match dtype {
             Uint64 => {
                 count(tp.uint64_data.len(), 1)?;
-                Tensor::from_slice(shape, &tp.uint64_data)
+                share_or_copy(dtype, shape, &tp.uint64_data, owner)
             }
             Uint32 => {
                 count(tp.uint64_data.len(), 1)?;
@@ -372,14 +393,20 @@ fn from_field(tp: &TensorProto, field: DataField, dtype: DType, shape: &[usize],
             }
             _ => Err(wrong()),
         },
-        DataField::Int32 => from_int32_data(tp, dtype, shape, numel).and_then(|t| t.ok_or_else(wrong)),
+        DataField::Int32 => from_int32_data(tp, dtype, shape, numel, owner).and_then(|t| t.ok_or_else(wrong)),
     }
 }
 
 /// `int32_data`: one element per entry (values truncated to the element width, bit patterns for
 /// 16- and 8-bit floats), or one packed byte per entry for sub-byte types. `None` if the field
 /// cannot hold `dtype`.
-fn from_int32_data(tp: &TensorProto, dtype: DType, shape: &[usize], numel: usize) -> Result<Option<Tensor>> {
+fn from_int32_data(
+    tp: &TensorProto,
+    dtype: DType,
+    shape: &[usize],
+    numel: usize,
+    owner: Option<&Arc<dyn Any + Send + Sync>>,
+) -> Result<Option<Tensor>> {
     use DType::*;
     let data = &tp.int32_data;
     let bits = dtype.packed_bits();
@@ -397,7 +424,7 @@ fn from_int32_data(tp: &TensorProto, dtype: DType, shape: &[usize], numel: usize
         ));
     }
     let tensor = match dtype {
-        Int32 => Tensor::from_slice(shape, data)?,
+        Int32 => share_or_copy(dtype, shape, data, owner)?,
         Int16 => Tensor::from_vec(shape, data.iter().map(|&v| v as i16).collect::<Vec<_>>())?,
         Uint16 => Tensor::from_vec(shape, data.iter().map(|&v| v as u16).collect::<Vec<_>>())?,
         Float16 | BFloat16 => Tensor::build::<u16>(dtype, shape, |out| {
@@ -426,6 +453,24 @@ fn unpack(dtype: DType, shape: &[usize], bits: usize, packed: &[u8]) -> Result<T
     let mut t = Tensor::zeros(dtype, shape)?;
     sub_byte::unpack(packed, bits, dtype.is_signed_int(), t.make_mut_bytes()?);
     Ok(t)
+}
+
+/// A tensor of `dtype` whose elements are `values` (as many as the shape needs, checked by the
+/// caller): borrowed from `owner` when given (a `Vec<T>` is aligned for `T`), copied otherwise.
+fn share_or_copy<T: Element>(
+    dtype: DType,
+    shape: &[usize],
+    values: &[T],
+    owner: Option<&Arc<dyn Any + Send + Sync>>,
+) -> Result<Tensor> {
+    // SAFETY: `Element` types are plain old data, so their memory can be viewed as bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+    match owner {
+        // SAFETY: `values` is a field of a message owned by `owner` that is never modified while
+        // it lives (the contract of `TensorLoader::with_owner`).
+        Some(owner) => unsafe { Tensor::from_shared_bytes(dtype, shape, owner.clone(), bytes) },
+        None => Tensor::from_bytes(dtype, shape, bytes),
+    }
 }
 
 impl TensorLoader {

@@ -1133,6 +1133,32 @@ fn copies_come_from_the_mapped_file_even_after_its_path_is_replaced() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn typed_fields_are_borrowed_from_the_kept_protobuf() {
+    let mut f = proto(DType::Float32, &[2, 2]);
+    f.name = "f".into();
+    f.float_data = vec![1.5, -2.0, 3.25, 4.0];
+    let mut i = proto(DType::Int64, &[3]);
+    i.name = "i".into();
+    i.int64_data = vec![7, -8, i64::MAX];
+    let mut h = proto(DType::Float16, &[1]);
+    h.name = "h".into();
+    h.int32_data = vec![0x3c00];
+    let model = crate::graph::from_proto::model_from_proto(model_with(vec![f, i, h])).unwrap();
+    let g = model.proto.graph.as_ref().unwrap();
+    let inits = &model.graph.initializers;
+    assert_eq!(inits[0].1.data_ptr().unwrap(), g.initializer[0].float_data.as_ptr().cast());
+    assert_eq!(inits[0].1.as_slice::<f32>().unwrap(), &[1.5, -2.0, 3.25, 4.0]);
+    assert_eq!(inits[1].1.data_ptr().unwrap(), g.initializer[1].int64_data.as_ptr().cast());
+    assert_eq!(inits[1].1.to_i64_vec().unwrap(), vec![7, -8, i64::MAX]);
+    // Narrower elements are converted.
+    assert_eq!(inits[2].1.as_slice::<u16>().unwrap(), &[0x3c00]);
+    // The tensors keep the protobuf alive on their own.
+    let t = inits[0].1.clone();
+    drop(model);
+    assert_eq!(t.as_slice::<f32>().unwrap(), &[1.5, -2.0, 3.25, 4.0]);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Real models
 // ---------------------------------------------------------------------------------------------
