@@ -16,6 +16,11 @@ use std::ops::{Deref, Range};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// Reading a page of a file mapping makes more of it resident: Linux maps the cached pages
+/// around a fault ("fault-around", 64 KiB by default) or the whole large folio of the page cache
+/// the page belongs to (up to 2 MiB, the PMD size of x86-64).
+pub const MAPPED_AROUND_BYTES: usize = 2 << 20;
+
 /// The bytes a model (or an external data file) was read from, shared by everything that
 /// borrows from them.
 ///
@@ -128,6 +133,13 @@ impl ModelBytes {
         }
         #[cfg(not(unix))]
         let _ = range;
+    }
+
+    /// [`release_pages`](Self::release_pages) for `range` and [`MAPPED_AROUND_BYTES`] on each
+    /// side of it: all that reading `range` may have made resident.
+    pub fn release_pages_around(&self, range: Range<usize>) {
+        let start = range.start.saturating_sub(MAPPED_AROUND_BYTES);
+        self.release_pages(start..range.end.saturating_add(MAPPED_AROUND_BYTES));
     }
 
     /// [`release_pages`](Self::release_pages) for all of the bytes.

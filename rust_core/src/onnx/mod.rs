@@ -36,7 +36,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use bytes::{Bytes, MappedFile, ModelBytes};
+pub use bytes::{Bytes, MappedFile, ModelBytes, MAPPED_AROUND_BYTES};
 pub use decode::{decode_model, decode_tensor};
 pub use encode::{encode_model, encode_tensor};
 pub use external_data::{has_external_data, inline_external_data};

@@ -22,15 +22,8 @@ use crate::tensor::{checked_numel, DType, Element, Tensor, MAX_RANK};
 use std::any::Any;
 use std::fmt;
 use std::fs::File;
-use std::ops::Range;
 use std::path::Path;
 use std::sync::Arc;
-
-/// Reading a page of a file mapping makes more of it resident: Linux maps the cached pages
-/// around a fault ("fault-around", 64 KiB by default) or the whole large folio of the page cache
-/// the page belongs to (up to 2 MiB, the PMD size of x86-64). Releasing read bytes releases this
-/// much more on each side.
-const MAPPED_AROUND_BYTES: usize = 2 << 20;
 
 /// Bytes copied through a mapping are copied in pieces of this size, each released once copied,
 /// so that a copy holds little of its source in memory beside it.
@@ -509,7 +502,7 @@ impl TensorLoader {
             _ => Tensor::from_bytes(dtype, shape, &to_little_endian(dtype, raw.to_vec()))?,
         };
         // Converted, not borrowed: the source pages are no longer needed by this tensor.
-        source.release_pages(widened(raw.range()));
+        source.release_pages_around(raw.range());
         Ok(tensor)
     }
 
@@ -534,15 +527,10 @@ impl TensorLoader {
         for (i, (d, s)) in dst.chunks_mut(COPY_CHUNK_BYTES).zip(raw.chunks(COPY_CHUNK_BYTES)).enumerate() {
             d.copy_from_slice(s);
             let at = start + i * COPY_CHUNK_BYTES;
-            raw.owner().release_pages(widened(at..at + s.len()));
+            raw.owner().release_pages_around(at..at + s.len());
         }
         Ok(t)
     }
-}
-
-/// `range` grown on both sides by what reading it may have made resident.
-fn widened(range: Range<usize>) -> Range<usize> {
-    range.start.saturating_sub(MAPPED_AROUND_BYTES)..range.end.saturating_add(MAPPED_AROUND_BYTES)
 }
 
 /// Convert native-order element bytes to little-endian (and back: the swap is an involution).
