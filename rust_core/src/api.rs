@@ -13,13 +13,13 @@ pub use crate::ops::Value;
 /// Load and validate an ONNX model file (memory-mapped; external data resolved next to it).
 pub fn load_model_file(path: &Path) -> Result<Arc<Model>> {
     let proto = crate::onnx::load_model_file(path)?;
-    Ok(Arc::new(model_from_proto(&proto).map_err(|e| e.context(format!("'{}'", path.display())))?))
+    Ok(Arc::new(model_from_proto(proto).map_err(|e| e.context(format!("'{}'", path.display())))?))
 }
 
 /// Load and validate a model from serialized bytes (models with external data need a file).
 pub fn load_model_bytes(bytes: Vec<u8>) -> Result<Arc<Model>> {
     let proto = crate::onnx::load_model_bytes(bytes)?;
-    Ok(Arc::new(model_from_proto(&proto)?))
+    Ok(Arc::new(model_from_proto(proto)?))
 }
 
 /// Serialize a model (external data inlined, so the bytes are self-contained).

@@ -9,17 +9,28 @@
 use super::ir::{AttrValue, Dim, Function, Graph, Model, Node, TypeInfo, ValueInfo};
 use crate::error::{Error, Result};
 use crate::onnx::proto::{self, attribute_type as at, DimValue, TypeValue};
+use crate::onnx::TensorLoader;
 use crate::tensor::{DType, Tensor};
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
+
+/// The one tensor loader of a model: external data files are mapped once for the whole model,
+/// and the pages of mapped files copied from are released when all tensors are loaded.
+type Loader = RefCell<TensorLoader>;
 
 /// Oldest and newest IR versions accepted.
 pub const MIN_IR_VERSION: i64 = 3;
 pub const MAX_IR_VERSION: i64 = 14;
 
-/// Build and validate a model from its decoded protobuf.
-pub fn model_from_proto(m: &proto::ModelProto) -> Result<Model> {
+/// Build and validate a model from its decoded protobuf, which the model keeps (for saving).
+///
+/// Tensors share their bytes with the protobuf rather than copying them: aligned `raw_data` and
+/// external data borrow from the mapped files, typed fields (`float_data`...) from the kept
+/// protobuf. Pages of mapped files that had to be copied from are released once all tensors are
+/// loaded (see [`TensorLoader::release_pages`]).
+pub fn model_from_proto(m: proto::ModelProto) -> Result<Model> {
     if m.ir_version < MIN_IR_VERSION {
         return Err(Error::InvalidModel(format!(
             "ir_version {} is not supported (models need IR version {MIN_IR_VERSION} or newer; re-export with a recent exporter)",
@@ -43,18 +54,24 @@ pub fn model_from_proto(m: &proto::ModelProto) -> Result<Model> {
         }
         opsets.push((d, o.version));
     }
+    let proto = Arc::new(m);
+    let m = &*proto;
     let gp = m.graph.as_ref().ok_or_else(|| Error::InvalidModel("model has no graph".into()))?;
-    let base = m.base_dir.as_deref();
+    // SAFETY: every TensorProto loaded below is part of `m`, which `proto` owns; it is never
+    // modified afterwards (it is only reachable through `Arc`s, and the tensors borrowing from
+    // it hold one, so `Arc::get_mut` cannot succeed while they live).
+    let loader = RefCell::new(unsafe { TensorLoader::with_owner(m.base_dir.as_deref(), proto.clone()) });
     let functions = m
         .functions
         .iter()
-        .map(|f| function_from_proto(f, base))
+        .map(|f| function_from_proto(f, &loader))
         .collect::<Result<Vec<_>>>()?;
     let mut domains: HashSet<String> = opsets.iter().map(|(d, _)| d.clone()).collect();
     // Function domains are callable as operators from the graph.
     let fn_domains: HashSet<&str> = functions.iter().map(|f| f.domain.as_str()).collect();
     domains.extend(fn_domains.iter().map(|d| d.to_string()));
-    let graph = graph_from_proto(gp, base, &HashSet::new(), Some(&domains))?;
+    let graph = graph_in(gp, &loader, &HashSet::new(), Some(&domains))?;
+    loader.borrow_mut().release_pages();
     Ok(Model {
         ir_version: m.ir_version,
         opsets,
@@ -66,22 +83,22 @@ pub fn model_from_proto(m: &proto::ModelProto) -> Result<Model> {
         metadata: m.metadata_props.iter().map(|e| (e.key.clone(), e.value.clone())).collect(),
         graph: Arc::new(graph),
         functions,
-        proto: Arc::new(m.clone()),
+        proto,
     })
 }
 
-fn function_from_proto(f: &proto::FunctionProto, base: Option<&Path>) -> Result<Function> {
+fn function_from_proto(f: &proto::FunctionProto, loader: &Loader) -> Result<Function> {
     let ctx = || format!("function '{}' (domain '{}')", f.name, f.domain);
     let nodes = f
         .node
         .iter()
-        .map(|n| node_from_proto(n, base, &HashSet::new(), None))
+        .map(|n| node_from_proto(n, loader, &HashSet::new(), None))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| e.context(ctx()))?;
     let defaults = f
         .attribute_proto
         .iter()
-        .map(|a| Ok((a.name.clone(), attr_from_proto(a, base, &HashSet::new(), None)?)))
+        .map(|a| Ok((a.name.clone(), attr_from_proto(a, loader, &HashSet::new(), None)?)))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| e.context(ctx()))?;
     let mut attributes = f.attribute.clone();
@@ -167,7 +184,7 @@ pub fn sparse_to_dense(s: &proto::SparseTensorProto, base: Option<&Path>) -> Res
 
 fn attr_from_proto(
     a: &proto::AttributeProto,
-    base: Option<&Path>,
+    loader: &Loader,
     outer: &HashSet<String>,
     domains: Option<&HashSet<String>>,
 ) -> Result<AttrValue> {
@@ -176,9 +193,10 @@ fn attr_from_proto(
     }
     let what = || format!("attribute '{}'", a.name);
     let sub = |g: &proto::GraphProto| -> Result<Arc<Graph>> {
-        Ok(Arc::new(graph_from_proto(g, base, outer, domains).map_err(|e| e.context(format!("subgraph of {}", what())))?))
+        Ok(Arc::new(graph_in(g, loader, outer, domains).map_err(|e| e.context(format!("subgraph of {}", what())))?))
     };
-    let tensor = |t: &proto::TensorProto| crate::onnx::tensor_from_proto(t, base).map_err(|e| e.context(what()));
+    let tensor = |t: &proto::TensorProto| loader.borrow_mut().load(t).map_err(|e| e.context(what()));
+    let sparse = |s: &proto::SparseTensorProto| loader.borrow_mut().load_sparse(s);
     Ok(match a.r#type {
         at::FLOAT => AttrValue::Float(a.f),
         at::INT => AttrValue::Int(a.i),
@@ -190,11 +208,10 @@ fn attr_from_proto(
             a.g.as_deref().ok_or_else(|| Error::InvalidModel(format!("{} of type GRAPH has no graph", what())))?,
         )?),
         at::SPARSE_TENSOR => AttrValue::SparseTensor(
-            sparse_to_dense(
+            sparse(
                 a.sparse_tensor
                     .as_deref()
                     .ok_or_else(|| Error::InvalidModel(format!("{} of type SPARSE_TENSOR is empty", what())))?,
-                base,
             )
             .map_err(|e| e.context(what()))?,
         ),
@@ -208,7 +225,7 @@ fn attr_from_proto(
         at::TENSORS => AttrValue::Tensors(a.tensors.iter().map(tensor).collect::<Result<_>>()?),
         at::GRAPHS => AttrValue::Graphs(a.graphs.iter().map(sub).collect::<Result<_>>()?),
         at::SPARSE_TENSORS => AttrValue::SparseTensors(
-            a.sparse_tensors.iter().map(|s| sparse_to_dense(s, base)).collect::<Result<_>>()?,
+            a.sparse_tensors.iter().map(sparse).collect::<Result<_>>()?,
         ),
         at::TYPE_PROTOS => AttrValue::Types(
             a.type_protos.iter().map(|t| type_from_proto(t, &what())).collect::<Result<_>>()?,
@@ -237,7 +254,7 @@ fn infer_untyped_attr(a: &proto::AttributeProto) -> Option<AttrValue> {
 
 fn node_from_proto(
     n: &proto::NodeProto,
-    base: Option<&Path>,
+    loader: &Loader,
     outer: &HashSet<String>,
     domains: Option<&HashSet<String>>,
 ) -> Result<Node> {
@@ -265,16 +282,27 @@ fn node_from_proto(
     // Names visible to this node's subgraphs: the outer scope plus everything defined so far
     // is handled by the graph-level pass; here subgraphs see `outer` (refined in validate).
     for a in &n.attribute {
-        let v = attr_from_proto(a, base, outer, domains).map_err(|e| e.context(node.describe()))?;
+        let v = attr_from_proto(a, loader, outer, domains).map_err(|e| e.context(node.describe()))?;
         node.attrs.push((a.name.clone(), v));
     }
     Ok(node)
 }
 
-/// Convert and validate a graph. `outer` holds names visible from enclosing graphs.
+/// Convert and validate a graph. `outer` holds names visible from enclosing graphs; external
+/// data is resolved against `base`.
 pub fn graph_from_proto(
     g: &proto::GraphProto,
     base: Option<&Path>,
+    outer: &HashSet<String>,
+    domains: Option<&HashSet<String>>,
+) -> Result<Graph> {
+    graph_in(g, &RefCell::new(TensorLoader::new(base)), outer, domains)
+}
+
+/// [`graph_from_proto`], loading tensors with `loader`.
+fn graph_in(
+    g: &proto::GraphProto,
+    loader: &Loader,
     outer: &HashSet<String>,
     domains: Option<&HashSet<String>>,
 ) -> Result<Graph> {
@@ -283,12 +311,12 @@ pub fn graph_from_proto(
         if t.name.is_empty() {
             return Err(Error::InvalidModel("an initializer has no name".into()));
         }
-        let v = crate::onnx::tensor_from_proto(t, base).map_err(|e| e.context(format!("initializer '{}'", t.name)))?;
+        let v = loader.borrow_mut().load(t).map_err(|e| e.context(format!("initializer '{}'", t.name)))?;
         initializers.push((t.name.clone(), v));
     }
     for s in &g.sparse_initializer {
         let name = s.values.as_ref().map(|v| v.name.clone()).unwrap_or_default();
-        let v = sparse_to_dense(s, base).map_err(|e| e.context(format!("sparse initializer '{name}'")))?;
+        let v = loader.borrow_mut().load_sparse(s).map_err(|e| e.context(format!("sparse initializer '{name}'")))?;
         initializers.push((name, v));
     }
     let inputs = g.input.iter().map(|v| value_info(v, "graph input")).collect::<Result<Vec<_>>>()?;
@@ -312,7 +340,7 @@ pub fn graph_from_proto(
     let nodes = g
         .node
         .iter()
-        .map(|n| node_from_proto(n, base, &scope, domains))
+        .map(|n| node_from_proto(n, loader, &scope, domains))
         .collect::<Result<Vec<_>>>()?;
     let nodes = topo_sort(nodes, &defined, outer)?;
     let graph = Graph {

@@ -1,12 +1,25 @@
 //! Shared byte buffers: the bytes of a model ([`ModelBytes`]) and zero-copy ranges of them
 //! ([`Bytes`]), so that `raw_data` of initializers is never copied while decoding.
+//!
+//! Pages of a mapped file that were read only once (protobuf structure while decoding, tensor
+//! bytes that had to be copied into aligned buffers) can be dropped from the process with
+//! [`ModelBytes::release_pages`]: the mapping is read-only and file-backed, so the bytes stay
+//! readable and unchanged, the kernel reads them again from the page cache (or the file) if they
+//! are ever touched. Without it a model's pages stay counted in the process's resident memory
+//! next to the copies made of them. Bytes to be copied are best read from the file itself
+//! ([`MappedFile::reopen`]), which maps nothing into the process.
 
 use crate::error::{Error, Result};
 use std::fmt;
 use std::fs::File;
 use std::ops::{Deref, Range};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+/// Reading a page of a file mapping makes more of it resident: Linux maps the cached pages
+/// around a fault ("fault-around", 64 KiB by default) or the whole large folio of the page cache
+/// the page belongs to (up to 2 MiB, the PMD size of x86-64).
+pub const MAPPED_AROUND_BYTES: usize = 2 << 20;
 
 /// The bytes a model (or an external data file) was read from, shared by everything that
 /// borrows from them.
@@ -15,13 +28,56 @@ use std::sync::Arc;
 /// change under the tensors that borrow it (as with every memory-mapping loader).
 pub enum ModelBytes {
     /// A read-only memory map of a file.
-    Mapped(memmap2::Mmap),
+    Mapped(MappedFile),
     /// Bytes owned in memory.
     Owned(Vec<u8>),
 }
 
+/// A read-only, shared memory map of a whole file, and which file it is.
+pub struct MappedFile {
+    map: memmap2::Mmap,
+    path: PathBuf,
+    /// Device and inode numbers of the file (Unix), to recognise it when opened again.
+    identity: Option<(u64, u64)>,
+}
+
+impl MappedFile {
+    /// The path the file was mapped from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The mapped file, opened again for reading, if its path still names it (same device and
+    /// inode: not replaced since). `None` otherwise, and on systems other than Unix. Holds no
+    /// descriptor open beyond the returned `File`.
+    pub fn reopen(&self) -> Option<File> {
+        let file = File::open(&self.path).ok()?;
+        let identity = file_identity(&file)?;
+        (Some(identity) == self.identity).then_some(file)
+    }
+}
+
+impl Deref for MappedFile {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.map
+    }
+}
+
+#[cfg(unix)]
+fn file_identity(file: &File) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    file.metadata().ok().map(|m| (m.dev(), m.ino()))
+}
+
+#[cfg(not(unix))]
+fn file_identity(_file: &File) -> Option<(u64, u64)> {
+    None
+}
+
 impl ModelBytes {
-    /// Memory-map the file at `path` read-only (empty files are read, not mapped).
+    /// Memory-map the file at `path` read-only (empty files are read, not mapped). The file
+    /// descriptor is closed once mapped.
     pub fn map_file(path: &Path) -> Result<ModelBytes> {
         let file = File::open(path).map_err(|e| Error::Io(format!("cannot open '{}': {e}", path.display())))?;
         let len = file.metadata().map_err(|e| Error::Io(format!("cannot stat '{}': {e}", path.display())))?.len();
@@ -32,7 +88,7 @@ impl ModelBytes {
         // while mapped.
         let map = unsafe { memmap2::Mmap::map(&file) }
             .map_err(|e| Error::Io(format!("cannot memory-map '{}': {e}", path.display())))?;
-        Ok(ModelBytes::Mapped(map))
+        Ok(ModelBytes::Mapped(MappedFile { map, path: path.to_path_buf(), identity: file_identity(&file) }))
     }
 
     /// The bytes.
@@ -42,12 +98,60 @@ impl ModelBytes {
             ModelBytes::Owned(v) => v,
         }
     }
+
+    /// The mapped file, if these bytes are one.
+    pub fn mapped_file(&self) -> Option<&MappedFile> {
+        match self {
+            ModelBytes::Mapped(m) => Some(m),
+            ModelBytes::Owned(_) => None,
+        }
+    }
+
+    /// True for a memory-mapped file.
+    pub fn is_mapped(&self) -> bool {
+        matches!(self, ModelBytes::Mapped(_))
+    }
+
+    /// Drop the resident pages of a mapped file that overlap `range` (clipped to the bytes;
+    /// rounded out to whole pages) from this process: they no longer count in its memory, and
+    /// are read back from the file if touched again, with the same contents. Does nothing for
+    /// owned bytes and on non-Unix systems; failures are ignored (it only saves memory).
+    pub fn release_pages(&self, range: Range<usize>) {
+        #[cfg(unix)]
+        if let ModelBytes::Mapped(m) = self {
+            let end = range.end.min(m.map.len());
+            if range.start < end {
+                // SAFETY: MADV_DONTNEED on this read-only, shared, file-backed mapping changes no
+                // byte that anyone can observe: nothing was ever written through it, so a dropped
+                // page reads back from the file exactly as before (the file must not be modified
+                // while mapped, see the type's documentation). Slices borrowed from the mapping
+                // stay valid: the virtual range stays mapped.
+                let _ = unsafe {
+                    m.map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, range.start, end - range.start)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
+    /// [`release_pages`](Self::release_pages) for `range` and [`MAPPED_AROUND_BYTES`] on each
+    /// side of it: all that reading `range` may have made resident.
+    pub fn release_pages_around(&self, range: Range<usize>) {
+        let start = range.start.saturating_sub(MAPPED_AROUND_BYTES);
+        self.release_pages(start..range.end.saturating_add(MAPPED_AROUND_BYTES));
+    }
+
+    /// [`release_pages`](Self::release_pages) for all of the bytes.
+    pub fn release_all_pages(&self) {
+        self.release_pages(0..self.as_slice().len());
+    }
 }
 
 impl fmt::Debug for ModelBytes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ModelBytes::Mapped(m) => write!(f, "ModelBytes::Mapped({} bytes)", m.len()),
+            ModelBytes::Mapped(m) => write!(f, "ModelBytes::Mapped({} bytes of '{}')", m.len(), m.path.display()),
             ModelBytes::Owned(v) => write!(f, "ModelBytes::Owned({} bytes)", v.len()),
         }
     }
@@ -90,6 +194,11 @@ impl Bytes {
     /// The buffer these bytes belong to (keeps them alive).
     pub fn owner(&self) -> &Arc<ModelBytes> {
         &self.owner
+    }
+
+    /// Where these bytes lie in their owner.
+    pub fn range(&self) -> Range<usize> {
+        self.range.clone()
     }
 }
 
@@ -144,5 +253,42 @@ mod tests {
         let reversed = 3..2;
         assert!(Bytes::from_range(&owner, reversed).is_none());
         assert_eq!(Bytes::from_vec(vec![2, 3]), b);
+    }
+
+    #[test]
+    fn released_pages_read_back_unchanged() {
+        let path = std::env::temp_dir().join(format!("pmi_bytes_release_{}", std::process::id()));
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let map = Arc::new(ModelBytes::map_file(&path).unwrap());
+        assert!(map.is_mapped());
+        if cfg!(unix) {
+            let mut again = Vec::new();
+            std::io::Read::read_to_end(&mut map.mapped_file().unwrap().reopen().unwrap(), &mut again).unwrap();
+            assert_eq!(again, data);
+        }
+        let b = Bytes::from_range(&map, 5..200_001).unwrap();
+        assert_eq!(b.range(), 5..200_001);
+        assert_eq!(&*b, &data[5..200_001]);
+        map.release_pages(10..100_000);
+        map.release_pages(250_000..usize::MAX);
+        assert_eq!(&*b, &data[5..200_001]);
+        map.release_all_pages();
+        assert_eq!(map.as_slice(), data.as_slice());
+        let owned = ModelBytes::Owned(data.clone());
+        owned.release_all_pages();
+        assert_eq!(owned.as_slice(), data.as_slice());
+        // A file replaced at the same path is not the mapped one.
+        #[cfg(unix)]
+        {
+            let new_path = path.with_extension("new");
+            std::fs::write(&new_path, b"other").unwrap();
+            std::fs::rename(&new_path, &path).unwrap();
+            assert!(map.mapped_file().unwrap().reopen().is_none());
+            assert_eq!(&*b, &data[5..200_001]);
+        }
+        drop(b);
+        drop(map);
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -15,7 +15,9 @@
 //! Decoding never copies `raw_data`: tensors keep a [`Bytes`] range of the model's
 //! [`ModelBytes`] (a memory map for files), and [`tensor_from_proto`] borrows from it when the
 //! bytes are aligned. External data is memory-mapped from files confined to the model's
-//! directory.
+//! directory. Misaligned bytes are copied once, and the mapped pages read while decoding or
+//! copying are dropped from the process afterwards, so loading a file costs about the size of
+//! what had to be copied (see `tensor_proto` and [`ModelBytes::release_pages`]).
 //!
 //! Saving ([`model_to_bytes`], [`save_model_file`]) makes self-contained files: tensors with
 //! external data are written inline, their data read from the mapped data files
@@ -34,7 +36,7 @@ mod wire;
 #[cfg(test)]
 mod tests;
 
-pub use bytes::{Bytes, ModelBytes};
+pub use bytes::{Bytes, MappedFile, ModelBytes, MAPPED_AROUND_BYTES};
 pub use decode::{decode_model, decode_tensor};
 pub use encode::{encode_model, encode_tensor};
 pub use external_data::{has_external_data, inline_external_data};
@@ -52,9 +54,15 @@ pub const MAX_MESSAGE_BYTES: usize = i32::MAX as usize;
 
 /// Load a model file (memory-mapped; tensors borrow from the mapping). `base_dir` of the result
 /// is the file's directory (made absolute), against which external data is resolved.
+///
+/// Decoding reads the message structure scattered through the file, not the tensor bytes; the
+/// pages it touched are released afterwards ([`ModelBytes::release_pages`]), so that the file
+/// does not stay resident in the process beside what is built from it.
 pub fn load_model_file(path: &Path) -> Result<ModelProto> {
     let bytes = Arc::new(ModelBytes::map_file(path)?);
-    let mut model = decode_model(bytes).map_err(|e| e.context(format!("'{}'", path.display())))?;
+    let decoded = decode_model(bytes.clone());
+    bytes.release_all_pages();
+    let mut model = decoded.map_err(|e| e.context(format!("'{}'", path.display())))?;
     model.base_dir = Some(directory_of(path));
     Ok(model)
 }

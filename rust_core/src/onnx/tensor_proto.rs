@@ -4,26 +4,93 @@
 //! (`float_data`, `int32_data`, `int64_data`, `uint64_data`, `double_data`, `string_data`, with
 //! the packing rules of `onnx.proto`), and external data. Aligned `raw_data` and external data are
 //! borrowed, not copied. Writing always uses `raw_data` (`string_data` for strings).
+//!
+//! Memory: bytes that must be copied (misaligned for their element type) are copied once into an
+//! aligned buffer. From a memory-mapped file they are read with `pread` on the file
+//! ([`MappedFile::reopen`]), which maps nothing into the process; failing that, they are copied
+//! from the mapping in chunks whose pages are dropped from the process once copied
+//! ([`ModelBytes::release_pages`]). Either way a copied tensor does not count twice in memory. A
+//! loader created with [`TensorLoader::with_owner`] also borrows typed fields (`float_data`...)
+//! from the decoded message instead of copying them.
 
-use super::bytes::Bytes;
+use super::bytes::{Bytes, MappedFile, ModelBytes};
 use super::external_data::ExternalFiles;
 use super::proto::{data_location, SparseTensorProto, TensorProto};
 use super::sub_byte;
 use crate::error::{Error, Result};
-use crate::tensor::{checked_numel, DType, Tensor, MAX_RANK};
+use crate::tensor::{checked_numel, DType, Element, Tensor, MAX_RANK};
+use std::any::Any;
+use std::fmt;
+use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
+
+/// Bytes copied through a mapping are copied in pieces of this size, each released once copied,
+/// so that a copy holds little of its source in memory beside it.
+const COPY_CHUNK_BYTES: usize = 256 << 10;
 
 /// Converts `TensorProto`s of one model to tensors, memory-mapping each external data file once.
-#[derive(Debug)]
 pub struct TensorLoader {
     files: ExternalFiles,
+    /// Mapped files tensor bytes were read from, for [`TensorLoader::release_pages`], each with
+    /// the file opened again for reading copies (`None` if it could not be).
+    sources: Vec<(Arc<ModelBytes>, Option<File>)>,
+    /// Owner of the messages given to `load`, from which typed fields are borrowed.
+    owner: Option<Arc<dyn Any + Send + Sync>>,
+}
+
+impl fmt::Debug for TensorLoader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TensorLoader")
+            .field("files", &self.files)
+            .field("sources", &self.sources.len())
+            .field("borrows_typed_fields", &self.owner.is_some())
+            .finish()
+    }
 }
 
 impl TensorLoader {
     /// A loader resolving external data against `base_dir` (the model's directory; `None` for a
     /// model loaded from bytes, for which external data is an error).
     pub fn new(base_dir: Option<&Path>) -> TensorLoader {
-        TensorLoader { files: ExternalFiles::new(base_dir) }
+        TensorLoader { files: ExternalFiles::new(base_dir), sources: Vec::new(), owner: None }
+    }
+
+    /// A loader whose tensors borrow the typed fields (`float_data`, `double_data`, `int64_data`,
+    /// `uint64_data`, `int32_data`) of the messages they are loaded from when the element type
+    /// matches, keeping `owner` alive, instead of copying them.
+    ///
+    /// # Safety
+    /// Every `TensorProto` given to [`load`](Self::load) or [`load_sparse`](Self::load_sparse)
+    /// must be owned by `owner` (reachable from it, e.g. part of a `ModelProto` behind the `Arc`),
+    /// and must never be modified or dropped while `owner` lives.
+    pub unsafe fn with_owner(base_dir: Option<&Path>, owner: Arc<dyn Any + Send + Sync>) -> TensorLoader {
+        TensorLoader { owner: Some(owner), ..TensorLoader::new(base_dir) }
+    }
+
+    /// Drop from the process the pages still resident of every mapped file this loader read
+    /// tensor bytes from (see [`ModelBytes::release_pages`]; the bytes stay readable), and close
+    /// the files it opened to copy from. Meant for when a model's tensors are all loaded: the
+    /// pages decoding, a copy or a check touched, and those the kernel mapped around them, stop
+    /// counting in the process's memory. Tensors borrowing from a file fault their pages back in
+    /// when used.
+    pub fn release_pages(&mut self) {
+        for (source, _) in self.sources.drain(..) {
+            source.release_all_pages();
+        }
+    }
+
+    /// The mapped file `source`, opened again for reading (once per loader), if it can be.
+    fn file_of(&mut self, source: &Arc<ModelBytes>) -> Option<&File> {
+        let mapped: &MappedFile = source.mapped_file()?;
+        let i = match self.sources.iter().position(|(s, _)| Arc::ptr_eq(s, source)) {
+            Some(i) => i,
+            None => {
+                self.sources.push((source.clone(), mapped.reopen()));
+                self.sources.len() - 1
+            }
+        };
+        self.sources[i].1.as_ref()
     }
 
     /// The tensor held by `tp`.
@@ -41,7 +108,7 @@ impl TensorLoader {
                     return Err(invalid_model!("{}: string tensors cannot have external data", describe(tp)));
                 }
                 let bytes = self.files.bytes(tp)?;
-                return from_raw(tp, dtype, &shape, numel, &bytes).map_err(|e| e.context("external data"));
+                return self.read_raw(tp, dtype, &shape, numel, &bytes).map_err(|e| e.context("external data"));
             }
             other => return Err(invalid_model!("{}: unknown data_location {other}", describe(tp))),
         }
@@ -49,7 +116,10 @@ impl TensorLoader {
         match present.as_slice() {
             [] if numel == 0 => Tensor::zeros(dtype, &shape),
             [] => Err(invalid_model!("{}: no data for a {dtype} tensor of shape {shape:?}", describe(tp))),
-            [field] => from_field(tp, *field, dtype, &shape, numel),
+            [field] => match (field, &tp.raw_data) {
+                (DataField::Raw, Some(raw)) => self.read_raw(tp, dtype, &shape, numel, raw),
+                _ => from_field(tp, *field, dtype, &shape, numel, self.owner.as_ref()),
+            },
             [a, b, ..] => {
                 Err(invalid_model!("{}: data is given in both {a} and {b}; only one is allowed", describe(tp)))
             }
@@ -250,7 +320,17 @@ fn data_fields(tp: &TensorProto) -> Vec<DataField> {
     .collect()
 }
 
-fn from_field(tp: &TensorProto, field: DataField, dtype: DType, shape: &[usize], numel: usize) -> Result<Tensor> {
+/// The tensor of typed field `field` (not `raw_data`, which [`TensorLoader::read_raw`] reads).
+/// With an `owner` of `tp` (see [`TensorLoader::with_owner`]), fields holding exactly the
+/// tensor's bytes are borrowed rather than copied.
+fn from_field(
+    tp: &TensorProto,
+    field: DataField,
+    dtype: DType,
+    shape: &[usize],
+    numel: usize,
+    owner: Option<&Arc<dyn Any + Send + Sync>>,
+) -> Result<Tensor> {
     use DType::*;
     let wrong = || invalid_model!("{}: {field} cannot hold {dtype} elements", describe(tp));
     let count = |n: usize, per_element: usize| -> Result<()> {
@@ -265,41 +345,32 @@ fn from_field(tp: &TensorProto, field: DataField, dtype: DType, shape: &[usize],
         Ok(())
     };
     match field {
-        DataField::Raw => match &tp.raw_data {
-            Some(raw) => from_raw(tp, dtype, shape, numel, raw),
-            None => Err(wrong()),
-        },
+        DataField::Raw => Err(wrong()),
         DataField::Float => match dtype {
             Float32 | Complex64 => {
                 count(tp.float_data.len(), if dtype == Complex64 { 2 } else { 1 })?;
-                Tensor::build::<f32>(dtype, shape, |out| {
-                    out.copy_from_slice(&tp.float_data);
-                    Ok(())
-                })
+                share_or_copy(dtype, shape, &tp.float_data, owner)
             }
             _ => Err(wrong()),
         },
         DataField::Double => match dtype {
             Float64 | Complex128 => {
                 count(tp.double_data.len(), if dtype == Complex128 { 2 } else { 1 })?;
-                Tensor::build::<f64>(dtype, shape, |out| {
-                    out.copy_from_slice(&tp.double_data);
-                    Ok(())
-                })
+                share_or_copy(dtype, shape, &tp.double_data, owner)
             }
             _ => Err(wrong()),
         },
         DataField::Int64 => match dtype {
             Int64 => {
                 count(tp.int64_data.len(), 1)?;
-                Tensor::from_slice(shape, &tp.int64_data)
+                share_or_copy(dtype, shape, &tp.int64_data, owner)
             }
             _ => Err(wrong()),
         },
         DataField::Uint64 => match dtype {
             Uint64 => {
                 count(tp.uint64_data.len(), 1)?;
-                Tensor::from_slice(shape, &tp.uint64_data)
+                share_or_copy(dtype, shape, &tp.uint64_data, owner)
             }
             Uint32 => {
                 count(tp.uint64_data.len(), 1)?;
@@ -315,14 +386,20 @@ fn from_field(tp: &TensorProto, field: DataField, dtype: DType, shape: &[usize],
             }
             _ => Err(wrong()),
         },
-        DataField::Int32 => from_int32_data(tp, dtype, shape, numel).and_then(|t| t.ok_or_else(wrong)),
+        DataField::Int32 => from_int32_data(tp, dtype, shape, numel, owner).and_then(|t| t.ok_or_else(wrong)),
     }
 }
 
 /// `int32_data`: one element per entry (values truncated to the element width, bit patterns for
 /// 16- and 8-bit floats), or one packed byte per entry for sub-byte types. `None` if the field
 /// cannot hold `dtype`.
-fn from_int32_data(tp: &TensorProto, dtype: DType, shape: &[usize], numel: usize) -> Result<Option<Tensor>> {
+fn from_int32_data(
+    tp: &TensorProto,
+    dtype: DType,
+    shape: &[usize],
+    numel: usize,
+    owner: Option<&Arc<dyn Any + Send + Sync>>,
+) -> Result<Option<Tensor>> {
     use DType::*;
     let data = &tp.int32_data;
     let bits = dtype.packed_bits();
@@ -340,7 +417,7 @@ fn from_int32_data(tp: &TensorProto, dtype: DType, shape: &[usize], numel: usize
         ));
     }
     let tensor = match dtype {
-        Int32 => Tensor::from_slice(shape, data)?,
+        Int32 => share_or_copy(dtype, shape, data, owner)?,
         Int16 => Tensor::from_vec(shape, data.iter().map(|&v| v as i16).collect::<Vec<_>>())?,
         Uint16 => Tensor::from_vec(shape, data.iter().map(|&v| v as u16).collect::<Vec<_>>())?,
         Float16 | BFloat16 => Tensor::build::<u16>(dtype, shape, |out| {
@@ -371,30 +448,88 @@ fn unpack(dtype: DType, shape: &[usize], bits: usize, packed: &[u8]) -> Result<T
     Ok(t)
 }
 
-/// A tensor from `raw_data`-format bytes, borrowed when possible.
-fn from_raw(tp: &TensorProto, dtype: DType, shape: &[usize], numel: usize, raw: &Bytes) -> Result<Tensor> {
-    let expected = raw_len(tp, dtype, shape, numel)?;
-    if raw.len() != expected {
-        return Err(invalid_model!(
-            "{}: raw_data has {} bytes, but a {dtype} tensor of shape {shape:?} needs {expected}",
-            describe(tp),
-            raw.len()
-        ));
+/// A tensor of `dtype` whose elements are `values` (as many as the shape needs, checked by the
+/// caller): borrowed from `owner` when given (a `Vec<T>` is aligned for `T`), copied otherwise.
+fn share_or_copy<T: Element>(
+    dtype: DType,
+    shape: &[usize],
+    values: &[T],
+    owner: Option<&Arc<dyn Any + Send + Sync>>,
+) -> Result<Tensor> {
+    // SAFETY: `Element` types are plain old data, so their memory can be viewed as bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+    match owner {
+        // SAFETY: `values` is a field of a message owned by `owner` that is never modified while
+        // it lives (the contract of `TensorLoader::with_owner`).
+        Some(owner) => unsafe { Tensor::from_shared_bytes(dtype, shape, owner.clone(), bytes) },
+        None => Tensor::from_bytes(dtype, shape, bytes),
     }
-    match dtype.packed_bits() {
-        bits @ (2 | 4) => return unpack(dtype, shape, bits, raw),
-        _ if dtype == DType::Bool && raw.iter().any(|&b| b > 1) => {
-            return fill_bytes(dtype, shape, raw.iter().map(|&b| u8::from(b != 0)))
+}
+
+impl TensorLoader {
+    /// A tensor from `raw_data`-format bytes: borrowed when aligned for `dtype`, else copied
+    /// once, releasing the copied pages of a mapped file (see the module documentation).
+    fn read_raw(
+        &mut self,
+        tp: &TensorProto,
+        dtype: DType,
+        shape: &[usize],
+        numel: usize,
+        raw: &Bytes,
+    ) -> Result<Tensor> {
+        let expected = raw_len(tp, dtype, shape, numel)?;
+        if raw.len() != expected {
+            return Err(invalid_model!(
+                "{}: raw_data has {} bytes, but a {dtype} tensor of shape {shape:?} needs {expected}",
+                describe(tp),
+                raw.len()
+            ));
         }
-        _ => {}
+        let source = raw.owner();
+        // Remembered for `release_pages`.
+        let _ = self.file_of(source);
+        let borrowable = cfg!(target_endian = "little") && (raw.as_ptr() as usize).is_multiple_of(dtype.align());
+        let tensor = match dtype.packed_bits() {
+            bits @ (2 | 4) => unpack(dtype, shape, bits, raw)?,
+            _ if dtype == DType::Bool && raw.iter().any(|&b| b > 1) => {
+                fill_bytes(dtype, shape, raw.iter().map(|&b| u8::from(b != 0)))?
+            }
+            // SAFETY: `raw` lies inside its owner (a `Bytes` invariant), whose bytes never change:
+            // an owned vector behind an `Arc` is never mutated, and mapped files must not be
+            // modified while mapped (documented on `ModelBytes`).
+            _ if borrowable => return unsafe { Tensor::from_shared_bytes(dtype, shape, source.clone(), raw) },
+            _ if cfg!(target_endian = "little") => self.copy(dtype, shape, raw)?,
+            _ => Tensor::from_bytes(dtype, shape, &to_little_endian(dtype, raw.to_vec()))?,
+        };
+        // Converted, not borrowed: the source pages are no longer needed by this tensor.
+        source.release_pages_around(raw.range());
+        Ok(tensor)
     }
-    if cfg!(target_endian = "little") {
-        // SAFETY: `raw` lies inside its owner (a `Bytes` invariant), whose bytes never change:
-        // an owned vector behind an `Arc` is never mutated, and mapped files must not be modified
-        // while mapped (documented on `ModelBytes`).
-        unsafe { Tensor::from_shared_bytes(dtype, shape, raw.owner().clone(), raw) }
-    } else {
-        Tensor::from_bytes(dtype, shape, &to_little_endian(dtype, raw.to_vec()))
+
+    /// An aligned copy of `raw` as a `dtype` tensor: read from the file when `raw` is part of
+    /// a mapped file that can be opened again, else copied from memory chunk by chunk, the pages
+    /// of a mapped source released as they are copied.
+    fn copy(&mut self, dtype: DType, shape: &[usize], raw: &Bytes) -> Result<Tensor> {
+        let mut t = Tensor::zeros(dtype, shape)?;
+        let dst = t.make_mut_bytes()?;
+        if dst.len() != raw.len() {
+            return Err(internal_err!("{} bytes to copy into a {dtype} tensor of {} bytes", raw.len(), dst.len()));
+        }
+        let start = raw.range().start;
+        #[cfg(unix)]
+        if let Some(file) = self.file_of(raw.owner()) {
+            use std::os::unix::fs::FileExt;
+            if file.read_exact_at(dst, start as u64).is_ok() {
+                return Ok(t);
+            }
+            // A read error: copy from the mapping, which is the reference.
+        }
+        for (i, (d, s)) in dst.chunks_mut(COPY_CHUNK_BYTES).zip(raw.chunks(COPY_CHUNK_BYTES)).enumerate() {
+            d.copy_from_slice(s);
+            let at = start + i * COPY_CHUNK_BYTES;
+            raw.owner().release_pages_around(at..at + s.len());
+        }
+        Ok(t)
     }
 }
 

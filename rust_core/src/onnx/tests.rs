@@ -982,6 +982,184 @@ fn tensor_pb_files_round_trip() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Memory: copies and resident pages while loading
+// ---------------------------------------------------------------------------------------------
+
+/// Counts, per thread, the bytes of allocations of at least [`LARGE`] bytes, so that a test can
+/// check how many times large tensor data is copied (other tests' threads do not interfere).
+struct CountingAlloc;
+
+const LARGE: usize = 1 << 20;
+
+thread_local! {
+    static LARGE_ALLOCATED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn note_allocation(size: usize) {
+    if size >= LARGE {
+        let _ = LARGE_ALLOCATED.try_with(|c| c.set(c.get() + size));
+    }
+}
+
+// SAFETY: every call is forwarded to the system allocator unchanged.
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: std::alloc::Layout) -> *mut u8 {
+        note_allocation(layout.size());
+        unsafe { std::alloc::System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        note_allocation(new_size);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: CountingAlloc = CountingAlloc;
+
+/// Bytes of large allocations made by this thread so far.
+fn large_allocated() -> usize {
+    LARGE_ALLOCATED.with(|c| c.get())
+}
+
+/// Resident bytes of this process's mappings of `path` (`None` where /proc/self/smaps is absent).
+fn resident_bytes_of(path: &std::path::Path) -> Option<usize> {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").ok()?;
+    let path = path.canonicalize().ok()?;
+    let mut inside = false;
+    let mut total = 0;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.bytes().all(|b| b.is_ascii_hexdigit() || b == b'-') {
+            // A mapping header: address range, permissions, offset, device, inode, path.
+            inside = line.split_whitespace().nth(5).is_some_and(|p| std::path::Path::new(p) == path);
+        } else if inside && first == "Rss:" {
+            total += words.next().and_then(|kb| kb.parse::<usize>().ok()).unwrap_or(0) * 1024;
+        }
+    }
+    Some(total)
+}
+
+/// A model with a large float initializer whose `raw_data` is misaligned in the file and a
+/// smaller one whose `raw_data` is aligned (names are padded until both hold).
+fn misaligned_model(big: &[f32], small: &[f32]) -> Vec<u8> {
+    for pad_big in 0..4 {
+        for pad_small in 0..4 {
+            let names = [format!("big{}", "_".repeat(pad_big)), format!("small{}", "_".repeat(pad_small))];
+            let tensors = [
+                tensor_to_proto(&Tensor::from_slice(&[big.len()], big).unwrap(), &names[0]).unwrap(),
+                tensor_to_proto(&Tensor::from_slice(&[small.len()], small).unwrap(), &names[1]).unwrap(),
+            ];
+            let bytes = model_to_bytes(&model_with(tensors.to_vec())).unwrap();
+            let m = decode(&bytes).unwrap();
+            let offset = |name: &str| initializer(&m, name).raw_data.as_ref().unwrap().range().start;
+            if offset(&names[0]) % 4 != 0 && offset(&names[1]) % 4 == 0 {
+                return bytes;
+            }
+        }
+    }
+    panic!("no padding gives the wanted alignments");
+}
+
+#[test]
+fn misaligned_raw_data_is_copied_once_and_its_file_pages_released() {
+    let big: Vec<f32> = (0..3 << 20).map(|i| (i % 1013) as f32 * 0.5).collect();
+    let small: Vec<f32> = (0..1 << 18).map(|i| -(i as f32)).collect();
+    let dir = temp_dir("misaligned");
+    let path = dir.join("model.onnx");
+    std::fs::write(&path, misaligned_model(&big, &small)).unwrap();
+
+    let before = large_allocated();
+    let model = crate::api::load_model_file(&path).unwrap();
+    let copied = large_allocated() - before;
+    // Exactly one copy of the misaligned tensor; the aligned one and the protobuf share the file.
+    assert_eq!(copied, big.len() * 4, "large allocations while loading");
+    if let Some(resident) = resident_bytes_of(&path) {
+        // Without releasing, the 12 MiB the copy read would stay resident.
+        assert!(resident <= 1 << 20, "{resident} bytes of the model file stay resident after loading");
+    }
+
+    let tensor = |name: &str| &model.graph.initializers.iter().find(|(n, _)| n.starts_with(name)).unwrap().1;
+    let raw = |name: &str| {
+        let g = model.proto.graph.as_ref().unwrap();
+        g.initializer.iter().find(|t| t.name.starts_with(name)).unwrap().raw_data.clone().unwrap()
+    };
+    let (big_t, small_t) = (tensor("big"), tensor("small"));
+    let file = raw("big").owner().clone();
+    assert!(file.is_mapped());
+    let in_file = |p: *const u8| file.as_slice().as_ptr_range().contains(&p);
+    assert!(!in_file(big_t.data_ptr().unwrap()), "misaligned data must be copied");
+    assert!((big_t.data_ptr().unwrap() as usize).is_multiple_of(crate::tensor::storage::ALIGNMENT));
+    assert_eq!(big_t.as_slice::<f32>().unwrap(), big.as_slice());
+    assert_eq!(small_t.data_ptr().unwrap(), raw("small").as_ptr(), "aligned data must be borrowed");
+    assert_eq!(small_t.as_slice::<f32>().unwrap(), small.as_slice());
+    // The released pages read back from the file unchanged (the protobuf still uses them).
+    assert!(in_file(raw("big").as_ptr()));
+    let le: Vec<u8> = big.iter().flat_map(|v| v.to_le_bytes()).collect();
+    assert!(*raw("big") == *le.as_slice());
+    drop(model);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// (Unix: elsewhere a mapped file cannot be replaced.)
+#[cfg(unix)]
+#[test]
+fn copies_come_from_the_mapped_file_even_after_its_path_is_replaced() {
+    let big: Vec<f32> = (0..1 << 20).map(|i| i as f32).collect();
+    let small = [0.5f32; 16];
+    let dir = temp_dir("replaced");
+    let path = dir.join("model.onnx");
+    std::fs::write(&path, misaligned_model(&big, &small)).unwrap();
+    let m = load_model_file(&path).unwrap();
+    // Replaced atomically (as `save_model_file` does): the mapping keeps the old file.
+    let other = dir.join("other.onnx");
+    std::fs::write(&other, misaligned_model(&[-1.0; 1 << 20], &small)).unwrap();
+    std::fs::rename(&other, &path).unwrap();
+    let tp = graph(&m).initializer.iter().find(|t| t.name.starts_with("big")).unwrap();
+    let mut loader = TensorLoader::new(m.base_dir.as_deref());
+    let t = loader.load(tp).unwrap();
+    assert_ne!(t.data_ptr().unwrap(), tp.raw_data.as_ref().unwrap().as_ptr(), "misaligned data must be copied");
+    assert_eq!(t.as_slice::<f32>().unwrap(), big.as_slice());
+    loader.release_pages();
+    assert_eq!(t.as_slice::<f32>().unwrap(), big.as_slice());
+    drop(m);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn typed_fields_are_borrowed_from_the_kept_protobuf() {
+    let mut f = proto(DType::Float32, &[2, 2]);
+    f.name = "f".into();
+    f.float_data = vec![1.5, -2.0, 3.25, 4.0];
+    let mut i = proto(DType::Int64, &[3]);
+    i.name = "i".into();
+    i.int64_data = vec![7, -8, i64::MAX];
+    let mut h = proto(DType::Float16, &[1]);
+    h.name = "h".into();
+    h.int32_data = vec![0x3c00];
+    let model = crate::graph::from_proto::model_from_proto(model_with(vec![f, i, h])).unwrap();
+    let g = model.proto.graph.as_ref().unwrap();
+    let inits = &model.graph.initializers;
+    assert_eq!(inits[0].1.data_ptr().unwrap(), g.initializer[0].float_data.as_ptr().cast());
+    assert_eq!(inits[0].1.as_slice::<f32>().unwrap(), &[1.5, -2.0, 3.25, 4.0]);
+    assert_eq!(inits[1].1.data_ptr().unwrap(), g.initializer[1].int64_data.as_ptr().cast());
+    assert_eq!(inits[1].1.to_i64_vec().unwrap(), vec![7, -8, i64::MAX]);
+    // Narrower elements are converted.
+    assert_eq!(inits[2].1.as_slice::<u16>().unwrap(), &[0x3c00]);
+    // The tensors keep the protobuf alive on their own.
+    let t = inits[0].1.clone();
+    drop(model);
+    assert_eq!(t.as_slice::<f32>().unwrap(), &[1.5, -2.0, 3.25, 4.0]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Real models
 // ---------------------------------------------------------------------------------------------
 

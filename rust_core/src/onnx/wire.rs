@@ -21,6 +21,12 @@ pub const MAX_DEPTH: usize = 100;
 /// Longest varint: 10 bytes hold 64 bits.
 const MAX_VARINT_LEN: usize = 10;
 
+/// Shared `bytes` values (tensor data) at least this long have their pages released as the
+/// decoder passes them: reading a field header of a mapped file maps the page cache around it
+/// (up to a 2 MiB large folio: the end of the previous tensor, the start of this one). Smaller
+/// values are left to the release after decoding, sparing a system call per small tensor.
+const RELEASE_WHILE_DECODING_BYTES: usize = 64 << 10;
+
 /// The wire type of a field, the low 3 bits of its tag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WireType {
@@ -343,10 +349,15 @@ impl<'a> Reader<'a> {
         Ok(self.slice(r).to_vec())
     }
 
-    /// A `bytes` value as a zero-copy range of the shared buffer.
+    /// A `bytes` value as a zero-copy range of the shared buffer. The value itself is not read;
+    /// if it is large, the pages of a mapped file that reading around it made resident are
+    /// released (see [`ModelBytes::release_pages_around`]; the decoder only reads forward).
     pub(crate) fn bytes_shared(&mut self, f: Field) -> DResult<Bytes> {
         Self::expect(f, WireType::Len)?;
         let r = self.len_range()?;
+        if r.len() >= RELEASE_WHILE_DECODING_BYTES {
+            self.owner.release_pages_around(r.clone());
+        }
         Bytes::from_range(self.owner, r).ok_or_else(|| DecodeError::invalid("byte range outside the buffer"))
     }
 
