@@ -148,3 +148,47 @@ def test_vectorized_activations_agree_across_isa_levels(tmp_path):
                     x * np.clip(x / 6 + 0.5, 0, 1)])
     for isa, r in results.items():
         np.testing.assert_allclose(r, ref, rtol=2e-6, atol=1e-6, err_msg=isa)
+
+
+@pytest.mark.parametrize("scale_first", [True, False])
+def test_tf2onnx_pad_conv_batchnorm_relu6_chain_folds_and_matches(scale_first):
+    """tf2onnx's pattern: Pad -> depthwise Conv (no bias) -> Mul(scale) -> Add(shift) -> Clip(0, 6),
+    plus a dense Conv whose bias gets the Add folded, and per-channel constants shaped [C,1,1]."""
+    rng = np.random.default_rng(5)
+    c = 6
+    w_dw = rng.standard_normal((c, 1, 3, 3)).astype(np.float32)
+    w_pw = rng.standard_normal((c, c, 1, 1)).astype(np.float32)
+    b_pw = rng.standard_normal(c).astype(np.float32)
+    scale = rng.uniform(0.5, 1.5, (c, 1, 1)).astype(np.float32)
+    shift = rng.standard_normal((c, 1, 1)).astype(np.float32)
+    first, second = (("Mul", "scale"), ("Add", "shift")) if scale_first else (("Add", "shift"), ("Mul", "scale"))
+    nodes = [
+        helper.make_node("Pad", ["x", "pads"], ["xp"]),
+        helper.make_node("Conv", ["xp", "w_dw"], ["y"], kernel_shape=[3, 3], strides=[2, 2], group=c),
+        helper.make_node(first[0], ["y", first[1]], ["y1"]),
+        helper.make_node(second[0], [second[1], "y1"], ["y2"]),
+        helper.make_node("Clip", ["y2", "lo", "hi"], ["y3"]),
+        helper.make_node("Conv", ["y3", "w_pw", "b_pw"], ["z"], kernel_shape=[1, 1]),
+        helper.make_node("Add", ["z", "shift"], ["out"]),
+    ]
+    inits = [_const("w_dw", w_dw), _const("w_pw", w_pw), _const("b_pw", b_pw), _const("scale", scale),
+             _const("shift", shift), _const("lo", np.array(0, np.float32)), _const("hi", np.array(6, np.float32)),
+             helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 0, 1, 0, 0, 1, 2])]
+    model = _model(nodes, [_vi("x", [1, c, 12, 11])], [_vi("out", None)], inits)
+    _compare(model, {"x": (rng.standard_normal((1, c, 12, 11)) * 3).astype(np.float32)}, rtol=1e-5, atol=1e-5)
+
+
+def test_nonzero_pad_or_shared_constants_are_left_alone():
+    rng = np.random.default_rng(6)
+    w = rng.standard_normal((2, 2, 3, 3)).astype(np.float32)
+    nodes = [
+        helper.make_node("Pad", ["x", "pads", "val"], ["xp"]),
+        helper.make_node("Conv", ["xp", "w"], ["y"], kernel_shape=[3, 3]),
+        helper.make_node("Mul", ["y", "x_scale"], ["out"]),
+    ]
+    inits = [_const("w", w), _const("val", np.array(1.5, np.float32)),
+             helper.make_tensor("pads", TensorProto.INT64, [8], [0, 0, 1, 1, 0, 0, 1, 1])]
+    # The Mul's other operand is a graph input, not a constant: no folding.
+    model = _model(nodes, [_vi("x", [1, 2, 7, 7]), _vi("x_scale", [1, 2, 1, 1])], [_vi("out", None)], inits)
+    _compare(model, {"x": rng.standard_normal((1, 2, 7, 7)).astype(np.float32),
+                     "x_scale": rng.standard_normal((1, 2, 1, 1)).astype(np.float32)})

@@ -195,6 +195,22 @@ unsafe fn gemm_unchecked<T: GemmElem>(
     rsc: usize,
     csc: usize,
 ) {
+    if m == 1 && csc == 1 && csb == 1 && k > 0 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32; extents are the caller's contract.
+        let crow = std::slice::from_raw_parts_mut(c as *mut f32, n);
+        let (a, b) = (a as *const f32, b as *const f32);
+        let (alpha, beta) = (alpha.to_f32(), beta.to_f32());
+        if beta == 0.0 {
+            crow.fill(0.0);
+        } else if beta != 1.0 {
+            crow.iter_mut().for_each(|v| *v *= beta);
+        }
+        for p in 0..k {
+            let s = alpha * *a.add(p * csa);
+            axpy_f32(s, std::slice::from_raw_parts(b.add(p * rsb), n), crow);
+        }
+        return;
+    }
     if m == 1 && csc == 1 && csb == 1 && k > 0 {
         // Row vector times matrix: a streaming axpy over B's rows beats packing.
         let crow = std::slice::from_raw_parts_mut(c, n);
@@ -212,9 +228,10 @@ unsafe fn gemm_unchecked<T: GemmElem>(
         }
         return;
     }
-    if m <= 4 && csa == 1 && rsb == 1 && k >= 8 {
-        // Few rows against a B whose columns are contiguous (B = Mᵀ, M row-major, e.g. the
-        // recurrent weights of an RNN): dot products, no packing.
+    if (m <= 4 || n == 1) && csa == 1 && rsb == 1 && k >= 8 {
+        // Few rows, or a single column, against a B whose columns are contiguous (B = Mᵀ, M
+        // row-major, e.g. the recurrent weights of an RNN; a 1x1 convolution of a 1x1 image):
+        // dot products, no packing.
         for i in 0..m {
             let arow = std::slice::from_raw_parts(a.add(i * rsa), k);
             for j in 0..n {
@@ -224,6 +241,25 @@ unsafe fn gemm_unchecked<T: GemmElem>(
                 *cv = if beta == T::ZERO { d } else { beta * *cv + d };
             }
         }
+        return;
+    }
+    if csc == 1 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // SAFETY: T is f32; extents are the caller's contract.
+        crate::kernels::sgemm::sgemm(
+            m,
+            n,
+            k,
+            alpha.to_f32(),
+            a as *const f32,
+            rsa,
+            csa,
+            b as *const f32,
+            rsb,
+            csb,
+            beta.to_f32(),
+            c as *mut f32,
+            rsc,
+        );
         return;
     }
     T::raw_gemm(
@@ -242,6 +278,18 @@ unsafe fn gemm_unchecked<T: GemmElem>(
         rsc as isize,
         csc as isize,
     )
+}
+
+#[inline(always)]
+fn axpy_body<M: crate::kernels::simd::MulAdd>(s: f32, x: &[f32], y: &mut [f32]) {
+    for (yv, xv) in y.iter_mut().zip(x) {
+        *yv = M::madd(s, *xv, *yv);
+    }
+}
+
+crate::multiversion! {
+    /// `y += s · x`.
+    fn axpy_f32(s: f32, x: &[f32], y: &mut [f32]) = axpy_body;
 }
 
 /// Dot product with 8 independent accumulators (vectorizes).
@@ -296,7 +344,9 @@ pub fn gemm_par<T: GemmElem>(
         c.as_mut_ptr() as usize,
     );
     let (rsa, csa, rsb, csb) = (a.rs, a.cs, b.rs, b.cs);
-    if m >= 16 * threads || m >= n {
+    // Split columns when there are enough of them: each thread then packs only its own part
+    // of B (the large operand of a blocked GEMM) and all share A's small blocks. Rows otherwise.
+    if n < 64 * threads {
         // Blocks of 8 rows.
         let blocks = m.div_ceil(8);
         pool.parallel_for(blocks, 1, |s, e| {

@@ -7,6 +7,7 @@ pub mod activation;
 pub mod conv;
 pub mod float;
 pub mod gemm;
+pub mod sgemm;
 #[macro_use]
 pub mod simd;
 pub mod vmath;

@@ -1,4 +1,11 @@
-//! Operator fusion: a convolution followed by its activation becomes one `FusedConv` node (in
+//! Operator fusion at session creation.
+//!
+//! [`fold_conv_affine`]: `Conv` followed by a per-channel constant `Mul` and/or `Add` (how
+//! tf2onnx writes an inference BatchNormalization) gets the scale folded into its weights and
+//! the shift into its bias. [`fold_pad_into_conv`]: a zero constant `Pad` of the spatial axes in
+//! front of a `Conv` becomes the convolution's own padding (tf2onnx's "SAME" strided convs).
+//!
+//! [`fuse_conv_activations`]: a convolution followed by its activation becomes one `FusedConv` node (in
 //! the engine's private domain [`DOMAIN`]) whose kernel applies the activation to each output
 //! plane while it is still in cache, saving a full pass over memory and an intermediate buffer.
 //!
@@ -73,6 +80,232 @@ fn single_activation(
         }
         _ => return None,
     })
+}
+
+fn is_default_domain(n: &Node) -> bool {
+    n.domain.is_empty() || n.domain == "ai.onnx"
+}
+
+/// Readers of each value of `g` (node indices; `usize::MAX` for graph outputs and subgraph
+/// captures, which must never be rewritten away).
+fn readers_of(g: &Graph) -> HashMap<String, Vec<usize>> {
+    let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
+    for (k, n) in g.nodes.iter().enumerate() {
+        for i in n.inputs.iter().filter(|i| !i.is_empty()) {
+            readers.entry(i.clone()).or_default().push(k);
+        }
+        for c in crate::executor::plan::node_captures(n) {
+            readers.entry(c).or_default().push(usize::MAX);
+        }
+    }
+    for o in &g.outputs {
+        readers.entry(o.name.clone()).or_default().push(usize::MAX);
+    }
+    readers
+}
+
+/// The constant tensor named `name`: an initializer (not overridable by a graph input) or the
+/// output of a `Constant` node with a `value` tensor.
+fn constant_of(g: &Graph, name: &str) -> Option<Tensor> {
+    if g.inputs.iter().any(|i| i.name == name) {
+        return None;
+    }
+    if let Some((_, t)) = g.initializers.iter().find(|(n, _)| n == name) {
+        return Some(t.clone());
+    }
+    g.nodes.iter().find_map(|n| match (n.op_type.as_str(), n.outputs.first()) {
+        ("Constant", Some(o)) if o == name && is_default_domain(n) => match n.attr("value") {
+            Some(AttrValue::Tensor(t)) => Some(t.clone()),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// Per-output-channel values of a constant broadcast against a conv output of rank `rank` with
+/// `m` channels: a scalar, or `m` values on axis 1 with every other axis 1. None otherwise.
+fn per_channel(t: &Tensor, rank: usize, m: usize) -> Option<Vec<f32>> {
+    if t.dtype() != DType::Float32 || t.rank() > rank {
+        return None;
+    }
+    let v = t.as_slice::<f32>().ok()?;
+    if v.len() == 1 {
+        return Some(vec![v[0]; m]);
+    }
+    let off = rank - t.rank();
+    let ok = v.len() == m
+        && t.shape().iter().enumerate().all(|(i, &d)| if i + off == 1 { d == m } else { d == 1 });
+    ok.then(|| v.to_vec())
+}
+
+/// Fold `Conv -> Mul(per-channel constant)` and `Conv -> Add(per-channel constant)` into the
+/// convolution's weights and bias (repeatedly, so BatchNorm's Mul + Add chain folds whole).
+/// The convolution's weights (and bias, if any) must be f32 constants with a known shape.
+/// Returns the number of nodes folded away.
+pub fn fold_conv_affine(g: &mut Graph) -> usize {
+    let mut folded = 0;
+    let mut fresh = 0usize;
+    loop {
+        let readers = readers_of(g);
+        let mut change: Option<(usize, usize, Tensor, Tensor)> = None;
+        for (k, n) in g.nodes.iter().enumerate() {
+            if n.op_type != "Conv" || !is_default_domain(n) || n.outputs.len() != 1 || n.inputs.len() < 2 {
+                continue;
+            }
+            let y = &n.outputs[0];
+            let j = match readers.get(y).map(|v| v.as_slice()) {
+                Some([j]) if *j != usize::MAX => *j,
+                _ => continue,
+            };
+            let op = &g.nodes[j];
+            if !is_default_domain(op) || !(op.op_type == "Mul" || op.op_type == "Add") || op.inputs.len() != 2 {
+                continue;
+            }
+            let other = if op.inputs[0] == *y { &op.inputs[1] } else { &op.inputs[0] };
+            if other == y {
+                continue;
+            }
+            let (Some(w), Some(c)) = (constant_of(g, &n.inputs[1]), constant_of(g, other)) else { continue };
+            if w.dtype() != DType::Float32 || w.rank() < 3 {
+                continue;
+            }
+            let m = w.shape()[0];
+            let Some(cv) = per_channel(&c, w.rank(), m) else { continue };
+            let bias = match n.inputs.get(2).filter(|b| !b.is_empty()) {
+                Some(b) => match constant_of(g, b) {
+                    Some(t) if t.dtype() == DType::Float32 && t.len() == m => t.as_slice::<f32>().unwrap_or(&[]).to_vec(),
+                    _ => continue,
+                },
+                None => vec![0.0; m],
+            };
+            let wv = match w.as_slice::<f32>() {
+                Ok(v) => v,
+                Err(_) => continue,
+            };
+            let per = wv.len() / m.max(1);
+            let (new_w, new_b): (Vec<f32>, Vec<f32>) = if op.op_type == "Mul" {
+                (
+                    wv.iter().enumerate().map(|(i, x)| x * cv[i / per]).collect(),
+                    bias.iter().zip(&cv).map(|(b, s)| b * s).collect(),
+                )
+            } else {
+                (wv.to_vec(), bias.iter().zip(&cv).map(|(b, s)| b + s).collect())
+            };
+            let (Ok(tw), Ok(tb)) = (Tensor::from_vec(w.shape(), new_w), Tensor::from_vec(&[m], new_b)) else { continue };
+            change = Some((k, j, tw, tb));
+            break;
+        }
+        let Some((k, j, tw, tb)) = change else { return folded };
+        fresh += 1;
+        let wname = format!("{}__pmi_folded_w{fresh}", g.nodes[k].inputs[1]);
+        let bname = format!("{}__pmi_folded_b{fresh}", g.nodes[k].outputs[0]);
+        g.initializers.push((wname.clone(), tw));
+        g.initializers.push((bname.clone(), tb));
+        let out = g.nodes[j].outputs[0].clone();
+        let n = &mut g.nodes[k];
+        n.inputs.resize(3, String::new());
+        n.inputs[1] = wname;
+        n.inputs[2] = bname;
+        n.outputs[0] = out;
+        g.nodes.remove(j);
+        folded += 1;
+    }
+}
+
+/// Fold `Pad(mode constant, value 0, spatial axes only) -> Conv` into the convolution's `pads`.
+/// Returns the number of Pad nodes removed.
+pub fn fold_pad_into_conv(g: &mut Graph, opset: i64) -> usize {
+    let mut folded = 0;
+    loop {
+        let readers = readers_of(g);
+        let mut change: Option<(usize, usize, Vec<i64>)> = None;
+        for (k, pad) in g.nodes.iter().enumerate() {
+            if pad.op_type != "Pad" || !is_default_domain(pad) || pad.outputs.len() != 1 {
+                continue;
+            }
+            let mode = match pad.attr("mode") {
+                Some(AttrValue::String(s)) => s.clone(),
+                _ => b"constant".to_vec(),
+            };
+            if mode != b"constant" {
+                continue;
+            }
+            let pads: Vec<i64> = if opset < 11 {
+                match pad.attr("pads") {
+                    Some(AttrValue::Ints(p)) => p.clone(),
+                    _ => continue,
+                }
+            } else {
+                let Some(t) = pad.inputs.get(1).filter(|s| !s.is_empty()).and_then(|s| constant_of(g, s)) else { continue };
+                match t.to_i64_vec() {
+                    Ok(v) => v,
+                    Err(_) => continue,
+                }
+            };
+            let zero_value = if opset < 11 {
+                matches!(pad.attr("value"), None | Some(AttrValue::Float(0.0)))
+            } else {
+                match pad.inputs.get(2).filter(|s| !s.is_empty()) {
+                    None => true,
+                    Some(s) => constant_of(g, s).is_some_and(|t| t.to_f64_vec().map(|v| v.iter().all(|x| *x == 0.0)).unwrap_or(false)),
+                }
+            };
+            // Opset 18+ `axes` input: only the plain form is folded.
+            if !zero_value || pad.inputs.get(3).is_some_and(|s| !s.is_empty()) {
+                continue;
+            }
+            let r = pads.len() / 2;
+            if r < 3 || pads.len() != 2 * r || pads.iter().any(|p| *p < 0) || pads[0] != 0 || pads[1] != 0 || pads[r] != 0 || pads[r + 1] != 0 {
+                continue;
+            }
+            let j = match readers.get(&pad.outputs[0]).map(|v| v.as_slice()) {
+                Some([j]) if *j != usize::MAX => *j,
+                _ => continue,
+            };
+            let conv = &g.nodes[j];
+            if conv.op_type != "Conv" || !is_default_domain(conv) || conv.inputs.first() != Some(&pad.outputs[0]) {
+                continue;
+            }
+            if !matches!(conv.attr("auto_pad"), None) && !matches!(conv.attr("auto_pad"), Some(AttrValue::String(s)) if s == b"NOTSET") {
+                continue;
+            }
+            let spatial = r - 2;
+            let mut cp = match conv.attr("pads") {
+                Some(AttrValue::Ints(p)) if p.len() == 2 * spatial => p.clone(),
+                None => vec![0; 2 * spatial],
+                _ => continue,
+            };
+            for a in 0..spatial {
+                cp[a] += pads[2 + a];
+                cp[spatial + a] += pads[r + 2 + a];
+            }
+            change = Some((k, j, cp));
+            break;
+        }
+        let Some((k, j, cp)) = change else { return folded };
+        let src = g.nodes[k].inputs[0].clone();
+        let conv = &mut g.nodes[j];
+        conv.inputs[0] = src;
+        conv.attrs.retain(|(n, _)| n != "pads");
+        conv.attrs.push(("pads".into(), AttrValue::Ints(cp)));
+        g.nodes.remove(k);
+        folded += 1;
+    }
+}
+
+/// Drop initializers no node, subgraph or graph output reads any more (the originals of
+/// folded weights), so the session does not keep both copies. Overridable ones (also graph
+/// inputs) stay.
+pub fn prune_unused_initializers(g: &mut Graph) {
+    let readers = readers_of(g);
+    let inputs: std::collections::HashSet<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
+    let keep: Vec<bool> =
+        g.initializers.iter().map(|(n, _)| readers.contains_key(n) || inputs.contains(n.as_str())).collect();
+    let mut k = 0;
+    g.initializers.retain(|_| {
+        k += 1;
+        keep[k - 1]
+    });
 }
 
 /// Fuse activations into the convolutions of `g` (main graph only; subgraphs are untouched).

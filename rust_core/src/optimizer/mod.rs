@@ -9,8 +9,9 @@ use crate::graph::ir::{Graph, Model};
 
 pub use inline::inline_functions;
 
-/// The graph a session executes: model-local functions inlined, activations fused into the
-/// convolutions before them (unless `PYML_INTEROP_NO_FUSION` is set, for comparisons).
+/// The graph a session executes: model-local functions inlined, zero Pads and per-channel
+/// Mul/Add folded into the convolutions around them, activations fused into the convolutions
+/// before them (unless `PYML_INTEROP_NO_FUSION` is set, for comparisons).
 pub fn prepare(model: &Model) -> Result<Graph> {
     let mut g = if model.functions.is_empty() {
         (*model.graph).clone()
@@ -23,7 +24,10 @@ pub fn prepare(model: &Model) -> Result<Graph> {
             .iter()
             .find(|(d, _)| crate::ops::normalize_domain(d).is_empty())
             .map_or(0, |(_, v)| *v);
+        fuse::fold_pad_into_conv(&mut g, opset);
+        fuse::fold_conv_affine(&mut g);
         fuse::fuse_conv_activations(&mut g, opset);
+        fuse::prune_unused_initializers(&mut g);
     }
     Ok(g)
 }
