@@ -170,7 +170,14 @@ def _measure(engines, path, inputs, threads, iters, seconds, warmup):
 
 
 _RSS_CHILD = r"""
-import sys, resource, numpy as np
+import sys
+# ru_maxrss survives fork/exec (a child of this large process would report the parent's peak):
+# reset the kernel's high-water mark first, then read VmHWM at the end.
+try:
+    open("/proc/self/clear_refs", "w").write("5")
+except OSError:
+    pass
+import numpy as np
 engine, path, data = sys.argv[1], sys.argv[2], sys.argv[3]
 d = np.load(data)
 inputs = {k: d[k] for k in d.files if not k.startswith("out:")}
@@ -180,9 +187,13 @@ if engine == "pyml_interop":
 else:
     import onnxruntime as m
     s = m.InferenceSession(path, providers=["CPUExecutionProvider"])
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 s.run(None, inputs)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+if hwm:
+    print(int(hwm[0].split()[1]))
+else:
+    import resource
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 """
 
 

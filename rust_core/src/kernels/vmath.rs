@@ -281,6 +281,41 @@ fn bias_act_body<M: MulAdd>(act: Act, bias: f32, y: &mut [f32]) {
     )
 }
 
+#[inline(always)]
+fn softmax_row_body<M: MulAdd>(x: &[f32], y: &mut [f32]) {
+    let mut m = f32::NEG_INFINITY;
+    for &v in x {
+        m = if v > m { v } else { m };
+    }
+    // Eight partial sums so the reduction vectorizes.
+    let mut acc = [0f32; 8];
+    let (xc, yc) = (x.chunks_exact(8), y.chunks_exact_mut(8));
+    let xr = xc.remainder();
+    for (xs, ys) in xc.zip(yc) {
+        for l in 0..8 {
+            let e = exp::<M>(xs[l] - m);
+            ys[l] = e;
+            acc[l] += e;
+        }
+    }
+    let tail = x.len() - xr.len();
+    let mut s = acc.iter().sum::<f32>();
+    for (o, &v) in y[tail..].iter_mut().zip(xr) {
+        let e = exp::<M>(v - m);
+        *o = e;
+        s += e;
+    }
+    let r = 1.0 / s;
+    for o in y.iter_mut() {
+        *o *= r;
+    }
+}
+
+crate::multiversion! {
+    /// `y = softmax(x)` over one contiguous row (max-subtracted, vectorized exp).
+    pub fn softmax_row(x: &[f32], y: &mut [f32]) = softmax_row_body;
+}
+
 crate::multiversion! {
     /// `y[i] = act(x[i])` (`x` and `y` have the same length).
     pub fn map(act: Act, x: &[f32], y: &mut [f32]) = map_body;

@@ -71,6 +71,12 @@ fn kernel<F: Float>(pool: &ThreadPool, kind: Kind, x: &[F], o: &mut [F], outer: 
 /// One contiguous row.
 #[inline]
 fn row<F: Float>(kind: Kind, x: &[F], o: &mut [F]) {
+    if kind == Kind::Softmax {
+        if let (Some(x32), Some(o32)) = (crate::kernels::float::as_f32(x), crate::kernels::float::as_f32_mut(o)) {
+            crate::kernels::vmath::softmax_row(x32, o32);
+            return;
+        }
+    }
     let mut m = F::NEG_INF;
     for &v in x {
         if v > m {
