@@ -8,6 +8,7 @@ use crate::error::Result;
 use crate::executor::pool::ThreadPool;
 use crate::kernels::float::{as_f32, as_f32_mut, Float};
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
+use crate::kernels::sgemm::{sgemm_ex, sgemm_ex_par, ASrc, Epilogue, PackedA};
 use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{apply_inplace_any, apply_inplace_body, Act};
 use crate::kernels::SendPtr;
@@ -372,6 +373,7 @@ pub fn conv_forward<T: GemmElem>(
     weights: &[T],
     bias: Option<&[T]>,
     act: Act,
+    packed: Option<&[PackedA]>,
     y: &mut [T],
 ) -> Result<()> {
     let w = &s.window;
@@ -400,8 +402,10 @@ pub fn conv_forward<T: GemmElem>(
             return Ok(());
         }
     }
-    // Initialize with the bias (every strategy accumulates into y).
-    for n in 0..s.batch {
+    // f32 GEMM strategies write y directly (bias and activation in the GEMM's epilogue).
+    let f32_gemm = as_f32(x).is_some() && !(cg == 1 && group > 1);
+    // Otherwise initialize with the bias (every other strategy accumulates into y).
+    for n in (0..s.batch).filter(|_| !f32_gemm) {
         for m in 0..s.out_channels {
             let b = bias.map(|b| b[m]).unwrap_or(T::ZERO);
             y[(n * s.out_channels + m) * out_sz..(n * s.out_channels + m + 1) * out_sz]
@@ -457,6 +461,22 @@ pub fn conv_forward<T: GemmElem>(
             }
             col
         };
+        if let (Some(w32), Some(b32), Some(y32)) = (as_f32(wg), as_f32(b_mat), as_f32_mut(yg)) {
+            let a = match packed.and_then(|p| p.get(g)) {
+                Some(p) if p.rows() == mg && p.depth() == kdim => ASrc::Packed(p),
+                _ => ASrc::Raw { a: w32.as_ptr(), rsa: kdim, csa: 1, alpha: 1.0 },
+            };
+            let epi = Epilogue { bias: bias.and_then(as_f32).map(|b| &b[g * mg..(g + 1) * mg]), act };
+            // SAFETY: A is mg x kdim (row-major), B kdim x out_sz, C mg x out_sz: all in bounds.
+            unsafe {
+                if par {
+                    sgemm_ex_par(pool, mg, out_sz, kdim, a, b32.as_ptr(), out_sz, 1, 0.0, y32.as_mut_ptr(), out_sz, epi);
+                } else {
+                    sgemm_ex(mg, out_sz, kdim, a, b32.as_ptr(), out_sz, 1, 0.0, y32.as_mut_ptr(), out_sz, epi);
+                }
+            }
+            return Ok(());
+        }
         let a = MatRef::row_major(wg, kdim);
         let b = MatRef::row_major(b_mat, out_sz);
         if par {

@@ -7,7 +7,8 @@
 //! is used for every `f32` product whose C rows are contiguous; `matrixmultiply` remains the
 //! backend for `f64` and unusual output strides.
 
-use crate::kernels::simd::{active, Isa};
+use crate::kernels::simd::{active, Isa, MulAdd};
+use crate::kernels::vmath::{apply_inplace_body, Act};
 use std::cell::RefCell;
 
 /// Rows of the micro-tile.
@@ -86,24 +87,43 @@ unsafe fn pack_b(kc: usize, nc: usize, b: *const f32, rsb: usize, csb: usize, ou
     }
 }
 
-/// Write a finished tile: `C[i][j] = acc[i][j] + beta·C[i][j]` for the valid `mr × nr` part
-/// (`beta == 0` ignores C's previous content, even NaN).
+/// What happens to a finished tile of C: `C = act(acc + beta·C + bias[row])`, the bias and
+/// activation only once the whole depth has been accumulated (`last`).
+#[derive(Clone, Copy)]
+struct TileOut<'a> {
+    beta: f32,
+    last: bool,
+    /// Bias of the tile's first row onwards.
+    bias: Option<&'a [f32]>,
+    act: Act,
+}
+
+/// Write a finished tile for the valid `mr × nr` part (`beta == 0` ignores C's previous
+/// content, even NaN).
 #[inline(always)]
-unsafe fn store_tile(acc: &[[f32; NR]; MR], c: *mut f32, rsc: usize, mr: usize, nr: usize, beta: f32) {
-    for (i, row) in acc.iter().enumerate().take(mr) {
+unsafe fn store_tile<M: MulAdd>(acc: &mut [[f32; NR]; MR], c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
+    for (i, row) in acc.iter_mut().enumerate().take(mr) {
         let cr = std::slice::from_raw_parts_mut(c.add(i * rsc), nr);
-        if beta == 0.0 {
-            cr.copy_from_slice(&row[..nr]);
-        } else {
-            for (cv, a) in cr.iter_mut().zip(row) {
-                *cv = a + beta * *cv;
+        if t.beta != 0.0 {
+            for (a, cv) in row.iter_mut().zip(cr.iter()) {
+                *a += t.beta * *cv;
             }
+        }
+        if t.last {
+            if let Some(b) = t.bias {
+                let bv = b[i];
+                row.iter_mut().for_each(|a| *a += bv);
+            }
+            apply_inplace_body::<M>(t.act, &mut row[..]);
+        }
+        for (d, v) in cr.iter_mut().zip(row.iter()) {
+            *d = *v;
         }
     }
 }
 
 /// Baseline micro-kernel over packed panels (the compiler vectorizes the 16-wide rows).
-unsafe fn kernel_generic(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, mr: usize, nr: usize, beta: f32) {
+unsafe fn kernel_generic(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
     let mut acc = [[0f32; NR]; MR];
     for p in 0..kc {
         let bp = &b[p * NR..p * NR + NR];
@@ -115,12 +135,12 @@ unsafe fn kernel_generic(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usiz
             }
         }
     }
-    store_tile(&acc, c, rsc, mr, nr, beta);
+    store_tile::<crate::kernels::simd::Plain>(&mut acc, c, rsc, mr, nr, t);
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, mr: usize, nr: usize, beta: f32) {
+unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
     use std::arch::x86_64::*;
     debug_assert!(a.len() >= kc * MR && b.len() >= kc * NR);
     let (mut ap, mut bp) = (a.as_ptr(), b.as_ptr());
@@ -152,16 +172,27 @@ unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, 
         bp = bp.add(NR);
     }
     let rows = [(c00, c01), (c10, c11), (c20, c21), (c30, c31), (c40, c41), (c50, c51)];
+    let beta = t.beta;
     if mr == MR && nr == NR {
         let vb = _mm256_set1_ps(beta);
         for (i, (lo, hi)) in rows.iter().enumerate() {
             let cr = c.add(i * rsc);
-            if beta == 0.0 {
-                _mm256_storeu_ps(cr, *lo);
-                _mm256_storeu_ps(cr.add(8), *hi);
-            } else {
-                _mm256_storeu_ps(cr, _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), *lo));
-                _mm256_storeu_ps(cr.add(8), _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr.add(8)), *hi));
+            let (mut lo, mut hi) = (*lo, *hi);
+            if beta != 0.0 {
+                lo = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr), lo);
+                hi = _mm256_fmadd_ps(vb, _mm256_loadu_ps(cr.add(8)), hi);
+            }
+            if t.last {
+                if let Some(b) = t.bias {
+                    let bv = _mm256_set1_ps(b[i]);
+                    lo = _mm256_add_ps(lo, bv);
+                    hi = _mm256_add_ps(hi, bv);
+                }
+            }
+            _mm256_storeu_ps(cr, lo);
+            _mm256_storeu_ps(cr.add(8), hi);
+            if t.last && t.act != Act::Identity {
+                apply_inplace_body::<crate::kernels::simd::Fused>(t.act, std::slice::from_raw_parts_mut(cr, NR));
             }
         }
     } else {
@@ -170,8 +201,65 @@ unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, 
             _mm256_storeu_ps(acc[i].as_mut_ptr(), *lo);
             _mm256_storeu_ps(acc[i].as_mut_ptr().add(8), *hi);
         }
-        store_tile(&acc, c, rsc, mr, nr, beta);
+        store_tile::<crate::kernels::simd::Fused>(&mut acc, c, rsc, mr, nr, t);
     }
+}
+
+/// An A operand packed once (constant weights), in the block order [`sgemm_ex`] walks.
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    data: Vec<f32>,
+}
+
+impl PackedA {
+    /// Pack `A[m×k]` (element (i, p) at `a[i*rsa + p*csa]`).
+    pub fn new(m: usize, k: usize, a: &[f32], rsa: usize, csa: usize) -> PackedA {
+        assert!(m == 0 || k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len(), "PackedA: A is too small");
+        let mut data = Vec::with_capacity(m.div_ceil(MR) * MR * k);
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                let start = data.len();
+                data.resize(start + mc.div_ceil(MR) * MR * kc, 0.0);
+                // SAFETY: the block lies inside `a` (asserted above).
+                unsafe { pack_a(mc, kc, a.as_ptr().add(ic * rsa + pc * csa), rsa, csa, 1.0, &mut data[start..]) };
+            }
+        }
+        PackedA { m, k, data }
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    /// Depth.
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+}
+
+/// Where the A operand comes from.
+#[derive(Clone, Copy)]
+pub enum ASrc<'a> {
+    /// Strided memory, scaled by `alpha` while packing.
+    Raw { a: *const f32, rsa: usize, csa: usize, alpha: f32 },
+    /// Prepacked (alpha = 1).
+    Packed(&'a PackedA),
+}
+
+/// Bias per row of C and an activation, applied when the product is complete.
+#[derive(Clone, Copy)]
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub act: Act,
+}
+
+impl Epilogue<'_> {
+    /// Plain product.
+    pub const NONE: Epilogue<'static> = Epilogue { bias: None, act: Act::Identity };
 }
 
 /// `C[m×n] = alpha·A·B + beta·C` with C rows contiguous (`C[i][j]` at `c[i*rsc + j]`).
@@ -194,10 +282,35 @@ pub unsafe fn sgemm(
     c: *mut f32,
     rsc: usize,
 ) {
+    sgemm_ex(m, n, k, ASrc::Raw { a, rsa, csa, alpha }, b, rsb, csb, beta, c, rsc, Epilogue::NONE)
+}
+
+/// `C[m×n] = act(A·B + beta·C + bias)` (bias per row), A raw or prepacked.
+///
+/// # Safety
+/// As [`sgemm`]; a packed A must have `m` rows and depth `k`; `bias` must hold `m` values.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_ex(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: ASrc,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    epi: Epilogue,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    if k == 0 || alpha == 0.0 {
+    if let ASrc::Packed(p) = a {
+        assert!(p.m == m && p.k == k, "sgemm_ex: packed A is {}x{}, product needs {m}x{k}", p.m, p.k);
+    }
+    let alpha_zero = matches!(a, ASrc::Raw { alpha, .. } if alpha == 0.0);
+    if k == 0 || alpha_zero {
         for i in 0..m {
             let cr = std::slice::from_raw_parts_mut(c.add(i * rsc), n);
             if beta == 0.0 {
@@ -205,6 +318,10 @@ pub unsafe fn sgemm(
             } else {
                 cr.iter_mut().for_each(|v| *v *= beta);
             }
+            if let Some(bv) = epi.bias {
+                cr.iter_mut().for_each(|v| *v += bv[i]);
+            }
+            crate::kernels::vmath::apply_inplace(epi.act, cr);
         }
         return;
     }
@@ -215,7 +332,7 @@ pub unsafe fn sgemm(
         let kc_max = KC.min(k);
         let a_need = MC.min(m).div_ceil(MR) * MR * kc_max;
         let b_need = NC.min(n).div_ceil(NR) * NR * kc_max;
-        if abuf.len() < a_need {
+        if matches!(a, ASrc::Raw { .. }) && abuf.len() < a_need {
             abuf.resize(a_need, 0.0);
         }
         if bbuf.len() < b_need {
@@ -223,32 +340,88 @@ pub unsafe fn sgemm(
         }
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
+            let mut packed_off = 0usize;
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
                 pack_b(kc, nc, b.add(pc * rsb + jc * csb), rsb, csb, bbuf);
                 let beta_k = if pc == 0 { beta } else { 1.0 };
+                let last = pc + kc == k;
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    pack_a(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, alpha, abuf);
+                    let block_len = mc.div_ceil(MR) * MR * kc;
+                    let ablock: &[f32] = match a {
+                        ASrc::Raw { a, rsa, csa, alpha } => {
+                            pack_a(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, alpha, abuf);
+                            &abuf[..block_len]
+                        }
+                        ASrc::Packed(p) => {
+                            let blk = &p.data[packed_off..packed_off + block_len];
+                            packed_off += block_len;
+                            blk
+                        }
+                    };
                     for (q, bpanel) in bbuf.chunks_exact(NR * kc).take(nc.div_ceil(NR)).enumerate() {
                         let j0 = q * NR;
                         let nr = NR.min(nc - j0);
-                        for (r, apanel) in abuf.chunks_exact(MR * kc).take(mc.div_ceil(MR)).enumerate() {
+                        for (r, apanel) in ablock.chunks_exact(MR * kc).enumerate() {
                             let i0 = r * MR;
                             let mr = MR.min(mc - i0);
                             let cp = c.add((ic + i0) * rsc + jc + j0);
+                            let t = TileOut {
+                                beta: beta_k,
+                                last,
+                                bias: epi.bias.map(|bv| &bv[ic + i0..ic + i0 + mr]),
+                                act: epi.act,
+                            };
                             #[cfg(target_arch = "x86_64")]
                             if avx2 {
-                                kernel_avx2(kc, apanel, bpanel, cp, rsc, mr, nr, beta_k);
+                                kernel_avx2(kc, apanel, bpanel, cp, rsc, mr, nr, t);
                                 continue;
                             }
                             let _ = avx2;
-                            kernel_generic(kc, apanel, bpanel, cp, rsc, mr, nr, beta_k);
+                            kernel_generic(kc, apanel, bpanel, cp, rsc, mr, nr, t);
                         }
                     }
                 }
             }
         }
+    });
+}
+
+/// [`sgemm_ex`] split over `pool` by column blocks (each thread packs its own part of B and
+/// reads the shared A); single-threaded when there are too few columns or too little work.
+///
+/// # Safety
+/// As [`sgemm_ex`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_ex_par(
+    pool: &crate::executor::pool::ThreadPool,
+    m: usize,
+    n: usize,
+    k: usize,
+    a: ASrc,
+    b: *const f32,
+    rsb: usize,
+    csb: usize,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    epi: Epilogue,
+) {
+    let threads = pool.threads();
+    let blocks = n.div_ceil(NR);
+    if threads <= 1 || blocks < 2 * threads || m * n * k < (1 << 17) {
+        return sgemm_ex(m, n, k, a, b, rsb, csb, beta, c, rsc, epi);
+    }
+    let (bp, cp) = (b as usize, c as usize);
+    // Raw pointers are plain addresses here; every task touches its own columns of C.
+    struct Shared<'a>(ASrc<'a>);
+    unsafe impl Sync for Shared<'_> {}
+    let sa = Shared(a);
+    pool.parallel_for(blocks, 1, |s, e| {
+        let (c0, c1) = (s * NR, (e * NR).min(n));
+        let a = &sa;
+        sgemm_ex(m, c1 - c0, k, a.0, (bp as *const f32).add(c0 * csb), rsb, csb, beta, (cp as *mut f32).add(c0), rsc, epi);
     });
 }
 
@@ -299,6 +472,40 @@ mod tests {
                                 assert!((g - w).abs() <= tol, "{isa:?} {m}x{n}x{k} ta={ta} tb={tb} a={alpha} b={beta} at ({i},{j}): {g} vs {w}");
                             }
                         }
+                    }
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn packed_a_with_bias_and_activation_matches_raw_then_epilogue() {
+        for_each_isa(|isa| {
+            for &(m, n, k) in &[(6, 16, 4), (13, 37, 300), (100, 5, 70), (7, 2049, 3)] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
+                let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
+                let mut want = vec![0f32; m * n];
+                unsafe { sgemm(m, n, k, 1.0, a.as_ptr(), k, 1, b.as_ptr(), n, 1, 0.0, want.as_mut_ptr(), n) };
+                for i in 0..m {
+                    for v in &mut want[i * n..(i + 1) * n] {
+                        *v = (*v + bias[i]).clamp(0.0, 6.0);
+                    }
+                }
+                let packed = PackedA::new(m, k, &a, k, 1);
+                let epi = Epilogue { bias: Some(&bias), act: Act::Clip(0.0, 6.0) };
+                let pool = crate::executor::pool::ThreadPool::new(2);
+                for par in [false, true] {
+                    let mut got = vec![f32::NAN; m * n];
+                    unsafe {
+                        if par {
+                            sgemm_ex_par(&pool, m, n, k, ASrc::Packed(&packed), b.as_ptr(), n, 1, 0.0, got.as_mut_ptr(), n, epi)
+                        } else {
+                            sgemm_ex(m, n, k, ASrc::Packed(&packed), b.as_ptr(), n, 1, 0.0, got.as_mut_ptr(), n, epi)
+                        }
+                    };
+                    for (g, w) in got.iter().zip(&want) {
+                        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} {m}x{n}x{k} par={par}: {g} vs {w}");
                     }
                 }
             }

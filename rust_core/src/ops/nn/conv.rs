@@ -11,6 +11,7 @@ use crate::executor::pool::ThreadPool;
 use crate::kernels::conv::{col2im_rows, conv_forward, ConvShape, Window3};
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, GemmElem, MatRef};
+use crate::kernels::sgemm::PackedA;
 use crate::kernels::vmath::Act;
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
 use crate::tensor::{DType, Tensor};
@@ -102,14 +103,29 @@ struct Conv {
     attrs: ConvAttrs,
     w_const: Option<Tensor>,
     act: Act,
+    /// Constant f32 weights packed for the GEMM, one per group (not for depthwise).
+    packed: Option<Vec<PackedA>>,
+}
+
+/// Pack constant f32 weights `[M][C/group][K...]` per group for the GEMM strategies.
+fn pack_weights(ctx: &BuildContext, group: usize) -> Option<Vec<PackedA>> {
+    let w = ctx.const_inputs.get(1).copied().flatten()?;
+    if w.dtype() != DType::Float32 || w.rank() < 3 || group == 0 {
+        return None;
+    }
+    let (m, cg) = (w.shape()[0], w.shape()[1]);
+    if m % group != 0 || (cg == 1 && group > 1) {
+        return None;
+    }
+    let v = w.as_slice::<f32>().ok()?;
+    let (mg, kdim) = (m / group, v.len() / m.max(1));
+    Some((0..group).map(|g| PackedA::new(mg, kdim, &v[g * mg * kdim..(g + 1) * mg * kdim], kdim, 1)).collect())
 }
 
 fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    Ok(Box::new(Conv {
-        attrs: ConvAttrs::parse(ctx)?,
-        w_const: widen_const(ctx, 1)?,
-        act: Act::Identity,
-    }))
+    let attrs = ConvAttrs::parse(ctx)?;
+    let packed = pack_weights(ctx, attrs.group);
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act: Act::Identity, packed }))
 }
 
 fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -117,11 +133,9 @@ fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let params = ctx.attr_floats("activation_params")?.unwrap_or_default();
     let act = Act::from_attrs(&name, &params)
         .ok_or_else(|| ctx.invalid(format!("unknown fused activation '{name}' with parameters {params:?}")))?;
-    Ok(Box::new(Conv {
-        attrs: ConvAttrs::parse(ctx)?,
-        w_const: widen_const(ctx, 1)?,
-        act,
-    }))
+    let attrs = ConvAttrs::parse(ctx)?;
+    let packed = pack_weights(ctx, attrs.group);
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed }))
 }
 
 impl Op for Conv {
@@ -155,7 +169,7 @@ impl Op for Conv {
         let y = crate::with_float!(xw.dtype(), "Conv", T => {
             let bias = match &bw { Some(b) => Some(b.as_slice::<T>()?), None => None };
             let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
-            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, o))
+            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, self.packed.as_deref(), o))
         })?;
         Ok(vec![narrow(y, dt)?.into()])
     }
@@ -207,7 +221,7 @@ impl Op for ConvInteger {
         let wv = centered_f64(w, wz, 0, "w")?;
         let n: usize = out_shape.iter().product();
         let mut acc = vec![0f64; n];
-        conv_forward(ctx.pool, &shape, &xv, &wv, None, Act::Identity, &mut acc)?;
+        conv_forward(ctx.pool, &shape, &xv, &wv, None, Act::Identity, None, &mut acc)?;
         Ok(vec![Tensor::from_vec(
             &out_shape,
             acc.into_iter().map(|v| v as i32).collect::<Vec<i32>>(),
@@ -245,7 +259,7 @@ impl Op for QLinearConv {
         let bias = b.map(|b| b.to_f64_vec()).transpose()?;
         let n: usize = out_shape.iter().product();
         let mut acc = vec![0f64; n];
-        conv_forward(ctx.pool, &shape, &xv, &wv, bias.as_deref(), Act::Identity, &mut acc)?;
+        conv_forward(ctx.pool, &shape, &xv, &wv, bias.as_deref(), Act::Identity, None, &mut acc)?;
         let m = shape.out_channels;
         if xs.len() != 1 || ys.len() != 1 || (ws.len() != 1 && ws.len() != m) {
             return Err(Error::ShapeMismatch(format!("{OP}: x_scale and y_scale must be scalars and w_scale scalar or per output channel")));
