@@ -4,9 +4,10 @@ interleaved in one process, on the shared exported models and two synthetic grap
 For every model and configuration (batch 1 and 8 for CNNs, 1 and 2 threads) each engine is
 warmed up, then the engines take turns until every engine has `--iters` timed calls or
 `--seconds` elapsed; medians and p90 come from the same time window, so machine noise hits all
-engines alike. A turn is a block of calls lasting about `TURN_S` seconds whose first call is not
-timed: onnxruntime's workers keep spinning for a while after a run (and ours for 50 us), and a
-strict one-call round-robin would charge that to the next engine rather than to the spinner.
+engines alike. A turn is an untimed settle period of `SETTLE_S` seconds, then timed calls for
+about `TURN_S` seconds: onnxruntime's idle workers keep spinning for 60-90 ms after its last run
+(measured here; ours poll for 50 us), and a one-call round-robin charged that to the next engine
+(2-thread runs of pyml_interop measured up to 2x slower than in a process of their own).
 numpy's BLAS threads are limited to one (they spin too, and neither engine uses them). Also measured: session-creation time (median of a few),
 peak RSS of a fresh process that loads and runs one model (each engine in its own process), and
 the per-call overhead of the Python API on a tiny Add graph.
@@ -36,7 +37,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-TURN_S = 0.05
+TURN_S = 0.3
+SETTLE_S = 0.15
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = Path(os.environ.get("PYML_SHARED_MODELS", ROOT.parent / "shared" / "models"))
 CNNS = {"mobilenet_v3_small", "squeezenet1_1", "efficientnet_b0", "tf_mobilenetv2", "conv1d_audio"}
@@ -152,7 +154,11 @@ def _measure(engines, path, inputs, threads, iters, seconds, warmup):
     while any(len(v) < iters for v in samples.values()) and time.perf_counter() - start < seconds:
         for e in engines:
             if e.name in sessions:
-                e.run(sessions[e.name], inputs)  # untimed: absorbs the previous engine's spinning
+                # Untimed settle period: the previous engine's idle workers may still spin.
+                turn = time.perf_counter()
+                e.run(sessions[e.name], inputs)
+                while time.perf_counter() - turn < SETTLE_S:
+                    e.run(sessions[e.name], inputs)
                 turn = time.perf_counter()
                 while True:
                     t0 = time.perf_counter()

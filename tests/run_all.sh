@@ -9,6 +9,7 @@
 #   3. tests/c/run.sh                    C/C++ consumers of the header (ASan, valgrind).
 #   4. pytest tests/python               against the INSTALLED package (run from tests/python so
 #                                        the source tree's pyml_interop/ does not shadow it).
+#   5. benchmarks/bench.py --quick       proves the benchmark runs (not a measurement).
 #
 # Runs every step even if one fails; exits non-zero if any failed. PYTHON overrides python3.
 set -uo pipefail
@@ -41,6 +42,9 @@ step "cargo test --release" cargo test --release --quiet --manifest-path rust_co
 step "C tests" bash tests/c/run.sh
 step "pytest" env PYML_INTEROP_EXPECT_INSTALLED=1 bash -c \
     'cd tests/python && exec "$0" -m pytest -q -p no:cacheprovider -ra .' "$PYTHON"
+BENCH_OUT="$(mktemp -d)"
+step "benchmark (quick)" "$PYTHON" benchmarks/bench.py --quick --out "$BENCH_OUT"
+rm -rf "$BENCH_OUT"
 
 echo
 if [[ ${#failed[@]} -ne 0 ]]; then
