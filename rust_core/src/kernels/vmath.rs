@@ -190,95 +190,47 @@ impl Act {
     }
 }
 
+/// `$body` once per activation kind with `$act` rebound to that kind, so each loop is
+/// monomorphic and vectorizes on its own (a runtime `match` inside the loop would not).
+macro_rules! per_activation {
+    ($act:ident, $body:block) => {
+        match $act {
+            Act::Identity => $body,
+            Act::Relu => $body,
+            Act::Clip(..) => $body,
+            Act::LeakyRelu(_) => $body,
+            Act::Sigmoid => $body,
+            Act::Swish(_) => $body,
+            Act::HardSigmoid(..) => $body,
+            Act::HardSwish => $body,
+            Act::Tanh => $body,
+            Act::GeluErf => $body,
+            Act::GeluTanh => $body,
+            Act::Exp => $body,
+            Act::Erf => $body,
+        }
+    };
+}
+
 #[inline(always)]
 fn map_body<M: MulAdd>(act: Act, x: &[f32], y: &mut [f32]) {
-    // One monomorphic loop per activation so each vectorizes on its own.
-    macro_rules! each {
-        ($($k:pat),*) => {
-            match act {
-                $($k => {
-                    for (o, v) in y.iter_mut().zip(x) {
-                        *o = act.apply::<M>(*v);
-                    }
-                })*
-            }
-        };
-    }
-    each!(
-        Act::Identity,
-        Act::Relu,
-        Act::Clip(..),
-        Act::LeakyRelu(_),
-        Act::Sigmoid,
-        Act::Swish(_),
-        Act::HardSigmoid(..),
-        Act::HardSwish,
-        Act::Tanh,
-        Act::GeluErf,
-        Act::GeluTanh,
-        Act::Exp,
-        Act::Erf
-    )
+    per_activation!(act, {
+        for (o, v) in y.iter_mut().zip(x) {
+            *o = act.apply::<M>(*v);
+        }
+    })
 }
 
 #[inline(always)]
 pub(crate) fn apply_inplace_body<M: MulAdd>(act: Act, y: &mut [f32]) {
-    macro_rules! each {
-        ($($k:pat),*) => {
-            match act {
-                Act::Identity => {}
-                $($k => {
-                    for v in y.iter_mut() {
-                        *v = act.apply::<M>(*v);
-                    }
-                })*
-            }
-        };
+    if act == Act::Identity {
+        return;
     }
-    each!(
-        Act::Relu,
-        Act::Clip(..),
-        Act::LeakyRelu(_),
-        Act::Sigmoid,
-        Act::Swish(_),
-        Act::HardSigmoid(..),
-        Act::HardSwish,
-        Act::Tanh,
-        Act::GeluErf,
-        Act::GeluTanh,
-        Act::Exp,
-        Act::Erf
-    )
-}
-
-#[inline(always)]
-fn bias_act_body<M: MulAdd>(act: Act, bias: f32, y: &mut [f32]) {
-    macro_rules! each {
-        ($($k:pat),*) => {
-            match act {
-                $($k => {
-                    for v in y.iter_mut() {
-                        *v = act.apply::<M>(*v + bias);
-                    }
-                })*
-            }
-        };
-    }
-    each!(
-        Act::Identity,
-        Act::Relu,
-        Act::Clip(..),
-        Act::LeakyRelu(_),
-        Act::Sigmoid,
-        Act::Swish(_),
-        Act::HardSigmoid(..),
-        Act::HardSwish,
-        Act::Tanh,
-        Act::GeluErf,
-        Act::GeluTanh,
-        Act::Exp,
-        Act::Erf
-    )
+    per_activation!(act, {
+        for v in y.iter_mut() {
+            *v = act.apply::<M>(*v);
+        }
+    })
 }
 
 #[inline(always)]
@@ -326,10 +278,6 @@ crate::multiversion! {
     pub fn apply_inplace(act: Act, y: &mut [f32]) = apply_inplace_body;
 }
 
-crate::multiversion! {
-    /// `y[i] = act(y[i] + bias)`: the epilogue of a convolution output plane.
-    pub fn bias_act(act: Act, bias: f32, y: &mut [f32]) = bias_act_body;
-}
 
 impl Act {
     /// Parse the `activation` / `activation_params` attributes of a fused node.
@@ -477,7 +425,8 @@ mod tests {
                 let mut y = xs.clone();
                 apply_inplace(act, &mut y);
                 let mut z = vec![0.0; xs.len()];
-                bias_act(act, 0.0, &mut z);
+                map(act, &xs, &mut z);
+                assert_eq!(y, z, "{isa:?} {act:?}: in place and mapped differ");
                 for (x, y) in xs.iter().zip(&y) {
                     let want = match act {
                         Act::Relu => x.max(0.0),

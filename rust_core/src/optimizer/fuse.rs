@@ -311,19 +311,7 @@ pub fn prune_unused_initializers(g: &mut Graph) {
 /// Fuse activations into the convolutions of `g` (main graph only; subgraphs are untouched).
 /// `opset` is the default-domain opset. Returns the number of fusions made.
 pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
-    // Readers of each value: node inputs, subgraph captures and graph outputs.
-    let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
-    for (k, n) in g.nodes.iter().enumerate() {
-        for i in n.inputs.iter().filter(|i| !i.is_empty()) {
-            readers.entry(i.clone()).or_default().push(k);
-        }
-        for c in crate::executor::plan::node_captures(n) {
-            readers.entry(c).or_default().push(usize::MAX);
-        }
-    }
-    for o in &g.outputs {
-        readers.entry(o.name.clone()).or_default().push(usize::MAX);
-    }
+    let readers = readers_of(g);
     let inits: HashMap<&str, &Tensor> = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let consts: HashMap<&str, &Tensor> = g
         .nodes
