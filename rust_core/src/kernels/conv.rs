@@ -270,22 +270,32 @@ fn depthwise_plane_body<M: MulAdd>(
     for (kw, o) in tap_off.iter_mut().enumerate() {
         *o = (kw * dw % sw) * plen + kw * dw / sw;
     }
-    let mut rows: Vec<(usize, usize)> = Vec::with_capacity(kh_n);
+    // (input row, kernel row) of the window rows inside the input; no allocation per plane
+    // for kernels up to 16 rows tall.
+    let mut rows_buf = [(0usize, 0usize); 16];
+    let mut rows_vec = Vec::new();
     for oh in 0..oh_n {
-        rows.clear();
+        let mut n_rows = 0;
         for kh in 0..kh_n {
             let ih = w.coord(1, oh, kh);
             if ih >= 0 && (ih as usize) < ih_n {
-                rows.push((ih as usize, kh));
+                if kh_n <= 16 {
+                    rows_buf[n_rows] = (ih as usize, kh);
+                } else {
+                    rows_vec.truncate(n_rows);
+                    rows_vec.push((ih as usize, kh));
+                }
+                n_rows += 1;
             }
         }
+        let rows: &[(usize, usize)] = if kh_n <= 16 { &rows_buf[..n_rows] } else { &rows_vec[..n_rows] };
         let mut ow = 0;
         while ow < ow_pad {
             // Three accumulators (taps kw, kw+1, kw+2): independent FMA chains in registers.
             let mut a0 = [bias; V];
             let mut a1 = [0f32; V];
             let mut a2 = [0f32; V];
-            for &(ih, kh) in &rows {
+            for &(ih, kh) in rows {
                 let prow = &padded[ih * row_len + ow..(ih + 1) * row_len];
                 let trow = &taps[kh * kw_n..(kh + 1) * kw_n];
                 let mut kw = 0;

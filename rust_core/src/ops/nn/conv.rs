@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
 use crate::kernels::conv::{col2im_rows, conv_forward, ConvShape, Window3};
 use crate::kernels::float::Float;
-use crate::kernels::gemm::{gemm, GemmElem, MatRef};
+use crate::kernels::gemm::{GemmElem, MatRef};
 use crate::kernels::sgemm::PackedA;
 use crate::kernels::vmath::Act;
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
@@ -440,34 +440,20 @@ fn conv_transpose_forward<T: GemmElem>(
                 rs: 1,
                 cs: rows,
             };
-            if pool.threads() > 1 {
-                crate::kernels::gemm::gemm_par(
-                    pool,
-                    rows,
-                    in_sz,
-                    cg,
-                    T::ONE,
-                    a,
-                    MatRef::row_major(xg, in_sz),
-                    T::ZERO,
-                    &mut col,
-                    in_sz,
-                    1,
-                )?;
-            } else {
-                gemm(
-                    rows,
-                    in_sz,
-                    cg,
-                    T::ONE,
-                    a,
-                    MatRef::row_major(xg, in_sz),
-                    T::ZERO,
-                    &mut col,
-                    in_sz,
-                    1,
-                )?;
-            }
+            // gemm_par runs on the calling thread alone when the pool has one thread.
+            crate::kernels::gemm::gemm_par(
+                pool,
+                rows,
+                in_sz,
+                cg,
+                T::ONE,
+                a,
+                MatRef::row_major(xg, in_sz),
+                T::ZERO,
+                &mut col,
+                in_sz,
+                1,
+            )?;
             let yg = &mut y[(img * m + g * mg) * out_sz..(img * m + (g + 1) * mg) * out_sz];
             for (j, plane) in yg.chunks_mut(out_sz.max(1)).enumerate() {
                 let b = bias.map(|b| b[g * mg + j]).unwrap_or(T::ZERO);
