@@ -228,6 +228,38 @@ unsafe fn gemm_unchecked<T: GemmElem>(
         }
         return;
     }
+    if (m <= 4 || n == 1) && csa == 1 && rsb == 1 && k >= 8 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
+        // As below, four columns of B per pass over the row of A, vectorized.
+        let (alpha, beta) = (alpha.to_f32(), beta.to_f32());
+        let (a, b, c) = (a as *const f32, b as *const f32, c as *mut f32);
+        // SAFETY: T is f32; extents are the caller's contract.
+        let row = |i: usize| std::slice::from_raw_parts(a.add(i * rsa), k);
+        let col = |j: usize| std::slice::from_raw_parts(b.add(j * csb), k);
+        let put = |i: usize, j: usize, d: f32| {
+            let cv = &mut *c.add(i * rsc + j * csc);
+            *cv = if beta == 0.0 { alpha * d } else { beta * *cv + alpha * d };
+        };
+        // Group four vectors on the longer side; a lone leftover is repeated.
+        let quad = |f: &dyn Fn(usize) -> &'static [f32], i: usize, len: usize| {
+            [f(i), f((i + 1).min(len - 1)), f((i + 2).min(len - 1)), f((i + 3).min(len - 1))]
+        };
+        if n >= 4 || n >= m {
+            for i in 0..m {
+                for j in (0..n).step_by(4) {
+                    let d = dot4_f32(row(i), quad(&|j| col(j), j, n));
+                    (j..n.min(j + 4)).for_each(|jj| put(i, jj, d[jj - j]));
+                }
+            }
+        } else {
+            for j in 0..n {
+                for i in (0..m).step_by(4) {
+                    let d = dot4_f32(col(j), quad(&|i| row(i), i, m));
+                    (i..m.min(i + 4)).for_each(|ii| put(ii, j, d[ii - i]));
+                }
+            }
+        }
+        return;
+    }
     if (m <= 4 || n == 1) && csa == 1 && rsb == 1 && k >= 8 {
         // Few rows, or a single column, against a B whose columns are contiguous (B = Mᵀ, M
         // row-major, e.g. the recurrent weights of an RNN; a 1x1 convolution of a 1x1 image):
@@ -290,6 +322,39 @@ fn axpy_body<M: crate::kernels::simd::MulAdd>(s: f32, x: &[f32], y: &mut [f32]) 
 crate::multiversion! {
     /// `y += s · x`.
     fn axpy_f32(s: f32, x: &[f32], y: &mut [f32]) = axpy_body;
+}
+
+#[inline(always)]
+fn dot4_body<M: crate::kernels::simd::MulAdd>(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    let k = a.len();
+    let b = b.map(|c| &c[..k]);
+    let mut acc = [[0f32; 8]; 4];
+    let mut p = 0;
+    while p + 8 <= k {
+        let av = &a[p..p + 8];
+        for (q, acc) in acc.iter_mut().enumerate() {
+            let bv = &b[q][p..p + 8];
+            for l in 0..8 {
+                acc[l] = M::madd(av[l], bv[l], acc[l]);
+            }
+        }
+        p += 8;
+    }
+    let mut out = [0f32; 4];
+    for q in 0..4 {
+        let r = &acc[q];
+        let mut s = ((r[0] + r[4]) + (r[1] + r[5])) + ((r[2] + r[6]) + (r[3] + r[7]));
+        for t in p..k {
+            s = M::madd(a[t], b[q][t], s);
+        }
+        out[q] = s;
+    }
+    out
+}
+
+crate::multiversion! {
+    /// Dot products of `a` with four vectors of its length.
+    fn dot4_f32(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] = dot4_body;
 }
 
 /// Dot product with 8 independent accumulators (vectorizes).
