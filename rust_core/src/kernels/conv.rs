@@ -11,7 +11,7 @@ use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
 use crate::kernels::sgemm::{sgemm_ex, sgemm_ex_par, ASrc, Epilogue, PackedA};
 use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{apply_inplace_any, apply_inplace_body, Act};
-use crate::kernels::SendPtr;
+use crate::kernels::{Scratch, SendPtr};
 
 /// A window over exactly three spatial axes (D, H, W).
 #[derive(Debug, Clone, Copy)]
@@ -448,7 +448,7 @@ pub fn conv_forward<T: GemmElem>(
     let tasks = s.batch * group;
     let pointwise = s.is_pointwise();
     let flops_per_task = mg * kdim * out_sz;
-    let run_task = |t: usize, col: &mut Vec<T>, par: bool| -> Result<()> {
+    let run_task = |t: usize, col: &mut Scratch, par: bool| -> Result<()> {
         let (n, g) = (t / group, t % group);
         let xg =
             &x[(n * s.in_channels + g * cg) * in_sz..(n * s.in_channels + (g + 1) * cg) * in_sz];
@@ -458,7 +458,8 @@ pub fn conv_forward<T: GemmElem>(
         let b_mat: &[T] = if pointwise {
             xg
         } else {
-            col.resize(kdim * out_sz, T::ZERO);
+            // Every element is written by im2col.
+            let col = col.slice::<T>(kdim * out_sz)?;
             if par {
                 let cp = SendPtr(col.as_mut_ptr());
                 pool.parallel_for(kdim, 1.max(4096 / out_sz.max(1)), |r0, r1| {
@@ -510,7 +511,7 @@ pub fn conv_forward<T: GemmElem>(
     {
         let failed = std::sync::Mutex::new(None);
         pool.parallel_for(tasks, 1, |a, b| {
-            let mut col = Vec::new();
+            let mut col = Scratch::default();
             for t in a..b {
                 if let Err(e) = run_task(t, &mut col, false) {
                     *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -521,7 +522,7 @@ pub fn conv_forward<T: GemmElem>(
             return Err(e);
         }
     } else {
-        let mut col = Vec::new();
+        let mut col = Scratch::default();
         for t in 0..tasks {
             run_task(t, &mut col, true)?;
         }

@@ -33,3 +33,28 @@ impl<T> SendPtr<T> {
         std::slice::from_raw_parts_mut(self.0.add(start), len)
     }
 }
+
+/// Working memory of a kernel, drawn from (and returned to) the tensor buffer recycler, so
+/// steady-state runs neither allocate nor zero it. Contents are unspecified (initialized bits):
+/// users overwrite what they read.
+#[derive(Default)]
+pub struct Scratch {
+    buf: Option<crate::tensor::storage::Storage>,
+}
+
+impl Scratch {
+    /// `len` elements of `T` (a plain number type: every bit pattern is a value).
+    pub fn slice<T: float::Float>(&mut self, len: usize) -> crate::error::Result<&mut [T]> {
+        let bytes = len
+            .checked_mul(std::mem::size_of::<T>())
+            .ok_or_else(|| crate::error::Error::LimitExceeded(format!("scratch of {len} elements is too large")))?;
+        if self.buf.as_ref().is_none_or(|b| b.len() != bytes) {
+            self.buf = None; // give the old buffer back before taking a new one
+            self.buf = Some(crate::tensor::storage::Storage::for_overwrite(bytes)?);
+        }
+        let b = self.buf.as_mut().expect("just set");
+        let p = b.as_mut_ptr()? as *mut T;
+        // SAFETY: `bytes` owned, 64-byte aligned bytes, initialized; T accepts any bit pattern.
+        Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
+    }
+}

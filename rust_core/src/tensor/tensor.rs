@@ -49,6 +49,16 @@ pub fn checked_nbytes(dtype: DType, shape: &[usize]) -> Result<usize> {
 
 impl Tensor {
     /// A zero-filled tensor (empty strings for dtype string).
+    /// A numeric tensor whose contents are unspecified (initialized, e.g. a recycled buffer's
+    /// old values): for outputs the caller overwrites entirely. Strings start empty.
+    pub fn for_overwrite(dtype: DType, shape: &[usize]) -> Result<Tensor> {
+        if dtype == DType::String {
+            return Tensor::zeros(dtype, shape);
+        }
+        let nbytes = checked_nbytes(dtype, shape)?;
+        Ok(Tensor { dtype, shape: shape.to_vec(), data: Data::Bytes(Arc::new(Storage::for_overwrite(nbytes)?)) })
+    }
+
     pub fn zeros(dtype: DType, shape: &[usize]) -> Result<Tensor> {
         if dtype == DType::String {
             let n = checked_numel(shape)?;

@@ -25,6 +25,7 @@ struct ConcatKernel<'a> {
 }
 
 impl MoveKernel for ConcatKernel<'_> {
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let row: usize = self.inner.iter().sum();
         if row == 0 {

@@ -18,6 +18,8 @@ pub type W16 = [u64; 2];
 
 /// A data-movement kernel: fills `dst` from `srcs` (tensors of one dtype, viewed as `T`).
 pub trait MoveKernel {
+    /// Whether `run` writes every element of `dst` (which then starts unspecified, not zeroed).
+    const WRITES_ALL: bool = false;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()>;
 }
 
@@ -50,17 +52,17 @@ fn cast_mut<T: Copy>(b: &mut [u8]) -> Result<&mut [T]> {
     Ok(unsafe { std::slice::from_raw_parts_mut(b.as_mut_ptr() as *mut T, b.len() / sz) })
 }
 
-fn move_typed<T: Elem + Copy>(
+fn move_typed<T: Elem + Copy, K: MoveKernel>(
     dtype: DType,
     srcs: &[&Tensor],
     out_shape: &[usize],
-    k: &impl MoveKernel,
+    k: &K,
 ) -> Result<Tensor> {
     let views = srcs
         .iter()
         .map(|t| cast::<T>(t.bytes()?))
         .collect::<Result<Vec<&[T]>>>()?;
-    let mut out = Tensor::zeros(dtype, out_shape)?;
+    let mut out = if K::WRITES_ALL { Tensor::for_overwrite(dtype, out_shape)? } else { Tensor::zeros(dtype, out_shape)? };
     let dst = cast_mut::<T>(out.make_mut_bytes()?)?;
     k.run(&views, dst)?;
     Ok(out)
@@ -94,11 +96,11 @@ pub fn apply_move(
             k.run(&views, &mut out)?;
             Tensor::from_strings(out_shape, out)
         }
-        1 => move_typed::<u8>(dtype, srcs, out_shape, k),
-        2 => move_typed::<u16>(dtype, srcs, out_shape, k),
-        4 => move_typed::<u32>(dtype, srcs, out_shape, k),
-        8 => move_typed::<u64>(dtype, srcs, out_shape, k),
-        16 => move_typed::<W16>(dtype, srcs, out_shape, k),
+        1 => move_typed::<u8, _>(dtype, srcs, out_shape, k),
+        2 => move_typed::<u16, _>(dtype, srcs, out_shape, k),
+        4 => move_typed::<u32, _>(dtype, srcs, out_shape, k),
+        8 => move_typed::<u64, _>(dtype, srcs, out_shape, k),
+        16 => move_typed::<W16, _>(dtype, srcs, out_shape, k),
         w => Err(Error::Internal(format!("{op}: no element width {w}"))),
     }
 }

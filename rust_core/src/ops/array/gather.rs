@@ -35,6 +35,7 @@ struct TakeKernel<'a> {
 }
 
 impl MoveKernel for TakeKernel<'_> {
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         let (m, post) = (self.idx.len(), self.post);

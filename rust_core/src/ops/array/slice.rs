@@ -61,6 +61,7 @@ struct SliceKernel<'a> {
 }
 
 impl MoveKernel for SliceKernel<'_> {
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         let row = self.row;

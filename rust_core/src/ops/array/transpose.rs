@@ -51,6 +51,7 @@ struct TransposeKernel<'a> {
 const TILE: usize = 16;
 
 impl MoveKernel for TransposeKernel<'_> {
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         let r = self.shape.len();

@@ -342,7 +342,8 @@ impl Op for Pool {
         let mut indices = vec![0i64; if want_idx { planes * out_sz } else { 0 }];
         let y = crate::with_float!(xw.dtype(), self.name, T => {
             let xv = xw.as_slice::<T>()?;
-            Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
+            // Every output of every plane is written.
+            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| {
                 let yp = SendPtr::new(o);
                 let ip = SendPtr::new(&mut indices);
                 ctx.pool.parallel_for(planes, (1 << 12) / (out_sz * w3.kernel_size()).max(1) + 1, |a, b| {
@@ -451,7 +452,7 @@ impl Op for GlobalPool {
         out_shape.extend(std::iter::repeat(1).take(x.rank() - 2));
         let y = crate::with_float!(xw.dtype(), name, T => {
             let xv = xw.as_slice::<T>()?;
-            Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
+            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| {
                 let yp = SendPtr::new(o);
                 ctx.pool.parallel_for(planes, (1 << 14) / sz.max(1) + 1, |a, b| {
                     // SAFETY: outputs a..b belong to this task.
