@@ -95,9 +95,12 @@ pub fn im2col_rows<T: Float>(w: &Window3, x: &[T], rows: std::ops::Range<usize>,
                     let iw0 = lo * sw + tkw * dw - pw;
                     if sw == 1 {
                         d[lo..hi].copy_from_slice(&xc[base + iw0..base + iw0 + (hi - lo)]);
+                    } else if let (2, Some(src), Some(dst)) = (sw, as_f32(&xc[base + iw0..]), as_f32_mut(&mut d[lo..hi])) {
+                        copy_stride2_f32(src, dst);
                     } else {
-                        for (j, v) in d[lo..hi].iter_mut().enumerate() {
-                            *v = xc[base + iw0 + j * sw];
+                        let src = xc[base + iw0..].iter().step_by(sw);
+                        for (v, s) in d[lo..hi].iter_mut().zip(src) {
+                            *v = *s;
                         }
                     }
                 }
@@ -154,6 +157,43 @@ pub fn col2im_rows<T: Float>(w: &Window3, col: &[T], rows: std::ops::Range<usize
             }
         }
     }
+}
+
+/// `dst[j] = src[2j]` (the columns of one stride-2 im2col row).
+fn copy_stride2_f32(src: &[f32], dst: &mut [f32]) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let src = &src[..2 * n - 1];
+    let mut j = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2; every read is checked against `src` inside.
+        j = unsafe { copy_stride2_avx2(src, dst) };
+    }
+    for (d, s) in dst[j..].iter_mut().zip(src[2 * j..].iter().step_by(2)) {
+        *d = *s;
+    }
+}
+
+/// The whole groups of 8 outputs whose 16 source floats lie inside `src`; returns how many
+/// outputs were written.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn copy_stride2_avx2(src: &[f32], dst: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let mut j = 0;
+    while j + 8 <= dst.len() && 2 * j + 16 <= src.len() {
+        let a = _mm256_loadu_ps(src.as_ptr().add(2 * j));
+        let b = _mm256_loadu_ps(src.as_ptr().add(2 * j + 8));
+        // [a0 a2 b0 b2 | a4 a6 b4 b6] -> [a0 a2 a4 a6 b0 b2 b4 b6]
+        let e = _mm256_shuffle_ps::<0b10_00_10_00>(a, b);
+        let e = _mm256_castpd_ps(_mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(e)));
+        _mm256_storeu_ps(dst.as_mut_ptr().add(j), e);
+        j += 8;
+    }
+    j
 }
 
 /// Direct convolution of one input channel plane `x` with `taps` (`[KD][KH][KW]`), accumulated
@@ -391,7 +431,13 @@ pub fn conv_forward<T: GemmElem>(
     let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), w.kernel_size());
     // f32 depthwise 1-D/2-D: the fused, vectorized plane kernel.
     if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(weights)) {
+        if cg == 1 && mg == 1 && group > 1 && w.input[0] == 1 && w.kernel[0] == 1 {
+            let y32 = as_f32_mut(y).expect("y has the type of x");
+            let b32 = bias.and_then(as_f32);
+            return crate::kernels::depthwise::depthwise_f32(pool, w, s.batch, group, x32, w32, b32, act, y32);
+        }
         if cg == 1 && group > 1 && w.input[0] == 1 && w.kernel[0] == 1 && s.batch > 0 && out_sz > 0 {
+            // Depthwise with a channel multiplier: the per-plane kernel.
             let b32 = bias.and_then(as_f32);
             let y32 = as_f32_mut(y).expect("y has the type of x");
             let yp = SendPtr(y32.as_mut_ptr());

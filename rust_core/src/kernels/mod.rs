@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod conv;
+pub mod depthwise;
 pub mod float;
 pub mod gemm;
 pub mod sgemm;
@@ -22,6 +23,14 @@ impl<T> SendPtr<T> {
     /// Wrap the buffer's pointer.
     pub fn new(buf: &mut [T]) -> Self {
         SendPtr(buf.as_mut_ptr())
+    }
+
+    /// The pointer `start` elements further (same buffer).
+    ///
+    /// # Safety
+    /// `start` must lie inside the buffer (or one past its end).
+    pub unsafe fn offset(&self, start: usize) -> SendPtr<T> {
+        SendPtr(self.0.add(start))
     }
 
     /// The sub-slice `start..start + len`.

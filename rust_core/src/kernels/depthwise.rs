@@ -1,0 +1,307 @@
+//! Depthwise 2-D convolution (`group == channels`, one output per channel) on `f32`, vectorized
+//! across channels.
+//!
+//! The input is NCHW, but per-channel planes of exported CNNs are small (7×7 to 112×112) while
+//! channels are many, so vectorizing along a plane's rows wastes lanes and pays a setup per
+//! plane. Instead, [`CB`] channels are interleaved into a padded band of rows (`[row][col][CB]`,
+//! zeros around the input), every tap is then one vector multiply-add over `CB` channels at
+//! once, whatever the stride or dilation, and each finished output row is de-interleaved back
+//! into the channels' planes. A task is (image, channel block, band of output rows); bands keep
+//! the interleaved input inside L2 and give both threads work on the large early layers.
+
+use crate::error::Result;
+use crate::executor::pool::ThreadPool;
+use crate::kernels::conv::Window3;
+use crate::kernels::simd::MulAdd;
+use crate::kernels::vmath::{apply_inplace_body, Act};
+use crate::kernels::{Scratch, SendPtr};
+
+/// Channels interleaved per block (one AVX2 register of `f32`).
+const CB: usize = 8;
+/// Bytes of interleaved input a band aims for (stays in L2 with the output row).
+const BAND_BYTES: usize = 96 << 10;
+
+/// Geometry of one task's band, shared by the band kernel's helpers.
+#[derive(Clone, Copy)]
+struct Band {
+    /// Output rows `oh0..oh1`.
+    oh0: usize,
+    oh1: usize,
+    /// Interleaved band: `rows × cols` pixels of `CB` lanes.
+    rows: usize,
+    cols: usize,
+}
+
+/// `T` consecutive outputs of one row, all taps, `CB` channels: `T` accumulators in registers.
+///
+/// # Safety
+/// `band` must hold every pixel the window of outputs `ow..ow+T` of this row reads
+/// (`(ow+T-1)·sw + (kw-1)·dw < cols`, rows `r0 + kh·dh < rows`), `out` must hold `T·CB` values.
+#[inline(always)]
+unsafe fn tile<M: MulAdd, const T: usize>(
+    w: &Window3,
+    band: *const f32,
+    cols: usize,
+    r0: usize,
+    ow: usize,
+    taps: &[f32],
+    bias: &[f32; CB],
+    out: *mut f32,
+) {
+    let [_, kh_n, kw_n] = w.kernel;
+    let (dh, sw, dw) = (w.dilations[1], w.strides[2], w.dilations[2]);
+    let mut acc = [*bias; T];
+    for kh in 0..kh_n {
+        let brow = band.add((r0 + kh * dh) * cols * CB);
+        for kw in 0..kw_n {
+            let wv = &*(taps.as_ptr().add((kh * kw_n + kw) * CB) as *const [f32; CB]);
+            for (t, a) in acc.iter_mut().enumerate() {
+                let xv = &*(brow.add(((ow + t) * sw + kw * dw) * CB) as *const [f32; CB]);
+                for l in 0..CB {
+                    a[l] = M::madd(wv[l], xv[l], a[l]);
+                }
+            }
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        std::ptr::copy_nonoverlapping(a.as_ptr(), out.add(t * CB), CB);
+    }
+}
+
+/// One task: interleave the band's input rows of channels `0..nc` of `x` (this image's planes
+/// from the block's first channel on), then compute output rows `b.oh0..b.oh1` of those
+/// channels into `y` (same layout as `x`, output planes).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn band_body<M: MulAdd>(
+    w: &Window3,
+    x: &[f32],
+    nc: usize,
+    taps: &[f32],
+    bias: &[f32; CB],
+    act: Act,
+    b: Band,
+    y: &SendPtr<f32>,
+    buf: &mut [f32],
+) {
+    let [_, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let (in_sz, out_sz) = (ih_n * iw_n, oh_n * ow_n);
+    let (sh, ph, pw) = (w.strides[1], w.pad_begin[1], w.pad_begin[2]);
+    let (band, orow) = buf.split_at_mut(b.rows * b.cols * CB);
+    let orow = &mut orow[..ow_n * CB];
+    // Interleave: pixel (r, q) of the band is input (oh0·sh + r - ph, q - pw), zero outside.
+    let (q0, q1) = (pw.min(b.cols), (pw + iw_n).min(b.cols));
+    for (r, brow) in band.chunks_exact_mut(b.cols * CB).enumerate() {
+        let ih = (b.oh0 * sh + r) as isize - ph as isize;
+        if ih < 0 || ih >= ih_n as isize || q1 <= q0 {
+            brow.fill(0.0);
+            continue;
+        }
+        brow[..q0 * CB].fill(0.0);
+        brow[q1 * CB..].fill(0.0);
+        let inner = &mut brow[q0 * CB..q1 * CB];
+        let start = ih as usize * iw_n + q0 - pw;
+        for l in 0..CB {
+            if l < nc {
+                let src = &x[l * in_sz + start..l * in_sz + start + (q1 - q0)];
+                for (d, v) in inner.chunks_exact_mut(CB).zip(src) {
+                    d[l] = *v;
+                }
+            } else {
+                inner.chunks_exact_mut(CB).for_each(|d| d[l] = 0.0);
+            }
+        }
+    }
+    let (bp, op) = (band.as_ptr(), orow.as_mut_ptr());
+    for oh in b.oh0..b.oh1 {
+        let r0 = (oh - b.oh0) * sh;
+        let mut ow = 0;
+        // SAFETY: the band holds every pixel these windows read (its extent was computed from
+        // the last output of the row and of the band); `orow` holds the whole output row.
+        unsafe {
+            while ow + 8 <= ow_n {
+                tile::<M, 8>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
+                ow += 8;
+            }
+            if ow + 4 <= ow_n {
+                tile::<M, 4>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
+                ow += 4;
+            }
+            if ow + 2 <= ow_n {
+                tile::<M, 2>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
+                ow += 2;
+            }
+            if ow < ow_n {
+                tile::<M, 1>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
+            }
+        }
+        apply_inplace_body::<M>(act, orow);
+        for l in 0..nc {
+            // SAFETY: row oh of channel l's plane belongs to this task only.
+            let yr = unsafe { y.slice(l * out_sz + oh * ow_n, ow_n) };
+            for (d, v) in yr.iter_mut().zip(orow.chunks_exact(CB)) {
+                *d = v[l];
+            }
+        }
+    }
+}
+
+crate::multiversion! {
+    /// See [`band_body`].
+    fn band_f32(
+        w: &Window3,
+        x: &[f32],
+        nc: usize,
+        taps: &[f32],
+        bias: &[f32; CB],
+        act: Act,
+        b: Band,
+        y: &SendPtr<f32>,
+        buf: &mut [f32],
+    ) = band_body;
+}
+
+/// `y = act(depthwise_conv(x, weights) + bias)` for a 2-D (or 1-D, as height 1) window with one
+/// output per input channel. `x`: `[N][C][IH·IW]`, `weights`: `[C][KH·KW]`, `y`: `[N][C][OH·OW]`
+/// (every element written).
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_f32(
+    pool: &ThreadPool,
+    w: &Window3,
+    batch: usize,
+    channels: usize,
+    x: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) -> Result<()> {
+    debug_assert!(w.input[0] == 1 && w.kernel[0] == 1 && w.out[0] == 1);
+    let [_, oh_n, ow_n] = w.out;
+    let [_, kh_n, kw_n] = w.kernel;
+    let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), kh_n * kw_n);
+    if batch == 0 || channels == 0 || out_sz == 0 {
+        return Ok(());
+    }
+    let (sh, dh) = (w.strides[1], w.dilations[1]);
+    let cols = (ow_n - 1) * w.strides[2] + (kw_n - 1) * w.dilations[2] + 1;
+    let band_rows = |n_out: usize| (n_out - 1) * sh + (kh_n - 1) * dh + 1;
+    // Output rows per band: within BAND_BYTES, and enough tasks for every thread.
+    let row_bytes = (sh * cols * CB * 4).max(1);
+    let mut per_band = (BAND_BYTES / row_bytes).clamp(1, oh_n);
+    let blocks = channels.div_ceil(CB);
+    let want_tasks = 4 * pool.threads();
+    if pool.threads() > 1 && batch * blocks * oh_n.div_ceil(per_band) < want_tasks {
+        let bands = want_tasks.div_ceil(batch * blocks).min(oh_n);
+        per_band = per_band.min(oh_n.div_ceil(bands));
+    }
+    let bands = oh_n.div_ceil(per_band);
+    let tasks = batch * blocks * bands;
+    let work = (per_band * ow_n * ksz * CB).max(1);
+    let yp = SendPtr(y.as_mut_ptr());
+    let failed = std::sync::Mutex::new(None);
+    pool.parallel_for(tasks, (1 << 15) / work + 1, |t0, t1| {
+        let mut scratch = Scratch::default();
+        let mut taps = vec![0f32; ksz * CB];
+        let buf_len = band_rows(per_band) * cols * CB + ow_n * CB;
+        let buf = match scratch.slice::<f32>(buf_len) {
+            Ok(b) => b,
+            Err(e) => {
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                return;
+            }
+        };
+        let mut last_block = usize::MAX;
+        let mut bias_v = [0f32; CB];
+        for t in t0..t1 {
+            let (n, rest) = (t / (blocks * bands), t % (blocks * bands));
+            let (blk, band) = (rest / bands, rest % bands);
+            let c0 = blk * CB;
+            let nc = CB.min(channels - c0);
+            if blk != last_block {
+                // Interleave this block's taps ([tap][CB], zero past the last channel).
+                for (k, tv) in taps.chunks_exact_mut(CB).enumerate() {
+                    for (l, v) in tv.iter_mut().enumerate() {
+                        *v = if l < nc { weights[(c0 + l) * ksz + k] } else { 0.0 };
+                    }
+                }
+                for (l, v) in bias_v.iter_mut().enumerate() {
+                    *v = if l < nc { bias.map_or(0.0, |b| b[c0 + l]) } else { 0.0 };
+                }
+                last_block = blk;
+            }
+            let oh0 = band * per_band;
+            let oh1 = (oh0 + per_band).min(oh_n);
+            let b = Band { oh0, oh1, rows: band_rows(oh1 - oh0), cols };
+            let xb = &x[(n * channels + c0) * in_sz..(n * channels + c0 + nc) * in_sz];
+            // Channel c0's output plane of image n; the task writes rows oh0..oh1 of nc planes.
+            // SAFETY: inside y (n < batch, c0 < channels).
+            let yb = unsafe { yp.offset((n * channels + c0) * out_sz) };
+            band_f32(w, xb, nc, &taps, &bias_v, act, b, &yb, &mut buf[..b.rows * cols * CB + ow_n * CB]);
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::conv::conv_plane_direct;
+    use crate::kernels::simd::test_util::for_each_isa;
+
+    fn window(ih: usize, iw: usize, k: [usize; 2], s: [usize; 2], d: [usize; 2], p: [usize; 4]) -> Window3 {
+        let out = |i: usize, k: usize, s: usize, d: usize, pb: usize, pe: usize| (i + pb + pe - (k - 1) * d - 1) / s + 1;
+        Window3 {
+            input: [1, ih, iw],
+            kernel: [1, k[0], k[1]],
+            strides: [1, s[0], s[1]],
+            dilations: [1, d[0], d[1]],
+            pad_begin: [0, p[0], p[1]],
+            pad_end: [0, p[2], p[3]],
+            out: [1, out(ih, k[0], s[0], d[0], p[0], p[2]), out(iw, k[1], s[1], d[1], p[1], p[3])],
+        }
+    }
+
+    /// Against the per-plane reference kernel, over channel counts around the block size,
+    /// strides, dilations, asymmetric padding, 1-D windows and every ISA path.
+    #[test]
+    fn matches_direct_convolution() {
+        let cases = [
+            (window(7, 7, [5, 5], [1, 1], [1, 1], [2, 2, 2, 2]), 13usize),
+            (window(15, 16, [3, 3], [2, 2], [1, 1], [0, 0, 1, 1]), 8),
+            (window(12, 11, [3, 3], [1, 2], [2, 1], [2, 1, 2, 0]), 3),
+            (window(1, 40, [1, 5], [1, 3], [1, 2], [0, 4, 0, 4]), 17),
+            (window(113, 9, [3, 3], [2, 1], [1, 1], [1, 1, 1, 1]), 9),
+        ];
+        for (w, c) in cases {
+            let batch = 2;
+            let x: Vec<f32> = (0..batch * c * w.in_size()).map(|i| ((i * 37 % 101) as f32 - 50.0) / 25.0).collect();
+            let wt: Vec<f32> = (0..c * w.kernel_size()).map(|i| ((i * 13 % 29) as f32 - 14.0) / 7.0).collect();
+            let bias: Vec<f32> = (0..c).map(|i| i as f32 * 0.25 - 1.0).collect();
+            let mut want = vec![0f32; batch * c * w.out_size()];
+            for n in 0..batch {
+                for ch in 0..c {
+                    let yo = &mut want[(n * c + ch) * w.out_size()..(n * c + ch + 1) * w.out_size()];
+                    yo.fill(bias[ch]);
+                    let xc = &x[(n * c + ch) * w.in_size()..(n * c + ch + 1) * w.in_size()];
+                    conv_plane_direct(&w, xc, &wt[ch * w.kernel_size()..(ch + 1) * w.kernel_size()], yo);
+                    yo.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+            }
+            for threads in [1, 2] {
+                let pool = ThreadPool::new(threads);
+                for_each_isa(|isa| {
+                    let mut y = vec![f32::NAN; want.len()];
+                    depthwise_f32(&pool, &w, batch, c, &x, &wt, Some(&bias), Act::Relu, &mut y).unwrap();
+                    for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{w:?} c={c} {isa:?} t={threads} [{i}]: {a} vs {b}");
+                    }
+                });
+            }
+        }
+    }
+}
