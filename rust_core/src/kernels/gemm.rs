@@ -352,9 +352,61 @@ fn dot4_body<M: crate::kernels::simd::MulAdd>(a: &[f32], b: [&[f32]; 4]) -> [f32
     out
 }
 
-crate::multiversion! {
-    /// Dot products of `a` with four vectors of its length.
-    fn dot4_f32(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] = dot4_body;
+/// Dot products of `a` with four vectors of its length.
+fn dot4_f32(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (`active` never exceeds what it reports).
+        return unsafe { dot4_avx2(a, b) };
+    }
+    dot4_body::<crate::kernels::simd::Plain>(a, b)
+}
+
+/// [`dot4_body`] with intrinsics (the compiler's vectorization of the generic body shuffles
+/// and spills).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn dot4_avx2(a: &[f32], b: [&[f32]; 4]) -> [f32; 4] {
+    use std::arch::x86_64::*;
+    let k = a.len();
+    let b = b.map(|c| &c[..k]);
+    let (pa, p0, p1, p2, p3) = (a.as_ptr(), b[0].as_ptr(), b[1].as_ptr(), b[2].as_ptr(), b[3].as_ptr());
+    let z = _mm256_setzero_ps();
+    let (mut s0, mut s1, mut s2, mut s3) = (z, z, z, z);
+    let (mut t0, mut t1, mut t2, mut t3) = (z, z, z, z);
+    let mut p = 0;
+    while p + 16 <= k {
+        let (x, y) = (_mm256_loadu_ps(pa.add(p)), _mm256_loadu_ps(pa.add(p + 8)));
+        s0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p0.add(p)), s0);
+        s1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p1.add(p)), s1);
+        s2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p2.add(p)), s2);
+        s3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p3.add(p)), s3);
+        t0 = _mm256_fmadd_ps(y, _mm256_loadu_ps(p0.add(p + 8)), t0);
+        t1 = _mm256_fmadd_ps(y, _mm256_loadu_ps(p1.add(p + 8)), t1);
+        t2 = _mm256_fmadd_ps(y, _mm256_loadu_ps(p2.add(p + 8)), t2);
+        t3 = _mm256_fmadd_ps(y, _mm256_loadu_ps(p3.add(p + 8)), t3);
+        p += 16;
+    }
+    if p + 8 <= k {
+        let x = _mm256_loadu_ps(pa.add(p));
+        s0 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p0.add(p)), s0);
+        s1 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p1.add(p)), s1);
+        s2 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p2.add(p)), s2);
+        s3 = _mm256_fmadd_ps(x, _mm256_loadu_ps(p3.add(p)), s3);
+        p += 8;
+    }
+    let sums = [_mm256_add_ps(s0, t0), _mm256_add_ps(s1, t1), _mm256_add_ps(s2, t2), _mm256_add_ps(s3, t3)];
+    let mut out = [0f32; 4];
+    for q in 0..4 {
+        let mut lanes = [0f32; 8];
+        _mm256_storeu_ps(lanes.as_mut_ptr(), sums[q]);
+        let mut s = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        for t in p..k {
+            s = a[t].mul_add(b[q][t], s);
+        }
+        out[q] = s;
+    }
+    out
 }
 
 /// Dot product with 8 independent accumulators (vectorizes).

@@ -11,8 +11,9 @@
 //!
 //! Fused patterns (the convolution's output must have no other reader and not be a graph
 //! output): `Relu`, `LeakyRelu`, `Sigmoid`, `Tanh`, `HardSigmoid`, `HardSwish`, `Clip` with
-//! constant bounds, and the two-node SiLU/Swish `Mul(Y, Sigmoid(Y))` that PyTorch and tf2onnx
-//! emit for `x * sigmoid(x)` (the `Sigmoid` output must feed only that `Mul`).
+//! constant bounds, the two-node SiLU/Swish `Mul(Y, Sigmoid(Y))` that PyTorch and tf2onnx
+//! emit for `x * sigmoid(x)`, and the HardSwish `Mul(Y, HardSigmoid(Y; 1/6, 1/2))` PyTorch
+//! emits below opset 14 (the gate's output must feed only that `Mul`).
 
 use crate::graph::ir::{AttrValue, Graph, Node};
 use crate::tensor::{DType, Tensor};
@@ -344,21 +345,31 @@ pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
             }
             continue;
         }
-        // SiLU: Y read by exactly Sigmoid(Y) -> S and Mul(Y, S).
+        // Gated activations: Y read by exactly G(Y) -> S and Mul(Y, S), with G = Sigmoid
+        // (SiLU) or HardSigmoid(1/6, 1/2) (HardSwish, as exporters write it before opset 14).
         let rs = match readers.get(y.as_str()) {
             Some(v) if v.len() == 2 && !v.contains(&usize::MAX) => v.clone(),
             _ => continue,
         };
-        let (sig, mul) = if g.nodes[rs[0]].op_type == "Sigmoid" { (rs[0], rs[1]) } else { (rs[1], rs[0]) };
+        let is_gate = |i: usize| matches!(g.nodes[i].op_type.as_str(), "Sigmoid" | "HardSigmoid");
+        let (sig, mul) = if is_gate(rs[0]) { (rs[0], rs[1]) } else { (rs[1], rs[0]) };
         let (s, m) = (&g.nodes[sig], &g.nodes[mul]);
-        if s.op_type != "Sigmoid" || !s.domain.is_empty() || m.op_type != "Mul" || !m.domain.is_empty() {
+        if !is_gate(sig) || !s.domain.is_empty() || m.op_type != "Mul" || !m.domain.is_empty() || s.inputs.first() != Some(y) {
             continue;
         }
+        let fused = if s.op_type == "Sigmoid" {
+            act_attrs("Swish", &[1.0])
+        } else if attr_f(s, "alpha", 0.2) == 1.0 / 6.0 && attr_f(s, "beta", 0.5) == 0.5 {
+            // Act::HardSwish is x · HardSigmoid(x; 1/6, 1/2).
+            act_attrs("HardSwish", &[])
+        } else {
+            continue;
+        };
         let sname = &s.outputs[0];
         let pair_ok = m.inputs.len() == 2
             && ((m.inputs[0] == *y && m.inputs[1] == *sname) || (m.inputs[1] == *y && m.inputs[0] == *sname));
         if pair_ok && only_reader(sname) == Some(mul) {
-            plans.push((k, vec![sig, mul], m.outputs[0].clone(), act_attrs("Swish", &[1.0])));
+            plans.push((k, vec![sig, mul], m.outputs[0].clone(), fused));
         }
     }
     let mut removed = vec![false; g.nodes.len()];
@@ -447,6 +458,24 @@ mod tests {
         assert_eq!(g.nodes[1].inputs[0], "r1");
         assert_eq!(g.nodes[1].outputs, vec!["y".to_string()]);
         assert_eq!(act_of(&g.nodes[1]), ("Swish".into(), vec![1.0]));
+    }
+
+    #[test]
+    fn hard_swish_written_as_hard_sigmoid_and_mul_is_fused() {
+        let mut hs = |alpha: f32| {
+            let mut n = node("HardSigmoid", &["c"], &["s"]);
+            n.attrs.push(("alpha".into(), AttrValue::Float(alpha)));
+            let mut g = graph(vec![node("Conv", &["x", "w"], &["c"]), n, node("Mul", &["c", "s"], &["y"])], &["y"], vec![]);
+            (fuse_conv_activations(&mut g, 13), g)
+        };
+        let (n, g) = hs(1.0 / 6.0);
+        assert_eq!(n, 1);
+        assert_eq!(g.nodes.len(), 1);
+        assert_eq!(g.nodes[0].outputs, vec!["y".to_string()]);
+        assert_eq!(act_of(&g.nodes[0]), ("HardSwish".into(), vec![]));
+        // Another slope is not HardSwish: left alone.
+        let (n, g) = hs(0.2);
+        assert_eq!((n, g.nodes.len()), (0, 3));
     }
 
     #[test]
