@@ -239,21 +239,21 @@ unsafe fn gemm_unchecked<T: GemmElem>(
             let cv = &mut *c.add(i * rsc + j * csc);
             *cv = if beta == 0.0 { alpha * d } else { beta * *cv + alpha * d };
         };
-        // Group four vectors on the longer side; a lone leftover is repeated.
-        let quad = |f: &dyn Fn(usize) -> &'static [f32], i: usize, len: usize| {
+        // Group four vectors on the longer side; past the end, the last one is repeated.
+        fn quad<'v>(f: impl Fn(usize) -> &'v [f32], i: usize, len: usize) -> [&'v [f32]; 4] {
             [f(i), f((i + 1).min(len - 1)), f((i + 2).min(len - 1)), f((i + 3).min(len - 1))]
-        };
+        }
         if n >= 4 || n >= m {
             for i in 0..m {
                 for j in (0..n).step_by(4) {
-                    let d = dot4_f32(row(i), quad(&|j| col(j), j, n));
+                    let d = dot4_f32(row(i), quad(col, j, n));
                     (j..n.min(j + 4)).for_each(|jj| put(i, jj, d[jj - j]));
                 }
             }
         } else {
             for j in 0..n {
                 for i in (0..m).step_by(4) {
-                    let d = dot4_f32(col(j), quad(&|i| row(i), i, m));
+                    let d = dot4_f32(col(j), quad(row, i, m));
                     (i..m.min(i + 4)).for_each(|ii| put(ii, j, d[ii - i]));
                 }
             }
@@ -621,6 +621,29 @@ mod tests {
                 .iter()
                 .zip(&want)
                 .all(|(x, y)| (*x as f64 - y).abs() < 1e-3));
+        }
+    }
+
+    /// The f32 few-rows path (dot products against a transposed B), on every ISA, for shapes
+    /// that exercise groups of four, leftovers, the single-column case and short depths.
+    #[test]
+    fn few_rows_against_transposed_b_f32() {
+        use crate::kernels::simd::test_util::for_each_isa;
+        for &(m, n, k) in &[(1, 7, 37), (3, 2, 19), (4, 4, 8), (9, 1, 33), (2, 3, 16), (1, 1000, 576), (2, 6, 100)] {
+            let a: Vec<f64> = (0..m * k).map(|i| ((i * 7 % 13) as f64) * 0.25 - 1.5).collect();
+            let b: Vec<f64> = (0..k * n).map(|i| ((i * 5 % 11) as f64) * 0.5 - 2.0).collect();
+            let want = naive(m, n, k, &a, &b);
+            let a32: Vec<f32> = a.iter().map(|v| *v as f32).collect();
+            // B stored transposed (n x k, columns of B contiguous).
+            let bt32: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k] as f32).collect();
+            for_each_isa(|isa| {
+                let mut c = vec![1f32; m * n];
+                gemm(m, n, k, 2.0, MatRef::row_major(&a32, k), MatRef::row_major(&bt32, k).t(), 0.5, &mut c, n, 1).unwrap();
+                for (i, (x, w)) in c.iter().zip(&want).enumerate() {
+                    let w = 2.0 * w + 0.5;
+                    assert!((*x as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()), "{m}x{n}x{k} {isa:?} [{i}]: {x} vs {w}");
+                }
+            });
         }
     }
 
