@@ -68,6 +68,48 @@ unsafe fn tile<M: MulAdd, const T: usize>(
     }
 }
 
+/// [`tile`] with AVX2 intrinsics (the compiler's vectorization of the generic tile spills for
+/// some `T`), and the cheap activations applied in registers when `act_in_regs`.
+///
+/// # Safety
+/// As [`tile`], and the CPU must have AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx2<const T: usize>(
+    w: &Window3,
+    band: *const f32,
+    cols: usize,
+    r0: usize,
+    ow: usize,
+    taps: &[f32],
+    bias: &[f32; CB],
+    act: Act,
+    act_in_regs: bool,
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let [_, kh_n, kw_n] = w.kernel;
+    let (dh, sw, dw) = (w.dilations[1], w.strides[2], w.dilations[2]);
+    let mut acc = [_mm256_loadu_ps(bias.as_ptr()); T];
+    let step = sw * CB;
+    for kh in 0..kh_n {
+        let brow = band.add((r0 + kh * dh) * cols * CB + ow * step);
+        let trow = taps.as_ptr().add(kh * kw_n * CB);
+        for kw in 0..kw_n {
+            let wv = _mm256_loadu_ps(trow.add(kw * CB));
+            let src = brow.add(kw * dw * CB);
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(src.add(t * step)), *a);
+            }
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        let v = if act_in_regs { crate::kernels::vmath::act_m256(act, *a).unwrap_or(*a) } else { *a };
+        _mm256_storeu_ps(out.add(t * CB), v);
+    }
+}
+
 /// One task: interleave the band's input rows of channels `0..nc` of `x` (this image's planes
 /// from the block's first channel on), then compute output rows `b.oh0..b.oh1` of those
 /// channels into `y` (same layout as `x`, output planes).
@@ -102,9 +144,23 @@ fn band_body<M: MulAdd>(
         brow[q1 * CB..].fill(0.0);
         let inner = &mut brow[q0 * CB..q1 * CB];
         let start = ih as usize * iw_n + q0 - pw;
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if M::AVX2 && nc == CB {
+            // SAFETY: AVX2 code; 8x8 blocks inside the 8 source rows and `inner`.
+            unsafe {
+                let src = x.as_ptr().add(start);
+                while done + 8 <= q1 - q0 {
+                    transpose8x8(src.add(done), in_sz, inner.as_mut_ptr().add(done * CB), CB);
+                    done += 8;
+                }
+            }
+        }
+        let inner = &mut inner[done * CB..];
+        let start = start + done;
         for l in 0..CB {
             if l < nc {
-                let src = &x[l * in_sz + start..l * in_sz + start + (q1 - q0)];
+                let src = &x[l * in_sz + start..l * in_sz + start + (q1 - q0 - done)];
                 for (d, v) in inner.chunks_exact_mut(CB).zip(src) {
                     d[l] = *v;
                 }
@@ -114,36 +170,111 @@ fn band_body<M: MulAdd>(
         }
     }
     let (bp, op) = (band.as_ptr(), orow.as_mut_ptr());
+    // SAFETY (of the probe): M::AVX2 code runs on AVX2 CPUs only.
+    #[cfg(target_arch = "x86_64")]
+    let act_in_regs = M::AVX2 && unsafe { crate::kernels::vmath::act_m256(act, std::arch::x86_64::_mm256_setzero_ps()) }.is_some();
+    #[cfg(not(target_arch = "x86_64"))]
+    let act_in_regs = false;
     for oh in b.oh0..b.oh1 {
         let r0 = (oh - b.oh0) * sh;
         let mut ow = 0;
         // SAFETY: the band holds every pixel these windows read (its extent was computed from
         // the last output of the row and of the band); `orow` holds the whole output row.
         unsafe {
+            #[cfg(target_arch = "x86_64")]
+            if M::AVX2 {
+                let (a, r) = (act, act_in_regs);
+                while ow + 8 <= ow_n {
+                    tile_avx2::<8>(w, bp, b.cols, r0, ow, taps, bias, a, r, op.add(ow * CB));
+                    ow += 8;
+                }
+                // The rest in one tile (independent accumulator chains hide the FMA latency).
+                let o = op.add(ow * CB);
+                match ow_n - ow {
+                    0 => {}
+                    1 => tile_avx2::<1>(w, bp, b.cols, r0, ow, taps, bias, a, r, o),
+                    2 => tile_avx2::<2>(w, bp, b.cols, r0, ow, taps, bias, a, r, o),
+                    3 => tile_avx2::<3>(w, bp, b.cols, r0, ow, taps, bias, a, r, o),
+                    4 => tile_avx2::<4>(w, bp, b.cols, r0, ow, taps, bias, a, r, o),
+                    5 => tile_avx2::<5>(w, bp, b.cols, r0, ow, taps, bias, a, r, o),
+                    6 => tile_avx2::<6>(w, bp, b.cols, r0, ow, taps, bias, a, r, o),
+                    _ => tile_avx2::<7>(w, bp, b.cols, r0, ow, taps, bias, a, r, o),
+                }
+                ow = ow_n;
+            }
             while ow + 8 <= ow_n {
                 tile::<M, 8>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
                 ow += 8;
             }
-            if ow + 4 <= ow_n {
-                tile::<M, 4>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
-                ow += 4;
-            }
-            if ow + 2 <= ow_n {
-                tile::<M, 2>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
-                ow += 2;
-            }
-            if ow < ow_n {
+            while ow < ow_n {
                 tile::<M, 1>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
+                ow += 1;
             }
         }
-        apply_inplace_body::<M>(act, orow);
+        if !act_in_regs {
+            apply_inplace_body::<M>(act, orow);
+        }
+        let mut done = 0;
+        #[cfg(target_arch = "x86_64")]
+        if M::AVX2 && nc == CB {
+            // SAFETY: AVX2 code; 8x8 blocks inside `orow` and row oh of the 8 planes, which
+            // belong to this task only.
+            unsafe {
+                let dst = y.offset(oh * ow_n).0;
+                while done + 8 <= ow_n {
+                    transpose8x8(orow.as_ptr().add(done * CB), CB, dst.add(done), out_sz);
+                    done += 8;
+                }
+            }
+        }
         for l in 0..nc {
             // SAFETY: row oh of channel l's plane belongs to this task only.
-            let yr = unsafe { y.slice(l * out_sz + oh * ow_n, ow_n) };
-            for (d, v) in yr.iter_mut().zip(orow.chunks_exact(CB)) {
+            let yr = unsafe { y.slice(l * out_sz + oh * ow_n + done, ow_n - done) };
+            for (d, v) in yr.iter_mut().zip(orow[done * CB..].chunks_exact(CB)) {
                 *d = v[l];
             }
         }
+    }
+}
+
+/// Transpose an 8x8 block: row `i` of the source (8 floats at `src + i·ss`) becomes column `i`
+/// of the destination (rows at `dst + j·ds`).
+///
+/// # Safety
+/// AVX2 CPU; the 8 rows of 8 floats must be readable at `src` and writable at `dst`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn transpose8x8(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(src.add(i * ss)));
+    let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+    let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+    let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+    let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+    let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    let u0 = _mm256_shuffle_ps::<0b01_00_01_00>(t0, t2);
+    let u1 = _mm256_shuffle_ps::<0b11_10_11_10>(t0, t2);
+    let u2 = _mm256_shuffle_ps::<0b01_00_01_00>(t1, t3);
+    let u3 = _mm256_shuffle_ps::<0b11_10_11_10>(t1, t3);
+    let u4 = _mm256_shuffle_ps::<0b01_00_01_00>(t4, t6);
+    let u5 = _mm256_shuffle_ps::<0b11_10_11_10>(t4, t6);
+    let u6 = _mm256_shuffle_ps::<0b01_00_01_00>(t5, t7);
+    let u7 = _mm256_shuffle_ps::<0b11_10_11_10>(t5, t7);
+    let out = [
+        _mm256_permute2f128_ps::<0x20>(u0, u4),
+        _mm256_permute2f128_ps::<0x20>(u1, u5),
+        _mm256_permute2f128_ps::<0x20>(u2, u6),
+        _mm256_permute2f128_ps::<0x20>(u3, u7),
+        _mm256_permute2f128_ps::<0x31>(u0, u4),
+        _mm256_permute2f128_ps::<0x31>(u1, u5),
+        _mm256_permute2f128_ps::<0x31>(u2, u6),
+        _mm256_permute2f128_ps::<0x31>(u3, u7),
+    ];
+    for (j, v) in out.iter().enumerate() {
+        _mm256_storeu_ps(dst.add(j * ds), *v);
     }
 }
 

@@ -8,6 +8,8 @@
 //! backend for `f64` and unusual output strides.
 
 use crate::kernels::simd::{active, Isa, MulAdd};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::vmath::act_m256;
 use crate::kernels::vmath::{apply_inplace_body, Act};
 use std::cell::RefCell;
 
@@ -214,33 +216,6 @@ unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, 
         }
         store_tile::<crate::kernels::simd::Fused>(&mut acc, c, rsc, mr, nr, t);
     }
-}
-
-/// The cheap activations on one register, with the NaN behaviour of [`Act::apply`] (max/min
-/// return their second operand when either is NaN); `None` for the others.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn act_m256(act: Act, v: std::arch::x86_64::__m256) -> Option<std::arch::x86_64::__m256> {
-    use std::arch::x86_64::*;
-    let z = _mm256_setzero_ps();
-    Some(match act {
-        Act::Identity => v,
-        Act::Relu => _mm256_max_ps(z, v),
-        Act::Clip(lo, hi) => _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), v)),
-        Act::LeakyRelu(a) => {
-            let neg = _mm256_cmp_ps::<_CMP_LT_OQ>(v, z);
-            _mm256_blendv_ps(v, _mm256_mul_ps(_mm256_set1_ps(a), v), neg)
-        }
-        Act::HardSigmoid(a, b) => {
-            let t = _mm256_fmadd_ps(_mm256_set1_ps(a), v, _mm256_set1_ps(b));
-            _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(z, t))
-        }
-        Act::HardSwish => {
-            let t = _mm256_fmadd_ps(_mm256_set1_ps(1.0 / 6.0), v, _mm256_set1_ps(0.5));
-            _mm256_mul_ps(v, _mm256_min_ps(_mm256_set1_ps(1.0), _mm256_max_ps(z, t)))
-        }
-        _ => return None,
-    })
 }
 
 /// An A operand packed once (constant weights), in the block order [`sgemm_ex`] walks.

@@ -98,6 +98,9 @@ pub fn force(isa: Option<Isa>) -> Isa {
 /// How `a * b + c` is computed: fused on FMA paths, separately on the baseline path (where
 /// `f32::mul_add` would be a slow library call).
 pub trait MulAdd {
+    /// True for code compiled (and only ever run) with AVX2+FMA, so it may use their
+    /// intrinsics directly.
+    const AVX2: bool;
     fn madd(a: f32, b: f32, c: f32) -> f32;
 }
 
@@ -107,6 +110,7 @@ pub struct Fused;
 pub struct Plain;
 
 impl MulAdd for Fused {
+    const AVX2: bool = true;
     #[inline(always)]
     fn madd(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
@@ -114,6 +118,7 @@ impl MulAdd for Fused {
 }
 
 impl MulAdd for Plain {
+    const AVX2: bool = false;
     #[inline(always)]
     fn madd(a: f32, b: f32, c: f32) -> f32 {
         a * b + c

@@ -462,7 +462,7 @@ mod tests {
 
     #[test]
     fn hard_swish_written_as_hard_sigmoid_and_mul_is_fused() {
-        let mut hs = |alpha: f32| {
+        let hs = |alpha: f32| {
             let mut n = node("HardSigmoid", &["c"], &["s"]);
             n.attrs.push(("alpha".into(), AttrValue::Float(alpha)));
             let mut g = graph(vec![node("Conv", &["x", "w"], &["c"]), n, node("Mul", &["c", "s"], &["y"])], &["y"], vec![]);

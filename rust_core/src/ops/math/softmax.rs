@@ -243,7 +243,6 @@ impl Op for Softmax {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::ops::math::test_util::*;
 
     #[test]
