@@ -195,6 +195,18 @@ unsafe fn gemm_unchecked<T: GemmElem>(
     rsc: usize,
     csc: usize,
 ) {
+    #[cfg(target_arch = "x86_64")]
+    if m == 1
+        && csc == 1
+        && csb == 1
+        && k > 0
+        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx2
+    {
+        // SAFETY: T is f32, the CPU has AVX2+FMA; extents are the caller's contract.
+        row_times_rows_avx2(k, n, alpha.to_f32(), a as *const f32, csa, b as *const f32, rsb, beta.to_f32(), c as *mut f32);
+        return;
+    }
     if m == 1 && csc == 1 && csb == 1 && k > 0 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {
         // SAFETY: T is f32; extents are the caller's contract.
         let crow = std::slice::from_raw_parts_mut(c as *mut f32, n);
@@ -310,6 +322,61 @@ unsafe fn gemm_unchecked<T: GemmElem>(
         rsc as isize,
         csc as isize,
     )
+}
+
+/// `c[..n] = alpha · a · B + beta · c` for a row vector `a` (k values, stride csa) and a
+/// row-major B (k rows of n, stride rsb): C is kept in registers, 64 columns at a time (eight
+/// independent FMA chains), while the rows of B stream by once.
+///
+/// # Safety
+/// AVX2 and FMA available; `a`, `b`, `c` valid for the extents described.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_times_rows_avx2(k: usize, n: usize, alpha: f32, a: *const f32, csa: usize, b: *const f32, rsb: usize, beta: f32, c: *mut f32) {
+    use std::arch::x86_64::*;
+    let finish = |acc: __m256, cj: *mut f32| {
+        let v = if beta == 0.0 { acc } else { _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(cj), acc) };
+        _mm256_storeu_ps(cj, v);
+    };
+    let mut j = 0;
+    while j + 64 <= n {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        for p in 0..k {
+            let x = _mm256_set1_ps(alpha * *a.add(p * csa));
+            let row = b.add(p * rsb + j);
+            for (q, v) in acc.iter_mut().enumerate() {
+                *v = _mm256_fmadd_ps(x, _mm256_loadu_ps(row.add(8 * q)), *v);
+            }
+        }
+        for (q, v) in acc.iter().enumerate() {
+            finish(*v, c.add(j + 8 * q));
+        }
+        j += 64;
+    }
+    while j + 8 <= n {
+        let (mut v0, mut v1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+        let mut p = 0;
+        while p + 2 <= k {
+            v0 = _mm256_fmadd_ps(_mm256_set1_ps(alpha * *a.add(p * csa)), _mm256_loadu_ps(b.add(p * rsb + j)), v0);
+            v1 = _mm256_fmadd_ps(_mm256_set1_ps(alpha * *a.add((p + 1) * csa)), _mm256_loadu_ps(b.add((p + 1) * rsb + j)), v1);
+            p += 2;
+        }
+        if p < k {
+            v0 = _mm256_fmadd_ps(_mm256_set1_ps(alpha * *a.add(p * csa)), _mm256_loadu_ps(b.add(p * rsb + j)), v0);
+        }
+        finish(_mm256_add_ps(v0, v1), c.add(j));
+        j += 8;
+    }
+    while j < n {
+        let mut d = 0f32;
+        for p in 0..k {
+            d = (alpha * *a.add(p * csa)).mul_add(*b.add(p * rsb + j), d);
+        }
+        let cj = c.add(j);
+        *cj = if beta == 0.0 { d } else { beta.mul_add(*cj, d) };
+        j += 1;
+    }
 }
 
 #[inline(always)]
@@ -536,6 +603,28 @@ pub fn sgemm(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn f32_row_vector_times_row_major_every_isa() {
+        crate::kernels::simd::test_util::for_each_isa(|isa| {
+            for &(n, k) in &[(1usize, 1usize), (7, 3), (8, 5), (10, 128), (64, 2), (75, 9), (130, 33), (256, 64)] {
+                let a: Vec<f32> = (0..2 * k).map(|i| ((i * 7 % 13) as f32) * 0.25 - 1.5).collect();
+                let b: Vec<f32> = (0..k * (n + 3)).map(|i| ((i * 5 % 11) as f32) * 0.5 - 2.0).collect();
+                for &beta in &[0.0f32, 1.0, -0.5] {
+                    let mut c: Vec<f32> = (0..n).map(|i| i as f32 * 0.125).collect();
+                    let c0 = c.clone();
+                    // A with column stride 2, B with row stride n + 3.
+                    gemm(1, n, k, 1.5, MatRef { data: &a, rs: 2 * k, cs: 2 }, MatRef { data: &b, rs: n + 3, cs: 1 }, beta, &mut c, n, 1)
+                        .unwrap();
+                    for j in 0..n {
+                        let d: f64 = (0..k).map(|p| a[2 * p] as f64 * b[p * (n + 3) + j] as f64).sum();
+                        let want = 1.5 * d + beta as f64 * c0[j] as f64;
+                        assert!((c[j] as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()), "{isa:?} n {n} k {k} beta {beta}: {} vs {want}", c[j]);
+                    }
+                }
+            }
+        });
+    }
 
     fn naive(m: usize, n: usize, k: usize, a: &[f64], b: &[f64]) -> Vec<f64> {
         let mut c = vec![0.0; m * n];
