@@ -43,7 +43,7 @@ extern "C" {
 #endif
 
 #define PMI_ABI_VERSION_MAJOR 1
-#define PMI_ABI_VERSION_MINOR 0
+#define PMI_ABI_VERSION_MINOR 1
 /** (major << 16) | minor, comparable with pmi_abi_version(). */
 #define PMI_ABI_VERSION ((PMI_ABI_VERSION_MAJOR << 16) | PMI_ABI_VERSION_MINOR)
 
@@ -447,6 +447,61 @@ pmi_status pmi_session_run(const pmi_session* session, const char* const* input_
                            const pmi_tensor* const* inputs, size_t n_inputs,
                            const char* const* output_names, size_t n_outputs,
                            pmi_tensor** outputs);
+
+/** Position of the input `name` in pmi_session_input_info order, for pmi_input_buffer.index.
+ *  Errors: NULL_POINTER, INVALID_ARGUMENT (unknown name, listing the inputs). Since ABI 1.1. */
+pmi_status pmi_session_input_index(const pmi_session* session, const char* name, size_t* out);
+
+/** Position of the output `name` in pmi_session_output_info order, for the output_indices of
+ *  pmi_session_run_buffers. Errors: NULL_POINTER, INVALID_ARGUMENT (unknown name). Since ABI 1.1. */
+pmi_status pmi_session_output_index(const pmi_session* session, const char* name, size_t* out);
+
+/** An input of pmi_session_run_buffers: a caller's dense, row-major buffer, read in place. */
+typedef struct pmi_input_buffer {
+    size_t index;          /**< the input's position in pmi_session_input_info order */
+    int32_t dtype;         /**< PMI_DTYPE_* code; not STRING */
+    int32_t writable;      /**< nonzero: an output aliasing this buffer may be written through */
+    const int64_t* shape;  /**< `rank` non-negative dims; may be NULL when rank is 0 */
+    size_t rank;
+    const void* data;      /**< aligned to the element size; may be NULL when nbytes is 0 */
+    size_t nbytes;         /**< element count x pmi_dtype_size(dtype) */
+} pmi_input_buffer;
+
+/** An output of pmi_session_run_buffers, written by the library. Everything but `tensor` is
+ *  borrowed from `tensor` and valid until it is released (data: while any tensor sharing the
+ *  data lives, as for pmi_tensor_data). */
+typedef struct pmi_output_buffer {
+    pmi_tensor* tensor;    /**< NEW handle owned by the caller: release with pmi_tensor_release */
+    int32_t dtype;         /**< PMI_DTYPE_* code */
+    int32_t writable;      /**< 1 if `data` may be written (0 for weights and read-only inputs) */
+    const int64_t* shape;  /**< `rank` dims */
+    size_t rank;
+    void* data;            /**< first byte of the data; NULL for STRING (see pmi_tensor_string_get) */
+    size_t nbytes;         /**< size of the data in bytes (0 for STRING) */
+    int64_t aliased_input; /**< -1, or the position in `inputs` of the input buffer that `data`
+                                points into (Identity, Reshape... share their input: no copy) */
+} pmi_output_buffer;
+
+/** Run the model on raw buffers: the per-call fast path of pmi_session_run, with no tensor
+ *  handle per input and the outputs described in one call.
+ *  Inputs: n_inputs buffers, each naming its input by position (each at most once; inputs not
+ *  given must have an initializer default). The library reads them during the call and keeps
+ *  no pointer to them afterwards, EXCEPT through outputs whose aliased_input is >= 0: such an
+ *  output's data lies in that input's buffer, which the caller must then keep alive (and see
+ *  changes of) for as long as it uses the output. Use pmi_session_run with pmi_tensor_wrap and a
+ *  release callback for exact lifetime tracking instead.
+ *  Outputs: output_indices[0..n_outputs] selects outputs by position (pmi_session_output_index),
+ *  in any order; NULL means all outputs in model order (n_outputs must then equal the output
+ *  count). On success outputs[0..n_outputs] are filled and each .tensor is owned by the caller;
+ *  on failure nothing is written to outputs.
+ *  Thread-safe: concurrent runs on one session are allowed (each with its own arrays).
+ *  Errors: those of pmi_session_run (the same checks and messages, naming the input), plus
+ *  INVALID_ARGUMENT (index out of range, misaligned data, negative dim), SHAPE_MISMATCH (nbytes
+ *  disagrees with dtype and shape), UNSUPPORTED_DTYPE (unknown code or STRING), LIMIT_EXCEEDED
+ *  (rank > PMI_MAX_RANK); messages about a buffer name it as inputs[i]. Since ABI 1.1. */
+pmi_status pmi_session_run_buffers(const pmi_session* session, const pmi_input_buffer* inputs,
+                                   size_t n_inputs, const size_t* output_indices, size_t n_outputs,
+                                   pmi_output_buffer* outputs);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Testing hooks                                                                              */

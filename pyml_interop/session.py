@@ -12,7 +12,18 @@ import numpy as np
 from ._errors import InvalidArgumentError, check
 from ._ffi import CHAR_ARRAY, ffi, from_buffer_raw, lib, new_raw
 from .model import Model, ValueInfo, _value_info, load_model
-from .tensor import _C_SHAPES, _WRAP_CODES, Tensor, _array_from_handle, _c_shape, from_dlpack
+from .tensor import (
+    _ARRAY_DTYPES,
+    _C_SHAPES,
+    _WRAP_CODES,
+    Tensor,
+    _array_from_handle,
+    _buffer,
+    _c_shape,
+    _gc,
+    _release_tensor,
+    from_dlpack,
+)
 
 __all__ = ["SessionOptions", "RunOptions", "Session", "InferenceSession", "NodeArg", "ModelMetadata"]
 
@@ -21,6 +32,11 @@ PathLike = Union[str, "os.PathLike[str]"]
 _TENSOR_SLOTS = ffi.typeof("pmi_tensor*[]")
 _NAME_ARRAY = ffi.typeof("const char*[]")
 _NULL = ffi.NULL
+_INPUT_BUFFERS = ffi.typeof("pmi_input_buffer[]")
+_OUTPUT_BUFFERS = ffi.typeof("pmi_output_buffer[]")
+_SIZE_T_ARRAY = ffi.typeof("size_t[]")
+_run_buffers = lib.pmi_session_run_buffers
+_ERR_INVALID_ARGUMENT = lib.PMI_ERR_INVALID_ARGUMENT
 # Name arrays cached per session (one per distinct tuple of known names), bounded.
 _NAMES_CACHE_MAX = 64
 
@@ -130,6 +146,11 @@ class Session:
         # of the name tuples seen so far (only read by the library: shared by every thread).
         self._c_names = {v.name: ffi.new(CHAR_ARRAY, v.name.encode("utf-8")) for v in ins + outs}
         self._name_arrays: dict[tuple[str, ...], Any] = {}
+        # Positions for pmi_session_run_buffers: input name -> index, and the `size_t[]` of
+        # output indices per tuple of output names seen so far (bounded, like the name arrays).
+        self._input_index = {v.name: i for i, v in enumerate(ins)}
+        self._output_index = {v.name: i for i, v in enumerate(outs)}
+        self._output_arrays: dict[tuple[str, ...], Any] = {}
 
     def _names_array(self, names: tuple[str, ...]) -> tuple[Any, Any]:
         """(``const char*[]``, keep-alive) for a tuple of names. Arrays of known names are cached;
@@ -172,14 +193,106 @@ class Session:
         check(lib.pmi_session_run(self._handle, c_in_names, slots, n_in, c_out_names, n_out, slots + n_in))
         return [Tensor._adopt(slots[n_in + j]) for j in range(n_out)]
 
+    def _output_indices(self, names: tuple[str, ...]) -> Any:
+        """The ``size_t[]`` of output positions for ``names`` (cached), or None if one is
+        unknown (the general path then reports it)."""
+        arr = self._output_arrays.get(names)
+        if arr is None:
+            index = self._output_index
+            if not all(n in index for n in names):
+                return None
+            if len(self._output_arrays) >= _NAMES_CACHE_MAX:
+                self._output_arrays.clear()
+            arr = self._output_arrays[names] = new_raw(_SIZE_T_ARRAY, [index[n] for n in names])
+        return arr
+
     def _run_numpy(self, inputs: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
         """:meth:`run` returning numpy arrays, with the per-call work kept to a minimum (the
-        path of :meth:`InferenceSession.run`).
+        path of :meth:`InferenceSession.run`): one ``pmi_session_run_buffers`` call.
 
-        numpy inputs of a shareable dtype that are C-contiguous are wrapped in place
-        (``pmi_tensor_wrap`` without a release callback: the session is immutable, so once the
-        run returns only its outputs can still use the buffer, and an output that does keeps
-        the input array alive). Other inputs take :func:`_as_tensor`. Outputs are numpy arrays
+        C-contiguous numpy inputs of a shareable dtype are passed as raw buffers (read in place,
+        no tensor handle); outputs come back described in the same call and become numpy
+        arrays over the library's buffers (no copy) that release the tensor when collected. An
+        output that shares an input's buffer (Identity, Reshape) keeps that array alive.
+        Anything else (other input types, strided, byte-swapped or misaligned arrays, unknown
+        names) takes :meth:`_run_numpy_general`, which also reports every error."""
+        index = self._input_index
+        specs = []  # pmi_input_buffer initializers
+        arrays = []  # the input arrays, in the order of `specs` (for aliasing outputs)
+        buffers = []  # their exported buffers, held until the call returns
+        for name, value in inputs.items():
+            k = index.get(name)
+            if k is None or type(value) is not np.ndarray:
+                return self._run_numpy_general(inputs, output_names)
+            code = _WRAP_CODES.get(value.dtype)
+            if code is None:
+                return self._run_numpy_general(inputs, output_names)
+            try:
+                buf = from_buffer_raw(CHAR_ARRAY, value, True)
+                writable = 1
+            except (ValueError, TypeError, BufferError):  # read-only, or strided
+                if not value.flags.c_contiguous:
+                    return self._run_numpy_general(inputs, output_names)
+                buf = from_buffer_raw(CHAR_ARRAY, value, False)
+                writable = 0
+            shape = value.shape
+            c_shape = _C_SHAPES.get(shape)
+            if c_shape is None:
+                c_shape = _c_shape(shape)
+            specs.append((k, code, writable, c_shape, len(shape), buf, value.nbytes))
+            arrays.append(value)
+            buffers.append(buf)
+        if output_names is None:
+            n_out = self._n_outputs
+            c_out = _NULL
+        else:
+            names = tuple(output_names)
+            c_out = self._output_arrays.get(names)
+            if c_out is None:
+                c_out = self._output_indices(names)
+                if c_out is None:
+                    return self._run_numpy_general(inputs, output_names)
+            n_out = len(names)
+        n_in = len(specs)
+        outs = new_raw(_OUTPUT_BUFFERS, n_out or 1)
+        status = _run_buffers(self._handle, new_raw(_INPUT_BUFFERS, specs) if n_in else _NULL, n_in, c_out, n_out, outs)
+        if status != 0:
+            if status == _ERR_INVALID_ARGUMENT:  # e.g. misaligned data: copied by the general path
+                return self._run_numpy_general(inputs, output_names)
+            check(status)
+        results: list[np.ndarray] = []
+        j = 0
+        try:
+            while j < n_out:
+                o = outs[j]
+                handle = o.tensor
+                j += 1  # the handle is owned from here on, also if what follows raises
+                dtype = _ARRAY_DTYPES.get(o.dtype)
+                if dtype is None:  # STRING, ml_dtypes types: the general conversion
+                    results.append(Tensor._adopt(handle).numpy())
+                    continue
+                rank = o.rank
+                alias = o.aliased_input
+                keep = arrays[alias] if alias >= 0 else None
+                # The destructor holds the handle (and the aliased input) in its defaults and
+                # releases the handle when the pointer object is collected, that is after the
+                # array and every view of it are gone.
+                owned = _gc(o.data, lambda _p, h=handle, k=keep, release=_release_tensor: release(h), 0)
+                out = np.ndarray(tuple(o.shape[0:rank]) if rank else (), dtype, _buffer(owned, o.nbytes))
+                if not o.writable:
+                    out.flags.writeable = False
+                results.append(out)
+        except BaseException:
+            for k in range(j, n_out):
+                _release_tensor(outs[k].tensor)
+            raise
+        return results
+
+    def _run_numpy_general(self, inputs: Mapping[str, Any], output_names: Sequence[str] | None = None) -> list[np.ndarray]:
+        """:meth:`_run_numpy` for any inputs: numpy inputs of a shareable dtype that are
+        C-contiguous are wrapped in place (``pmi_tensor_wrap`` without a release callback: the
+        session is immutable, so once the run returns only its outputs can still use the buffer,
+        and an output that does keeps the input array alive). Other inputs take :func:`_as_tensor`. Outputs are numpy arrays
         over the library's buffers (no copy) that release the tensor when collected."""
         names = tuple(inputs)
         n_in = len(names)

@@ -2,7 +2,7 @@
  * A C consumer of pyml_interop.h exercising every tensor function: error statuses and messages,
  * ownership (release callbacks and DLPack deleters called exactly once, on success and error
  * paths), DLPack in both directions, read-only data, strings, .npy files, thread-local errors
- * and the panic guard. Built with -std=c99 -Wall -Wextra -Werror -pedantic and run under
+ * and the panic guard; and sessions run on raw buffers (pmi_session_run_buffers). Built with -std=c99 -Wall -Wextra -Werror -pedantic and run under
  * AddressSanitizer (and valgrind) by tests/c/run.sh.
  *
  * Prints one line per test and a closing "N passed, M failed"; exits non-zero on failure.
@@ -813,6 +813,172 @@ static void test_release_from_another_thread(void) {
     CHECK(g_release_calls == 1);
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Sessions on raw buffers                                                                    */
+/* ------------------------------------------------------------------------------------------ */
+
+/* An ONNX model (opset 17): inputs a, b float [n, 4]; outputs s = a + b, y = Identity(b),
+ * wc = Identity(w) with the initializer w = [1.5, -2]. */
+static const unsigned char k_add_model[] = {
+    0x08, 0x08, 0x3a, 0xb5, 0x01, 0x0a, 0x0e, 0x0a, 0x01, 0x61, 0x0a, 0x01, 0x62, 0x12, 0x01, 0x73,
+    0x22, 0x03, 0x41, 0x64, 0x64, 0x0a, 0x10, 0x0a, 0x01, 0x62, 0x12, 0x01, 0x79, 0x22, 0x08, 0x49,
+    0x64, 0x65, 0x6e, 0x74, 0x69, 0x74, 0x79, 0x0a, 0x11, 0x0a, 0x01, 0x77, 0x12, 0x02, 0x77, 0x63,
+    0x22, 0x08, 0x49, 0x64, 0x65, 0x6e, 0x74, 0x69, 0x74, 0x79, 0x12, 0x01, 0x67, 0x2a, 0x11, 0x08,
+    0x02, 0x10, 0x01, 0x22, 0x08, 0x00, 0x00, 0xc0, 0x3f, 0x00, 0x00, 0x00, 0xc0, 0x42, 0x01, 0x77,
+    0x5a, 0x14, 0x0a, 0x01, 0x61, 0x12, 0x0f, 0x0a, 0x0d, 0x08, 0x01, 0x12, 0x09, 0x0a, 0x03, 0x12,
+    0x01, 0x6e, 0x0a, 0x02, 0x08, 0x04, 0x5a, 0x14, 0x0a, 0x01, 0x62, 0x12, 0x0f, 0x0a, 0x0d, 0x08,
+    0x01, 0x12, 0x09, 0x0a, 0x03, 0x12, 0x01, 0x6e, 0x0a, 0x02, 0x08, 0x04, 0x62, 0x14, 0x0a, 0x01,
+    0x73, 0x12, 0x0f, 0x0a, 0x0d, 0x08, 0x01, 0x12, 0x09, 0x0a, 0x03, 0x12, 0x01, 0x6e, 0x0a, 0x02,
+    0x08, 0x04, 0x62, 0x14, 0x0a, 0x01, 0x79, 0x12, 0x0f, 0x0a, 0x0d, 0x08, 0x01, 0x12, 0x09, 0x0a,
+    0x03, 0x12, 0x01, 0x6e, 0x0a, 0x02, 0x08, 0x04, 0x62, 0x10, 0x0a, 0x02, 0x77, 0x63, 0x12, 0x0a,
+    0x0a, 0x08, 0x08, 0x01, 0x12, 0x04, 0x0a, 0x02, 0x08, 0x02, 0x42, 0x04, 0x0a, 0x00, 0x10, 0x11,
+};
+
+static pmi_session* add_session(void) {
+    pmi_model* m = NULL;
+    pmi_session_options* o = NULL;
+    pmi_session* s = NULL;
+    CHECK_OK(pmi_model_load_bytes(k_add_model, sizeof k_add_model, &m));
+    CHECK_OK(pmi_session_options_create(&o));
+    CHECK_OK(pmi_session_options_set_intra_op_threads(o, 1));
+    CHECK_OK(pmi_session_create(m, o, &s));
+    pmi_session_options_release(o);
+    pmi_model_release(m); /* the session keeps what it needs */
+    return s;
+}
+
+static pmi_input_buffer float_input(size_t index, const int64_t* shape, size_t rank, const float* data,
+                                    size_t nbytes, int writable) {
+    pmi_input_buffer b;
+    memset(&b, 0, sizeof b);
+    b.index = index;
+    b.dtype = PMI_DTYPE_FLOAT;
+    b.writable = writable;
+    b.shape = shape;
+    b.rank = rank;
+    b.data = data;
+    b.nbytes = nbytes;
+    return b;
+}
+
+static void test_session_run_buffers(void) {
+    pmi_session* s = add_session();
+    size_t ia = 9, ib = 9, iy = 9;
+    float a[8] = {0, 1, 2, 3, 4, 5, 6, 7};
+    float b[8] = {10, 10, 10, 10, 20, 20, 20, 20};
+    int64_t shape[2] = {2, 4};
+    pmi_input_buffer in[2];
+    pmi_output_buffer out[3];
+    size_t i;
+    const int64_t* dims = NULL;
+
+    CHECK_OK(pmi_session_input_index(s, "a", &ia));
+    CHECK_OK(pmi_session_input_index(s, "b", &ib));
+    CHECK(ia == 0 && ib == 1);
+    CHECK_ERR(pmi_session_input_index(s, "nope", &ia), PMI_ERR_INVALID_ARGUMENT, "'nope'");
+    CHECK_OK(pmi_session_output_index(s, "y", &iy));
+    CHECK(iy == 1);
+    CHECK_ERR(pmi_session_output_index(s, "a", &iy), PMI_ERR_INVALID_ARGUMENT, "'a'");
+
+    /* Inputs in any order: b first. All outputs, in model order. */
+    in[0] = float_input(ib, shape, 2, b, sizeof b, 1);
+    in[1] = float_input(ia, shape, 2, a, sizeof a, 1);
+    CHECK_OK(pmi_session_run_buffers(s, in, 2, NULL, 3, out));
+    /* s = a + b: a new buffer, writable, described like the handle describes it. */
+    CHECK(out[0].dtype == PMI_DTYPE_FLOAT && out[0].rank == 2 && out[0].nbytes == sizeof a);
+    CHECK(out[0].shape[0] == 2 && out[0].shape[1] == 4);
+    CHECK(out[0].writable == 1 && out[0].aliased_input == -1);
+    CHECK_OK(pmi_tensor_shape(out[0].tensor, &dims));
+    CHECK(dims == out[0].shape);
+    CHECK(tensor_data(out[0].tensor) == out[0].data);
+    for (i = 0; i < 8; i++) CHECK(((const float*)out[0].data)[i] == a[i] + b[i]);
+    /* y = Identity(b): no copy, points into b, which is inputs[0]. */
+    CHECK(out[1].data == (void*)b && out[1].aliased_input == 0 && out[1].writable == 1);
+    /* wc = the initializer: read-only. */
+    CHECK(out[2].rank == 1 && out[2].shape[0] == 2 && out[2].writable == 0 && out[2].aliased_input == -1);
+    CHECK(((const float*)out[2].data)[0] == 1.5f && ((const float*)out[2].data)[1] == -2.0f);
+    for (i = 0; i < 3; i++) pmi_tensor_release(out[i].tensor);
+
+    /* Selected outputs in any order; a read-only input gives a read-only alias. */
+    {
+        size_t sel[2] = {1, 0};
+        in[0].writable = 0;
+        CHECK_OK(pmi_session_run_buffers(s, in, 2, sel, 2, out));
+        CHECK(out[0].data == (void*)b && out[0].aliased_input == 0 && out[0].writable == 0);
+        CHECK(out[1].aliased_input == -1 && ((const float*)out[1].data)[7] == 27.0f);
+        in[0].writable = 1;
+    }
+    /* Outputs outlive the session. */
+    pmi_session_release(s);
+    CHECK(((const float*)out[1].data)[0] == 10.0f);
+    pmi_tensor_release(out[0].tensor);
+    pmi_tensor_release(out[1].tensor);
+}
+
+static void test_session_run_buffers_errors(void) {
+    pmi_session* s = add_session();
+    float a[8] = {0}, b[8] = {0};
+    double d[8] = {0};
+    unsigned char raw[40] = {0};
+    int64_t shape[2] = {2, 4}, other[2] = {3, 4}, wide[2] = {2, 5};
+    size_t bad_out[1] = {3};
+    pmi_input_buffer in[2];
+    pmi_output_buffer out[3];
+    memset(out, 0xAB, sizeof out);
+
+    in[0] = float_input(0, shape, 2, a, sizeof a, 1);
+    in[1] = float_input(1, shape, 2, b, sizeof b, 1);
+    CHECK_ERR(pmi_session_run_buffers(NULL, in, 2, NULL, 3, out), PMI_ERR_NULL_POINTER, "session");
+    CHECK_ERR(pmi_session_run_buffers(s, NULL, 2, NULL, 3, out), PMI_ERR_NULL_POINTER, "inputs");
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, NULL), PMI_ERR_NULL_POINTER, "outputs");
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 2, out), PMI_ERR_INVALID_ARGUMENT, "n_outputs");
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, bad_out, 1, out), PMI_ERR_INVALID_ARGUMENT, "output index 3");
+    /* The same checks and messages as pmi_session_run. */
+    CHECK_ERR(pmi_session_run_buffers(s, in, 1, NULL, 3, out), PMI_ERR_INVALID_ARGUMENT, "input 'b' is missing");
+    in[1].index = 0;
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_INVALID_ARGUMENT, "'a' is given twice");
+    in[1].index = 7;
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_INVALID_ARGUMENT, "input index 7");
+    in[1] = float_input(1, other, 2, b, sizeof b, 1); /* n = 3 here, 2 in a; nbytes agrees with neither */
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_SHAPE_MISMATCH, "inputs[1]");
+    {
+        float b3[12] = {0};
+        in[1] = float_input(1, other, 2, b3, sizeof b3, 1);
+        CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_SHAPE_MISMATCH, "'n'");
+    }
+    {
+        float b10[10] = {0};
+        in[1] = float_input(1, wide, 2, b10, sizeof b10, 1);
+        CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_SHAPE_MISMATCH, "axis 1");
+    }
+    in[1] = float_input(1, shape, 2, b, sizeof b, 1);
+    in[1].dtype = PMI_DTYPE_DOUBLE;
+    in[1].data = d;
+    in[1].nbytes = sizeof d;
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_UNSUPPORTED_DTYPE, "'b'");
+    in[1].dtype = PMI_DTYPE_STRING;
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_UNSUPPORTED_DTYPE, "inputs[1]");
+    in[1].dtype = 999;
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_UNSUPPORTED_DTYPE, "inputs[1]");
+    in[1] = float_input(1, shape, 2, (const float*)(const void*)(raw + 1), sizeof b, 1);
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_INVALID_ARGUMENT, "aligned");
+    in[1] = float_input(1, NULL, 2, b, sizeof b, 1);
+    CHECK_ERR(pmi_session_run_buffers(s, in, 2, NULL, 3, out), PMI_ERR_NULL_POINTER, "shape");
+    /* Nothing was written to the outputs by any failed call. */
+    {
+        unsigned char expected[sizeof out];
+        memset(expected, 0xAB, sizeof expected);
+        CHECK(memcmp(out, expected, sizeof out) == 0);
+    }
+    /* Still usable. */
+    in[1] = float_input(1, shape, 2, b, sizeof b, 1);
+    CHECK_OK(pmi_session_run_buffers(s, in, 2, NULL, 3, out));
+    pmi_tensor_release(out[0].tensor);
+    pmi_tensor_release(out[1].tensor);
+    pmi_tensor_release(out[2].tensor);
+    pmi_session_release(s);
+}
+
 int main(void) {
     RUN(test_versions_status_names_dtypes);
     RUN(test_zeros_and_accessors);
@@ -829,6 +995,8 @@ int main(void) {
     RUN(test_panic_guard);
     RUN(test_thread_local_errors);
     RUN(test_release_from_another_thread);
+    RUN(test_session_run_buffers);
+    RUN(test_session_run_buffers_errors);
     printf("%d passed, %d failed\n", g_passed, g_failed);
     return g_failed == 0 ? 0 : 1;
 }

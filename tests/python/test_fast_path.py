@@ -203,6 +203,83 @@ def test_native_session_identity_tensor_survives_through_dlpack() -> None:
     assert len(tensor_module._pinned) == pinned_before
 
 
+# -- one C call per run ---------------------------------------------------------------------------
+
+
+def test_numpy_inputs_take_one_run_buffers_call(monkeypatch) -> None:
+    from pyml_interop import session as session_module
+
+    calls: list[int] = []
+    real = session_module._run_buffers
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    def no_general(*args, **kwargs):
+        raise AssertionError("the general path was taken")
+
+    monkeypatch.setattr(session_module, "_run_buffers", counting)
+    monkeypatch.setattr(pmi.Session, "_run_numpy_general", no_general)
+    s = _add()
+    a = np.arange(8, dtype=np.float32).reshape(2, 4)
+    ro = np.ones((2, 4), np.float32)
+    ro.flags.writeable = False
+    (c,) = s.run(None, {"a": a, "b": ro})
+    np.testing.assert_array_equal(c, a + 1)
+    (c,) = s.run(["c"], {"b": a, "a": a})
+    np.testing.assert_array_equal(c, 2 * a)
+    assert len(calls) == 2
+
+
+def test_unusual_inputs_and_names_take_the_general_path(monkeypatch) -> None:
+    taken: list[int] = []
+    real = pmi.Session._run_numpy_general
+
+    def counting(self, *args, **kwargs):
+        taken.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(pmi.Session, "_run_numpy_general", counting)
+    s = _identity()
+    raw = np.zeros(4 * 6 + 1, dtype=np.uint8)
+    misaligned = raw[1:].view(np.float32)  # refused by the library, then copied
+    misaligned[...] = np.arange(6)
+    subclass = np.ones(3, np.float32).view(type("Sub", (np.ndarray,), {}))
+    for x in (np.arange(12, dtype=np.float32)[::2], misaligned, subclass, pmi.Tensor.from_numpy(np.ones(3, np.float32))):
+        (y,) = s.run(None, {"x": x})
+        np.testing.assert_array_equal(y, np.asarray(x))
+    assert len(taken) == 4
+    with pytest.raises(pmi.InvalidArgumentError, match="'nope'"):
+        s.run(None, {"nope": np.ones(2, np.float32)})
+    with pytest.raises(pmi.InvalidArgumentError, match="'z'"):
+        s.run(["z"], {"x": np.ones(2, np.float32)})
+    assert len(taken) == 6
+
+
+def test_reshape_output_shares_and_keeps_its_input() -> None:
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [3, 4])
+    s = pmi.InferenceSession(_model([helper.make_node("Reshape", ["x", "shape"], ["y"]),
+                                     helper.make_node("Neg", ["x"], ["n"])],
+                                    [_vi("x", shape=[12])], [_vi("y", shape=[3, 4]), _vi("n", shape=[12])], [shape]))
+    a = np.arange(12, dtype=np.float32)
+    freed = _finalized(a)
+    y, n = s.run(None, {"x": a})
+    assert ptr(y) == ptr(a) and y.shape == (3, 4) and y.flags.writeable
+    assert ptr(n) != ptr(a)
+    np.testing.assert_array_equal(n, -a)
+    del a, s
+    gc.collect()
+    assert not freed
+    np.testing.assert_array_equal(y.ravel(), np.arange(12, dtype=np.float32))
+    del n
+    gc.collect()
+    assert not freed  # n does not hold the input, y does
+    del y
+    gc.collect()
+    assert freed == [1]
+
+
 # -- inputs that take the general path -----------------------------------------------------------
 
 

@@ -214,6 +214,11 @@ impl Plan {
         self.inputs.iter().map(|(n, _)| n.as_str())
     }
 
+    /// Number of formal inputs.
+    pub fn input_count(&self) -> usize {
+        self.inputs.len()
+    }
+
     /// Output names, in order.
     pub fn output_names(&self) -> impl Iterator<Item = &str> {
         self.outputs.iter().map(|(n, _)| n.as_str())
@@ -244,9 +249,19 @@ impl Plan {
         for (k, step) in self.steps.iter().enumerate() {
             let t0 = self.profile.as_ref().map(|_| std::time::Instant::now());
             let outs = {
-                let mut args: Vec<Option<&Value>> = Vec::with_capacity(step.inputs.len());
-                for s in &step.inputs {
-                    args.push(match s {
+                // Arguments on the stack for the usual few inputs (no allocation per step).
+                const STACK_ARGS: usize = 8;
+                let mut stack: [Option<&Value>; STACK_ARGS] = [None; STACK_ARGS];
+                let mut heap: Vec<Option<&Value>> = Vec::new();
+                let n = step.inputs.len();
+                let args: &mut [Option<&Value>] = if n <= STACK_ARGS {
+                    &mut stack[..n]
+                } else {
+                    heap.resize(n, None);
+                    &mut heap
+                };
+                for (a, s) in args.iter_mut().zip(&step.inputs) {
+                    *a = match s {
                         None => None,
                         Some(s) if *s < nc => Some(&self.consts[*s]),
                         Some(s) => {
@@ -256,9 +271,9 @@ impl Plan {
                             }
                             v
                         }
-                    });
+                    };
                 }
-                step.op.run(&args, ctx).map_err(|e| e.context(&step.label))?
+                step.op.run(args, ctx).map_err(|e| e.context(&step.label))?
             };
             if outs.len() < step.outputs.iter().filter(|o| o.is_some()).count() {
                 return Err(Error::Internal(format!(
@@ -284,12 +299,14 @@ impl Plan {
         }
         self.outputs
             .iter()
-            .map(|(name, s)| {
+            .enumerate()
+            .map(|(i, (name, s))| {
                 if *s < nc {
-                    Ok(self.consts[*s].clone())
-                } else {
-                    rt[s - nc].clone().ok_or_else(|| Error::Internal(format!("output '{name}' was not computed")))
+                    return Ok(self.consts[*s].clone());
                 }
+                // Moved out of its slot unless a later output is the same value.
+                let v = if self.outputs[i + 1..].iter().any(|(_, s2)| s2 == s) { rt[s - nc].clone() } else { rt[s - nc].take() };
+                v.ok_or_else(|| Error::Internal(format!("output '{name}' was not computed")))
             })
             .collect()
     }

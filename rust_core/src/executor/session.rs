@@ -8,6 +8,9 @@ use crate::ops::{RunContext, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// Up to this many inputs, names are found by comparing them in turn (faster than hashing).
+const LINEAR_LOOKUP_MAX: usize = 16;
+
 /// Options fixed at session creation.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
@@ -24,6 +27,10 @@ pub struct Session {
     outputs: Vec<ValueInfo>,
     /// Initializer defaults of overridable inputs.
     defaults: HashMap<String, Value>,
+    /// Plan input position of each of `inputs`.
+    input_slots: Vec<usize>,
+    /// Plan input positions by name, for models with many inputs (a linear scan otherwise).
+    input_by_name: Option<HashMap<String, usize>>,
 }
 
 impl std::fmt::Debug for Session {
@@ -63,9 +70,15 @@ impl Session {
                 defaults.insert(v.name.clone(), Value::Tensor((*t).clone()));
             }
         }
-        let inputs = graph.real_inputs().into_iter().cloned().collect();
+        let inputs: Vec<ValueInfo> = graph.real_inputs().into_iter().cloned().collect();
+        let input_slots = inputs
+            .iter()
+            .map(|v| plan.input_names().position(|n| n == v.name).ok_or_else(|| Error::Internal(format!("input '{}' has no slot", v.name))))
+            .collect::<Result<_>>()?;
+        let input_by_name = (plan.input_count() > LINEAR_LOOKUP_MAX)
+            .then(|| plan.input_names().enumerate().map(|(i, n)| (n.to_string(), i)).collect());
         let outputs = graph.outputs.clone();
-        Ok(Session { model, plan, pool: ThreadPool::new(threads), inputs, outputs, defaults })
+        Ok(Session { model, plan, pool: ThreadPool::new(threads), inputs, outputs, defaults, input_slots, input_by_name })
     }
 
     /// The model this session runs.
@@ -90,26 +103,83 @@ impl Session {
 
     /// Run with named inputs; returns the requested outputs (all when `output_names` is None),
     /// in the order requested. Inputs are checked against the declared dtypes and shapes;
-    /// symbolic dimensions must bind consistently across inputs.
+    /// symbolic dimensions must bind consistently across inputs. Initializer-backed inputs may
+    /// be fed by name too (they override the initializer).
     pub fn run(&self, feeds: &[(&str, Value)], output_names: Option<&[&str]>) -> Result<Vec<Value>> {
-        let mut by_name: HashMap<&str, &Value> = HashMap::new();
+        let mut slots: Vec<Option<Value>> = vec![None; self.plan.input_count()];
         for (name, v) in feeds {
-            if by_name.insert(name, v).is_some() {
+            let k = self.plan_input_position(name).ok_or_else(|| {
+                let expected: Vec<&str> = self.inputs.iter().map(|v| v.name.as_str()).collect();
+                Error::InvalidArgument(format!("unknown input name '{name}'; the model's inputs are {expected:?}"))
+            })?;
+            if slots[k].replace(v.clone()).is_some() {
                 return Err(Error::InvalidArgument(format!("input '{name}' is given twice")));
             }
         }
-        let known: HashSet<&str> = self.plan.input_names().collect();
-        for name in by_name.keys() {
-            if !known.contains(name) {
-                let expected: Vec<&str> = self.inputs.iter().map(|v| v.name.as_str()).collect();
+        match output_names {
+            None => self.run_slots(slots, None),
+            Some(names) => {
+                let mut idx = Vec::with_capacity(names.len());
+                for n in names {
+                    idx.push(self.output_position(n).ok_or_else(|| {
+                        let valid: Vec<&str> = self.plan.output_names().collect();
+                        Error::InvalidArgument(format!("unknown output name '{n}'; the model's outputs are {valid:?}"))
+                    })?);
+                }
+                self.run_slots(slots, Some(&idx))
+            }
+        }
+    }
+
+    /// Run with inputs by position: `feeds` holds `(i, value)` where `i` indexes [`Self::inputs`]
+    /// (any order, each at most once); `outputs` selects outputs by position in
+    /// [`Self::outputs`] (all, in order, when None). The checks and errors are those of
+    /// [`Self::run`]; no name is looked up.
+    pub fn run_indexed(&self, feeds: Vec<(usize, Value)>, outputs: Option<&[usize]>) -> Result<Vec<Value>> {
+        let mut slots: Vec<Option<Value>> = vec![None; self.plan.input_count()];
+        for (i, v) in feeds {
+            let info = self.inputs.get(i).ok_or_else(|| {
+                Error::InvalidArgument(format!("input index {i} is out of range (the model has {} inputs)", self.inputs.len()))
+            })?;
+            if slots[self.input_slots[i]].replace(v).is_some() {
+                return Err(Error::InvalidArgument(format!("input '{}' is given twice", info.name)));
+            }
+        }
+        if let Some(idx) = outputs {
+            if let Some(&bad) = idx.iter().find(|&&j| j >= self.outputs.len()) {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown input name '{name}'; the model's inputs are {expected:?}"
+                    "output index {bad} is out of range (the model has {} outputs)",
+                    self.outputs.len()
                 )));
             }
         }
-        let mut symbols: HashMap<&str, (usize, &str)> = HashMap::new();
-        for info in &self.inputs {
-            match by_name.get(info.name.as_str()) {
+        self.run_slots(slots, outputs)
+    }
+
+    /// Position of the input `name` among the plan's inputs (initializer-backed ones included).
+    fn plan_input_position(&self, name: &str) -> Option<usize> {
+        match &self.input_by_name {
+            Some(map) => map.get(name).copied(),
+            None => self.plan.input_names().position(|n| n == name),
+        }
+    }
+
+    /// Position of the output `name`.
+    pub fn output_position(&self, name: &str) -> Option<usize> {
+        self.plan.output_names().position(|n| n == name)
+    }
+
+    /// Position of the input `name` in [`Self::inputs`].
+    pub fn input_position(&self, name: &str) -> Option<usize> {
+        self.inputs.iter().position(|v| v.name == name)
+    }
+
+    /// The common path: `slots` by plan input position (None: not fed), outputs by position.
+    fn run_slots(&self, slots: Vec<Option<Value>>, outputs: Option<&[usize]>) -> Result<Vec<Value>> {
+        // Symbols bound so far: (symbol, value, input that bound it). Few: a linear scan.
+        let mut symbols: Vec<(&str, usize, &str)> = Vec::new();
+        for (info, &k) in self.inputs.iter().zip(&self.input_slots) {
+            match &slots[k] {
                 None if !self.defaults.contains_key(&info.name) => {
                     return Err(Error::InvalidArgument(format!("input '{}' is missing ({})", info.name, describe_type(&info.ty))));
                 }
@@ -117,24 +187,14 @@ impl Session {
                 Some(v) => check_input(info, v, &mut symbols)?,
             }
         }
-        let plan_inputs: Vec<Option<Value>> = self.plan.input_names().map(|n| by_name.get(n).map(|v| (*v).clone())).collect();
         let ctx = RunContext { pool: &self.pool };
         let defaults = |n: &str| self.defaults.get(n).cloned();
-        let all = self.plan.execute(plan_inputs, &defaults, &[], &ctx)?;
-        match output_names {
+        let mut all = self.plan.execute(slots, &defaults, &[], &ctx)?;
+        match outputs {
             None => Ok(all),
-            Some(names) => {
-                let idx: HashMap<&str, usize> = self.plan.output_names().enumerate().map(|(i, n)| (n, i)).collect();
-                names
-                    .iter()
-                    .map(|n| {
-                        idx.get(n).map(|i| all[*i].clone()).ok_or_else(|| {
-                            let valid: Vec<&str> = self.plan.output_names().collect();
-                            Error::InvalidArgument(format!("unknown output name '{n}'; the model's outputs are {valid:?}"))
-                        })
-                    })
-                    .collect()
-            }
+            // The common case of one output, taken without a clone.
+            Some(&[j]) => Ok(vec![all.swap_remove(j)]),
+            Some(idx) => Ok(idx.iter().map(|&j| all[j].clone()).collect()),
         }
     }
 }
@@ -147,7 +207,7 @@ pub fn describe_type(ty: &TypeInfo) -> String {
     }
 }
 
-fn check_input<'a>(info: &'a ValueInfo, v: &Value, symbols: &mut HashMap<&'a str, (usize, &'a str)>) -> Result<()> {
+fn check_input<'a>(info: &'a ValueInfo, v: &Value, symbols: &mut Vec<(&'a str, usize, &'a str)>) -> Result<()> {
     let t = match (&info.ty, v) {
         (TypeInfo::Tensor { .. }, Value::Tensor(t)) => t,
         (TypeInfo::Tensor { .. }, other) => {
@@ -187,7 +247,7 @@ fn check_input<'a>(info: &'a ValueInfo, v: &Value, symbols: &mut HashMap<&'a str
                         describe_type(&info.ty)
                     )))
                 }
-                Dim::Symbol(s) => match symbols.get(s.as_str()) {
+                Dim::Symbol(s) => match symbols.iter().find(|(name, _, _)| *name == s.as_str()).map(|(_, b, by)| (b, by)) {
                     Some((bound, by)) if *bound != actual => {
                         return Err(Error::ShapeMismatch(format!(
                             "symbolic dimension '{s}' is {bound} in input '{by}' but {actual} in input '{}' (axis {axis})",
@@ -195,9 +255,7 @@ fn check_input<'a>(info: &'a ValueInfo, v: &Value, symbols: &mut HashMap<&'a str
                         )))
                     }
                     Some(_) => {}
-                    None => {
-                        symbols.insert(s.as_str(), (actual, info.name.as_str()));
-                    }
+                    None => symbols.push((s.as_str(), actual, info.name.as_str())),
                 },
                 _ => {}
             }

@@ -23,7 +23,7 @@ pub const PMI_ERR_INTERNAL: PmiStatus = 12;
 pub const PMI_ERR_RUNTIME: PmiStatus = 13;
 
 /// ABI version (major, minor) — must equal the header's PMI_ABI_VERSION_* macros.
-pub const ABI_VERSION: (u32, u32) = (1, 0);
+pub const ABI_VERSION: (u32, u32) = (1, 1);
 
 /// The status code of an error (the one mapping from `Error` to C).
 pub fn status_of(e: &Error) -> PmiStatus {
@@ -120,6 +120,18 @@ pub(crate) unsafe fn c_str<'a>(p: *const c_char, what: &str) -> crate::Result<&'
     CStr::from_ptr(p)
         .to_str()
         .map_err(|_| Error::InvalidArgument(format!("argument '{what}' is not valid UTF-8")))
+}
+
+/// Element `i` of a C array of NUL-terminated UTF-8 strings named `array` (the message names
+/// `array[i]`; formatted only on failure).
+pub(crate) unsafe fn c_str_at<'a>(array: *const *const c_char, i: usize, what: &str) -> crate::Result<&'a str> {
+    let p = *array.add(i);
+    if p.is_null() {
+        return Err(Error::NullPointer(format!("argument '{what}[{i}]' is NULL")));
+    }
+    CStr::from_ptr(p)
+        .to_str()
+        .map_err(|_| Error::InvalidArgument(format!("argument '{what}[{i}]' is not valid UTF-8")))
 }
 
 #[no_mangle]

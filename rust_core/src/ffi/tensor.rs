@@ -19,6 +19,11 @@ impl PmiTensor {
         let dims = tensor.shape().iter().map(|&d| d as i64).collect();
         Box::into_raw(Box::new(PmiTensor { tensor, dims }))
     }
+
+    /// The dims as `int64_t`, borrowed for as long as the handle lives.
+    pub(crate) fn dims_ptr(&self) -> *const i64 {
+        self.dims.as_ptr()
+    }
 }
 
 /// Read a C shape argument.

@@ -174,37 +174,56 @@ pub fn binary<A: Element, B: Element, O: Element>(
     out_dtype: DType,
     f: impl Fn(A, B) -> O + Sync,
 ) -> Result<Tensor> {
-    let bc = Broadcast::new([a.shape(), b.shape()])?;
     let av = a.as_slice::<A>()?;
     let bv = b.as_slice::<B>()?;
-    Tensor::build_uninit::<O>(out_dtype, &bc.out_shape.clone(), |o| {
-        bc.run(pool, o, |o, [ia, ib], [sa, sb]| {
-            let n = o.len();
-            match (sa, sb) {
-                (1, 1) => {
-                    for ((o, x), y) in o.iter_mut().zip(&av[ia..ia + n]).zip(&bv[ib..ib + n]) {
-                        *o = f(*x, *y);
-                    }
-                }
-                (1, 0) => {
-                    let y = bv[ib];
-                    for (o, x) in o.iter_mut().zip(&av[ia..ia + n]) {
-                        *o = f(*x, y);
-                    }
-                }
-                (0, 1) => {
-                    let x = av[ia];
-                    for (o, y) in o.iter_mut().zip(&bv[ib..ib + n]) {
-                        *o = f(x, *y);
-                    }
-                }
-                _ => {
-                    for (j, o) in o.iter_mut().enumerate() {
-                        *o = f(av[ia + j * sa], bv[ib + j * sb]);
-                    }
+    // `o[j] = f(a[ia + j·sa], b[ib + j·sb])` over one run of the output.
+    let kernel = |o: &mut [O], ia: usize, ib: usize, sa: usize, sb: usize| {
+        let n = o.len();
+        match (sa, sb) {
+            (1, 1) => {
+                for ((o, x), y) in o.iter_mut().zip(&av[ia..ia + n]).zip(&bv[ib..ib + n]) {
+                    *o = f(*x, *y);
                 }
             }
+            (1, 0) => {
+                let y = bv[ib];
+                for (o, x) in o.iter_mut().zip(&av[ia..ia + n]) {
+                    *o = f(*x, y);
+                }
+            }
+            (0, 1) => {
+                let x = av[ia];
+                for (o, y) in o.iter_mut().zip(&bv[ib..ib + n]) {
+                    *o = f(x, *y);
+                }
+            }
+            _ => {
+                for (j, o) in o.iter_mut().enumerate() {
+                    *o = f(av[ia + j * sa], bv[ib + j * sb]);
+                }
+            }
+        }
+    };
+    // Equal shapes, or one side a single element of no higher rank (the common cases of small
+    // graphs): one run over the output, without planning a broadcast.
+    let flat = if a.shape() == b.shape() {
+        Some((a.shape(), 1, 1))
+    } else if b.len() == 1 && b.rank() <= a.rank() {
+        Some((a.shape(), 1, 0))
+    } else if a.len() == 1 && a.rank() <= b.rank() {
+        Some((b.shape(), 0, 1))
+    } else {
+        None
+    };
+    if let Some((shape, sa, sb)) = flat {
+        return Tensor::build_uninit::<O>(out_dtype, shape, |o| {
+            par_chunks(pool, o, PAR_MIN, |start, chunk| kernel(chunk, start * sa, start * sb, sa, sb));
+            Ok(())
         });
+    }
+    let bc = Broadcast::new([a.shape(), b.shape()])?;
+    Tensor::build_uninit::<O>(out_dtype, &bc.out_shape.clone(), |o| {
+        bc.run(pool, o, |o, [ia, ib], [sa, sb]| kernel(o, ia, ib, sa, sb));
         Ok(())
     })
 }

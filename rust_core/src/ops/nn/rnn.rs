@@ -9,9 +9,14 @@ use crate::error::{Error, Result};
 use crate::kernels::activation::{fast_sigmoid, fast_tanh};
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, GemmElem, MatRef};
+use crate::kernels::sgemm::{sgemm_ex_par, ASrc, Epilogue, PackedA};
+use crate::kernels::simd::MulAdd;
+use crate::kernels::vmath::{sigmoid, tanh, Act as VAct};
 use crate::kernels::SendPtr;
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
+use std::any::TypeId;
+use std::borrow::Cow;
 
 pub fn register(r: &mut Registry) {
     r.add("LSTM", |ctx| build_rnn(ctx, Cell::Lstm));
@@ -153,6 +158,9 @@ struct Rnn {
     input_forget: bool,
     linear_before_reset: bool,
     layout: i64,
+    /// f32 input weights W packed once per direction (when W is a constant): the input
+    /// projection is then `W · Xᵀ` with no packing of W per run.
+    w_packed: Option<Vec<PackedA>>,
 }
 
 fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
@@ -202,7 +210,17 @@ fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
     if layout != 0 && layout != 1 {
         return Err(ctx.invalid(format!("layout must be 0 or 1, got {layout}")));
     }
+    // W [dirs, G·H, input] known at build time: pack each direction's G·H × input block.
+    let w_packed = match ctx.const_inputs.get(1).copied().flatten() {
+        Some(w) if w.dtype() == DType::Float32 && w.rank() == 3 && w.shape()[0] == dirs => {
+            let (gh, input) = (w.shape()[1], w.shape()[2]);
+            let wv = w.as_slice::<f32>()?;
+            Some((0..dirs).map(|d| PackedA::new(gh, input, &wv[d * gh * input..(d + 1) * gh * input], input, 1)).collect())
+        }
+        _ => None,
+    };
     Ok(Box::new(Rnn {
+        w_packed,
         cell,
         hidden: hidden.max(0) as usize,
         dirs,
@@ -217,8 +235,11 @@ fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
 
 /// Everything one direction needs, as slices into the (widened) inputs.
 struct DirData<'a, T> {
-    /// Input projections `[seq][batch][G·H]` (X·Wᵀ + Wb + Rb; for GRU without Rb of the h gate).
+    /// Input projections (X·Wᵀ + Wb + Rb; for GRU without Rb of the h gate), one row of G·H
+    /// per (t, b) at row `t·batch + b`: `[seq·batch][G·H]`, or `[G·H][seq·batch]` when
+    /// `xw_by_gate` (the packed-W product, read in place rather than transposed).
     xw: Vec<T>,
+    xw_by_gate: bool,
     r: &'a [T],
     /// GRU: recurrence bias of the h gate (applied inside the reset product).
     rb_h: Vec<T>,
@@ -227,6 +248,31 @@ struct DirData<'a, T> {
     c0: Vec<T>,
     acts: Vec<Act>,
     reverse: bool,
+}
+
+impl<T: Copy> DirData<'_, T> {
+    /// Projection of gate value `g` for row `row` (= t·batch + b).
+    #[inline(always)]
+    fn xw_at(&self, row: usize, g: usize, gh: usize) -> T {
+        if self.xw_by_gate {
+            self.xw[g * (self.xw.len() / gh.max(1)) + row]
+        } else {
+            self.xw[row * gh + g]
+        }
+    }
+
+    /// Copy the G·H projections of row `row` into `out`.
+    fn load_row(&self, row: usize, out: &mut [T]) {
+        let gh = out.len();
+        if self.xw_by_gate {
+            let rows = self.xw.len() / gh.max(1);
+            for (g, o) in out.iter_mut().enumerate() {
+                *o = self.xw[g * rows + row];
+            }
+        } else {
+            out.copy_from_slice(&self.xw[row * gh..(row + 1) * gh]);
+        }
+    }
 }
 
 struct Shape {
@@ -277,8 +323,7 @@ impl Rnn {
                 if step >= lens[b] {
                     continue;
                 }
-                gates[b * gh..(b + 1) * gh]
-                    .copy_from_slice(&d.xw[(t * batch + b) * gh..(t * batch + b + 1) * gh]);
+                d.load_row(t * batch + b, &mut gates[b * gh..(b + 1) * gh]);
             }
             gemm(
                 batch,
@@ -324,6 +369,20 @@ impl Rnn {
                     continue;
                 }
                 let t = if d.reverse { lens[b] - 1 - step } else { step };
+                if default_lstm && TypeId::of::<T>() == TypeId::of::<f32>() {
+                    let (gb, cb, hb) = (&mut gates[b * gh..(b + 1) * gh], &mut c[b * hs..(b + 1) * hs], &mut h[b * hs..(b + 1) * hs]);
+                    // SAFETY: T is f32 (same layout); the three slices are distinct buffers.
+                    unsafe {
+                        lstm_cell_f32(
+                            std::slice::from_raw_parts_mut(gb.as_mut_ptr() as *mut f32, gb.len()),
+                            std::slice::from_raw_parts_mut(cb.as_mut_ptr() as *mut f32, cb.len()),
+                            std::slice::from_raw_parts_mut(hb.as_mut_ptr() as *mut f32, hb.len()),
+                        );
+                    }
+                    // SAFETY: (t, b) rows of this direction are written by this direction only.
+                    unsafe { y.slice(y_off(t, b), hs) }.copy_from_slice(hb);
+                    continue;
+                }
                 if default_lstm {
                     // Monomorphic loops over gate slices (i, o, f contiguous, then c): vectorizable.
                     let gb = &mut gates[b * gh..(b + 1) * gh];
@@ -378,7 +437,7 @@ impl Rnn {
                             let hpre = if self.linear_before_reset {
                                 let r = f.apply(clipf(gb[hs + j]));
                                 // gb[2hs+j] = Xh + Wbh + H·Rh; add Rbh inside the reset product.
-                                let xh = d.xw[(t * batch + b) * gh + 2 * hs + j];
+                                let xh = d.xw_at(t * batch + b, 2 * hs + j, gh);
                                 xh + r * (gb[2 * hs + j] - xh + d.rb_h[j])
                             } else {
                                 gb[2 * hs + j] + d.rb_h[j]
@@ -430,8 +489,8 @@ impl Rnn {
         };
         check(ins.w, &[dirs, gh, input], "W")?;
         check(ins.r, &[dirs, gh, hs], "R")?;
-        let x: Vec<T> = if self.layout == 0 {
-            ins.x.as_slice::<T>()?.to_vec()
+        let x: Cow<[T]> = if self.layout == 0 {
+            Cow::Borrowed(ins.x.as_slice::<T>()?)
         } else {
             // [batch, seq, input] -> [seq, batch, input]
             let xv = ins.x.as_slice::<T>()?;
@@ -442,7 +501,7 @@ impl Rnn {
                         .copy_from_slice(&xv[(b * seq + t) * input..(b * seq + t + 1) * input]);
                 }
             }
-            v
+            Cow::Owned(v)
         };
         let lens: Vec<usize> = match ins.lens {
             Some(l) => {
@@ -505,18 +564,46 @@ impl Rnn {
             let wd = &w[d * gh * input..(d + 1) * gh * input];
             let mut xw = vec![T::ZERO; seq * batch * gh];
             let mut rb_h = vec![T::ZERO; hs];
-            if let Some(b) = bias {
+            // Wb + Rb per gate row (for GRU's h gate Wb only: Rbh goes inside the reset product).
+            let comb: Option<Vec<T>> = bias.map(|b| {
                 let bd = &b[d * 2 * gh..(d + 1) * 2 * gh];
                 let mut comb: Vec<T> = (0..gh).map(|j| bd[j] + bd[gh + j]).collect();
                 if self.cell == Cell::Gru {
-                    // The h gate's recurrence bias goes inside the reset product.
                     for j in 0..hs {
                         comb[2 * hs + j] = bd[2 * hs + j];
                         rb_h[j] = bd[gh + 2 * hs + j];
                     }
                 }
+                comb
+            });
+            let packed = self.w_packed.as_ref().map(|p| &p[d]).filter(|p| p.rows() == gh && p.depth() == input);
+            let xw_by_gate = packed.is_some() && TypeId::of::<T>() == TypeId::of::<f32>();
+            if let (Some(pw), true) = (packed, xw_by_gate) {
+                // xw [G·H, seq·batch] = W · Xᵀ + bias (per row of W).
+                let sb = seq * batch;
+                // SAFETY: T is f32. X is [seq·batch, input] row-major (Xᵀ: rsb 1, csb input);
+                // W packed as gh × input; xw holds gh rows of sb; the bias has gh values.
+                unsafe {
+                    let bias_f32 = comb.as_ref().map(|v| std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()));
+                    sgemm_ex_par(
+                        ctx.pool,
+                        gh,
+                        sb,
+                        input,
+                        ASrc::Packed(pw),
+                        x.as_ptr() as *const f32,
+                        1,
+                        input,
+                        0.0,
+                        xw.as_mut_ptr() as *mut f32,
+                        sb,
+                        Epilogue { bias: bias_f32, act: VAct::Identity },
+                    );
+                }
+            } else {
+            if let Some(comb) = &comb {
                 for row in xw.chunks_mut(gh.max(1)) {
-                    row.copy_from_slice(&comb);
+                    row.copy_from_slice(comb);
                 }
             }
             let beta = if bias.is_some() { T::ONE } else { T::ZERO };
@@ -533,8 +620,10 @@ impl Rnn {
                 gh,
                 1,
             )?;
+            }
             dir_data.push(DirData {
                 xw,
+                xw_by_gate,
                 r: &r[d * gh * hs..(d + 1) * gh * hs],
                 rb_h,
                 p: p.map(|p| &p[d * 3 * hs..(d + 1) * 3 * hs]),
@@ -633,6 +722,30 @@ impl Rnn {
         }
         Ok(outs)
     }
+}
+
+/// The default LSTM cell on one batch row, in place: `gates` = [i, o, f, c̃] pre-activations
+/// (H each) -> i, o, f = σ(·), c̃ = tanh(·); then `c = f ⊙ c + i ⊙ c̃` and `h = o ⊙ tanh(c)`.
+#[inline(always)]
+fn lstm_cell_body<M: MulAdd>(gates: &mut [f32], c: &mut [f32], h: &mut [f32]) {
+    let hs = c.len();
+    let (ifo, gc) = gates.split_at_mut(3 * hs);
+    for v in ifo.iter_mut() {
+        *v = sigmoid::<M>(*v);
+    }
+    let (gi, rest) = ifo.split_at(hs);
+    let (go, gf) = rest.split_at(hs);
+    let (gi, go, gf, gc, h) = (&gi[..hs], &go[..hs], &gf[..hs], &gc[..hs], &mut h[..hs]);
+    for j in 0..hs {
+        let cn = M::madd(gf[j], c[j], gi[j] * tanh::<M>(gc[j]));
+        c[j] = cn;
+        h[j] = go[j] * tanh::<M>(cn);
+    }
+}
+
+crate::multiversion! {
+    /// [`lstm_cell_body`] for the active ISA.
+    fn lstm_cell_f32(gates: &mut [f32], c: &mut [f32], h: &mut [f32]) = lstm_cell_body;
 }
 
 struct Inputs<'a> {
@@ -734,6 +847,48 @@ mod tests {
         assert_close(&out[1].as_slice::<f32>().unwrap()[..3], &[h, h, h], 1e-6);
         assert_close(&out[2].as_slice::<f32>().unwrap()[..3], &[c, c, c], 1e-6);
         assert_eq!(out[0].shape(), &[1, 1, 3, 3]);
+    }
+
+    #[test]
+    fn constant_weights_take_the_packed_projection_with_the_same_results() {
+        // W known at build time: packed once, projection W · Xᵀ read by gate. Same outputs as
+        // the path for W given at run time, for every cell, direction, layout, with sequence
+        // lengths and biases, and on every ISA level (the LSTM cell kernel is multiversioned).
+        let (seq, batch, input, hs) = (5usize, 3usize, 7usize, 6usize);
+        let val = |n: usize, salt: usize| -> Vec<f32> { (0..n).map(|i| (((i * 37 + salt * 11) % 19) as f32 - 9.0) * 0.07).collect() };
+        crate::kernels::simd::test_util::for_each_isa(|isa| {
+            for (cell, g, lbr) in [("LSTM", 4usize, 0i64), ("GRU", 3, 0), ("GRU", 3, 1), ("RNN", 1, 0)] {
+                for (direction, dirs) in [("forward", 1usize), ("reverse", 1), ("bidirectional", 2)] {
+                    for layout in [0i64, 1] {
+                        let xs = if layout == 0 { [seq, batch, input] } else { [batch, seq, input] };
+                        let x = tf(&xs, &val(seq * batch * input, 1));
+                        let w = tf(&[dirs, g * hs, input], &val(dirs * g * hs * input, 2));
+                        let r = tf(&[dirs, g * hs, hs], &val(dirs * g * hs * hs, 3));
+                        let b = tf(&[dirs, 2 * g * hs], &val(dirs * 2 * g * hs, 4));
+                        let lens = Tensor::from_slice(&[batch], &[5i32, 3, 1]).unwrap();
+                        let mut attrs = vec![
+                            ("hidden_size", AttrValue::Int(hs as i64)),
+                            ("direction", AttrValue::String(direction.as_bytes().to_vec())),
+                            ("layout", AttrValue::Int(layout)),
+                        ];
+                        if cell == "GRU" {
+                            attrs.push(("linear_before_reset", AttrValue::Int(lbr)));
+                        }
+                        let n_out = if cell == "LSTM" { 3 } else { 2 };
+                        let ins = vec![Some(x), Some(w), Some(r), Some(b), Some(lens)];
+                        let want = run_op(cell, 14, attrs.clone(), ins.clone(), n_out).unwrap();
+                        let got = run_op_const(cell, 14, attrs, ins, &[1, 2, 3], n_out).unwrap();
+                        for (o, (gt, wt)) in got.iter().zip(&want).enumerate() {
+                            assert_eq!(gt.shape(), wt.shape(), "{cell} {direction} layout {layout} output {o}");
+                            let (gv, wv) = (gt.as_slice::<f32>().unwrap(), wt.as_slice::<f32>().unwrap());
+                            for (i, (a, b)) in gv.iter().zip(wv).enumerate() {
+                                assert!((a - b).abs() <= 1e-5, "{isa:?} {cell} {direction} layout {layout} output {o}[{i}]: {a} vs {b}");
+                            }
+                        }
+                    }
+                }
+            }
+        });
     }
 
     #[test]
