@@ -334,7 +334,15 @@ pub fn depthwise_f32(
     let failed = std::sync::Mutex::new(None);
     pool.parallel_for(tasks, (1 << 15) / work + 1, |t0, t1| {
         let mut scratch = Scratch::default();
-        let mut taps = vec![0f32; ksz * CB];
+        // Interleaved taps on the stack for kernels up to 7x7 (no allocation per call).
+        let mut taps_stack = [0f32; 49 * CB];
+        let mut taps_heap = Vec::new();
+        let taps: &mut [f32] = if ksz <= 49 {
+            &mut taps_stack[..ksz * CB]
+        } else {
+            taps_heap.resize(ksz * CB, 0.0);
+            &mut taps_heap
+        };
         let buf_len = band_rows(per_band) * cols * CB + ow_n * CB;
         let buf = match scratch.slice::<f32>(buf_len) {
             Ok(b) => b,
@@ -369,7 +377,7 @@ pub fn depthwise_f32(
             // Channel c0's output plane of image n; the task writes rows oh0..oh1 of nc planes.
             // SAFETY: inside y (n < batch, c0 < channels).
             let yb = unsafe { yp.offset((n * channels + c0) * out_sz) };
-            band_f32(w, xb, nc, &taps, &bias_v, act, b, &yb, &mut buf[..b.rows * cols * CB + ow_n * CB]);
+            band_f32(w, xb, nc, taps, &bias_v, act, b, &yb, &mut buf[..b.rows * cols * CB + ow_n * CB]);
         }
     });
     match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -407,6 +415,8 @@ mod tests {
             (window(12, 11, [3, 3], [1, 2], [2, 1], [2, 1, 2, 0]), 3),
             (window(1, 40, [1, 5], [1, 3], [1, 2], [0, 4, 0, 4]), 17),
             (window(113, 9, [3, 3], [2, 1], [1, 1], [1, 1, 1, 1]), 9),
+            // Taps past the on-stack buffer (9x9).
+            (window(12, 13, [9, 9], [1, 1], [1, 1], [4, 4, 4, 4]), 9),
         ];
         for (w, c) in cases {
             let batch = 2;
