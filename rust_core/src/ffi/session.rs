@@ -200,18 +200,7 @@ pub unsafe extern "C" fn pmi_session_run_buffers(
             Some(std::slice::from_raw_parts(output_indices, n_outputs))
         };
         let values = s.session.run_indexed(feeds, selected)?;
-        let mut tensors = Vec::with_capacity(values.len());
-        for (i, v) in values.into_iter().enumerate() {
-            match v {
-                Value::Tensor(t) => tensors.push(t),
-                other => {
-                    return Err(Error::UnsupportedDtype(format!(
-                        "output {i} is a {}, which pmi_session_run_buffers cannot return as a tensor",
-                        other.kind()
-                    )))
-                }
-            }
-        }
+        let tensors = output_tensors(values, "pmi_session_run_buffers")?;
         for (j, t) in tensors.into_iter().enumerate() {
             // The output lies in an input's buffer when its data pointer does (the engine never
             // allocates inside a caller's live buffer, so there are no false positives).
@@ -286,21 +275,26 @@ pub unsafe extern "C" fn pmi_session_run(
             Some((0..n_outputs).map(|i| c_str_at(output_names, i, "output_names")).collect::<crate::Result<_>>()?)
         };
         let values = s.session.run(&feeds, names.as_deref())?;
-        let mut tensors = Vec::with_capacity(values.len());
-        for (i, v) in values.into_iter().enumerate() {
-            match v {
-                Value::Tensor(t) => tensors.push(t),
-                other => {
-                    return Err(Error::UnsupportedDtype(format!(
-                        "output {i} is a {}, which pmi_session_run cannot return as a tensor",
-                        other.kind()
-                    )))
-                }
-            }
-        }
+        let tensors = output_tensors(values, "pmi_session_run")?;
         for (i, t) in tensors.into_iter().enumerate() {
             *outputs.add(i) = PmiTensor::boxed(t);
         }
         Ok(())
     })
+}
+
+/// The run's outputs as tensors, or an error naming the first output that is not one (a
+/// sequence or map), for the C function `func`.
+fn output_tensors(values: Vec<Value>, func: &str) -> crate::Result<Vec<crate::tensor::Tensor>> {
+    values
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Tensor(t) => Ok(t),
+            other => Err(Error::UnsupportedDtype(format!(
+                "output {i} is a {}, which {func} cannot return as a tensor",
+                other.kind()
+            ))),
+        })
+        .collect()
 }
