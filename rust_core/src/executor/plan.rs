@@ -67,6 +67,21 @@ impl Plan {
         v.sort_by(|a, b| b.1.cmp(&a.1));
         Some(v)
     }
+
+    /// Per-step `(label, op_type, total time, calls)` in execution order; None unless profiling.
+    pub fn profile_by_step(&self) -> Option<Vec<(String, String, std::time::Duration, u64)>> {
+        let p = self.profile.as_ref()?;
+        Some(
+            self.steps
+                .iter()
+                .zip(&p.per_step)
+                .map(|(step, cell)| {
+                    let (d, n) = *cell.lock().unwrap_or_else(|e| e.into_inner());
+                    (step.label.clone(), step.op_type.clone(), d, n)
+                })
+                .collect(),
+        )
+    }
 }
 
 impl Plan {
@@ -329,6 +344,11 @@ impl SubgraphRunner for Plan {
     fn captured_names(&self) -> &[String] {
         &self.captured_names
     }
+}
+
+/// Whether `PYML_INTEROP_PROFILE=nodes` asks for the per-node table too.
+pub fn profiling_nodes() -> bool {
+    std::env::var("PYML_INTEROP_PROFILE").is_ok_and(|v| v == "nodes")
 }
 
 /// Whether `PYML_INTEROP_PROFILE` asks for per-operator timing (read at session creation).

@@ -49,6 +49,13 @@ impl Drop for Session {
                 let ms = d.as_secs_f64() * 1e3;
                 out.push_str(&format!("  {op:<24} {ms:>10.3} {n:>8} {:>6.1}%\n", 100.0 * d.as_secs_f64() / total.max(1e-12)));
             }
+            if super::plan::profiling_nodes() {
+                out.push_str("pyml_interop profile per node: node, op_type, ms per call, calls\n");
+                for (label, op, d, n) in self.plan.profile_by_step().unwrap_or_default() {
+                    let per = d.as_secs_f64() * 1e3 / n.max(1) as f64;
+                    out.push_str(&format!("  {label}\t{op}\t{per:.4}\t{n}\n"));
+                }
+            }
             eprint!("{out}");
         }
     }
