@@ -205,8 +205,11 @@ else:
 
 def _peak_rss_mb(engine: str, path: Path, data: Path) -> float | None:
     try:
+        # `python -c` puts the working directory first on sys.path: from the repository root
+        # the source tree's pyml_interop/ (no compiled core) would shadow the installed one.
         out = subprocess.run([sys.executable, "-c", _RSS_CHILD, engine, str(path), str(data)],
-                             capture_output=True, text=True, timeout=300, check=True)
+                             capture_output=True, text=True, timeout=300, check=True,
+                             cwd=tempfile.gettempdir())
         return int(out.stdout.strip().splitlines()[-1]) / 1024.0
     except Exception:
         return None
