@@ -267,6 +267,36 @@ pub(crate) unsafe fn act_m256(act: Act, v: std::arch::x86_64::__m256) -> Option<
     })
 }
 
+/// [`act_m256`] on one AVX-512 register (same results, same NaN behaviour); `None` for the
+/// transcendental activations.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) unsafe fn act_m512(act: Act, v: std::arch::x86_64::__m512) -> Option<std::arch::x86_64::__m512> {
+    use std::arch::x86_64::*;
+    let z = _mm512_setzero_ps();
+    Some(match act {
+        Act::Identity => v,
+        Act::Relu => _mm512_max_ps(z, v),
+        Act::Clip(lo, hi) => _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v)),
+        Act::LeakyRelu(a) => {
+            let neg = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, z);
+            _mm512_mask_mul_ps(v, neg, _mm512_set1_ps(a), v)
+        }
+        Act::HardSigmoid(a, b) => {
+            let t = _mm512_fmadd_ps(_mm512_set1_ps(a), v, _mm512_set1_ps(b));
+            _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(z, t))
+        }
+        Act::HardSwish => {
+            let t = _mm512_fmadd_ps(_mm512_set1_ps(1.0 / 6.0), v, _mm512_set1_ps(0.5));
+            _mm512_mul_ps(v, _mm512_min_ps(_mm512_set1_ps(1.0), _mm512_max_ps(z, t)))
+        }
+        _ => return None,
+    })
+}
+
 /// [`act_m256`] over `y` in place; false (nothing done) for activations it does not cover.
 /// Written with intrinsics because the compiler turns the in-place select of `Relu` into a
 /// masked store, which is microcoded and slow on AMD.
