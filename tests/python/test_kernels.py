@@ -115,6 +115,11 @@ def test_fused_conv_float64_uses_the_generic_path():
     ("MaxPool", dict(kernel_shape=[3, 2], strides=[1, 2], pads=[1, 0, 1, 1], dilations=[2, 1])),
     ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])),
     ("AveragePool", dict(kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1], count_include_pad=1)),
+    # Interior columns (every tap inside) take the windowed-row path; borders the per-column one.
+    ("MaxPool", dict(kernel_shape=[5, 5], strides=[1, 1], pads=[2, 2, 2, 2])),
+    ("MaxPool", dict(kernel_shape=[2, 4], strides=[1, 3], ceil_mode=1)),
+    ("AveragePool", dict(kernel_shape=[2, 4], strides=[2, 3], pads=[0, 2, 1, 3], count_include_pad=1)),
+    ("AveragePool", dict(kernel_shape=[1, 12], strides=[1, 1])),
 ])
 def test_pool_fast_path_matches_onnxruntime(op, attrs):
     rng = np.random.default_rng(3)

@@ -107,12 +107,17 @@ fn pool_plane_2d<T: Float>(
     x: &[T],
     y: &mut [T],
     tmp: &mut Vec<T>,
+    hred: &mut Vec<T>,
 ) {
     let [_, oh_n, ow_n] = w.out;
     let [_, ih_n, iw_n] = w.input;
     let kh_n = w.kernel[1];
     tmp.resize(iw_n, T::ZERO);
     let dw = w.dilations[2];
+    // The output columns whose kw taps are all inside the input (consecutive).
+    let kw_all = |c: &(usize, usize)| c.1 == w.kernel[2];
+    let inner_lo = cols.iter().position(kw_all).unwrap_or(0);
+    let inner = (inner_lo, inner_lo + cols[inner_lo..].iter().take_while(|c| kw_all(c)).count());
     for oh in 0..oh_n {
         let mut nrows = 0usize;
         for kh in 0..kh_n {
@@ -131,12 +136,41 @@ fn pool_plane_2d<T: Float>(
             }
             nrows += 1;
         }
+        // Interior columns (all kw taps valid, dilation 1): `hred[i]` combines tmp[i..i + kw]
+        // in tap order (same results as the per-column loop below), in vectorizable passes.
+        let kw_n = w.kernel[2];
+        let whole = nrows > 0 && dw <= 1 && kw_n > 1 && kw_n <= iw_n;
+        if whole {
+            let len = iw_n - kw_n + 1;
+            hred.resize(len, T::ZERO);
+            hred.copy_from_slice(&tmp[..len]);
+            for j in 1..kw_n {
+                let src = &tmp[j..j + len];
+                if avg.is_some() {
+                    hred.iter_mut().zip(src).for_each(|(h, v)| *h += *v);
+                } else {
+                    hred.iter_mut().zip(src).for_each(|(h, v)| *h = if *v > *h { *v } else { *h });
+                }
+            }
+        }
         let yrow = &mut y[oh * ow_n..(oh + 1) * ow_n];
         let rows_padded = match avg {
             Some(true) => taps_in(w, 1, oh, -(w.pad_begin[1] as isize), (w.input[1] + w.pad_end[1]) as isize),
             _ => 0,
         };
-        for (ow, out) in yrow.iter_mut().enumerate() {
+        if whole {
+            // Interior columns: one load (and for AveragePool one division by a constant count).
+            match avg {
+                None => (inner.0..inner.1).for_each(|ow| yrow[ow] = hred[cols[ow].0]),
+                Some(include_pad) => {
+                    let n = T::from_usize(if include_pad { rows_padded } else { nrows } * kw_n);
+                    (inner.0..inner.1).for_each(|ow| yrow[ow] = hred[cols[ow].0] / n);
+                }
+            }
+        }
+        let rest = if whole { (0..inner.0).chain(inner.1..ow_n) } else { (0..ow_n).chain(0..0) };
+        for ow in rest {
+            let out = &mut yrow[ow];
             let (lo, n) = cols[ow];
             let count = if nrows > 0 { n } else { 0 };
             let mut acc = if avg.is_some() { T::ZERO } else { T::NEG_INFINITY };
@@ -347,12 +381,12 @@ impl Op for Pool {
                 let yp = SendPtr::new(o);
                 let ip = SendPtr::new(&mut indices);
                 ctx.pool.parallel_for(planes, (1 << 12) / (out_sz * w3.kernel_size()).max(1) + 1, |a, b| {
-                    let mut tmp = Vec::new();
+                    let (mut tmp, mut hred) = (Vec::new(), Vec::new());
                     for p in a..b {
                         if fast {
                             // SAFETY: plane p is written by this task only.
                             let yo = unsafe { yp.slice(p * out_sz, out_sz) };
-                            pool_plane_2d(&w3, avg, &cols, &xv[p * in_sz..(p + 1) * in_sz], yo, &mut tmp);
+                            pool_plane_2d(&w3, avg, &cols, &xv[p * in_sz..(p + 1) * in_sz], yo, &mut tmp, &mut hred);
                             continue;
                         }
                         // SAFETY: plane p is written by this task only.
