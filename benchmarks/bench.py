@@ -6,7 +6,7 @@ warmed up, then the engines take turns until every engine has `--iters` timed ca
 `--seconds` elapsed; medians and p90 come from the same time window, so machine noise hits all
 engines alike. A turn is an untimed settle period of `SETTLE_S` seconds, then timed calls for
 about `TURN_S` seconds: onnxruntime's idle workers keep spinning for 60-90 ms after its last run
-(measured here; ours poll for 50 us), and a one-call round-robin charged that to the next engine
+(measured here; ours poll 50 us after a run), and a one-call round-robin charged that to the next engine
 (2-thread runs of pyml_interop measured up to 2x slower than in a process of their own).
 numpy's BLAS threads are limited to one (they spin too, and neither engine uses them). Also measured: session-creation time (median of a few),
 peak RSS of a fresh process that loads and runs one model (each engine in its own process), and

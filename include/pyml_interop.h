@@ -407,8 +407,9 @@ typedef struct pmi_session pmi_session;
 
 /** New options with defaults (threads = one per available core). Caller owns *out. */
 pmi_status pmi_session_options_create(pmi_session_options** out);
-/** Threads for intra-op parallelism; 0 = one per available core. Errors: NULL_POINTER,
- *  INVALID_ARGUMENT (more than 1024). */
+/** Threads for intra-op parallelism; 0 = one per available core. The session's threads - 1
+ *  workers poll for work while one of its runs is in progress (and 50 us after), then sleep:
+ *  an idle session uses no CPU. Errors: NULL_POINTER, INVALID_ARGUMENT (more than 1024). */
 pmi_status pmi_session_options_set_intra_op_threads(pmi_session_options* options, size_t threads);
 /** Release options. NULL is ignored. */
 void pmi_session_options_release(pmi_session_options* options);

@@ -1,15 +1,18 @@
-//! Intra-op parallelism: a fixed set of worker threads. After a job, a worker polls for the
-//! next one for at most [`SPIN`] (operators of one run follow each other within microseconds,
-//! and a futex wake-up costs more than that), then sleeps on a condition variable: an idle
-//! session costs no CPU, and the caller's core is never taken for longer than that window.
+//! Intra-op parallelism: a fixed set of worker threads. While a session run is in progress
+//! (see [`ThreadPool::run_scope`]) idle workers poll for the next job without sleeping (the
+//! operators of one run follow each other within microseconds and a futex wake-up costs more
+//! than a small operator); outside runs a worker polls for at most [`SPIN`], then sleeps on a
+//! condition variable: an idle session costs no CPU, and the caller's core is never taken for
+//! longer than that window after a run. Completion is counted with an atomic (the caller polls,
+//! then parks), so a parallel loop costs no system call while the workers are awake.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// How long an idle worker polls for new work before sleeping.
+/// How long an idle worker polls for new work before sleeping, outside session runs.
 pub const SPIN: Duration = Duration::from_micros(50);
 
 struct Shared {
@@ -19,6 +22,8 @@ struct Shared {
     pending: AtomicUsize,
     /// Workers blocked on `cv` (the producer only signals when some are).
     sleepers: AtomicUsize,
+    /// Session runs in progress: while non-zero, idle workers keep polling.
+    active: AtomicUsize,
 }
 
 impl Shared {
@@ -58,6 +63,7 @@ impl ThreadPool {
             cv: Condvar::new(),
             pending: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
+            active: AtomicUsize::new(0),
         });
         let workers = (1..threads)
             .map(|i| {
@@ -65,14 +71,18 @@ impl ThreadPool {
                 std::thread::Builder::new()
                     .name(format!("pmi-worker-{i}"))
                     .spawn(move || loop {
-                        // Poll briefly for the next job before sleeping.
-                        let start = Instant::now();
+                        // Poll for the next job (for the whole run, or briefly) before sleeping.
                         let mut n = 0u32;
+                        let mut start = Instant::now();
                         while s.pending.load(Ordering::Acquire) == 0 {
                             std::hint::spin_loop();
                             n += 1;
-                            if n % 64 == 0 && start.elapsed() > SPIN {
-                                break;
+                            if n % 64 == 0 {
+                                if s.active.load(Ordering::Relaxed) > 0 {
+                                    start = Instant::now();
+                                } else if start.elapsed() > SPIN {
+                                    break;
+                                }
                             }
                         }
                         let job = {
@@ -122,7 +132,12 @@ impl ThreadPool {
         let per = n.div_ceil(chunks);
         // Jobs borrow `f` from this stack frame; we wait for all of them before returning, so
         // the borrow outlives every use. The lifetime is erased to hand jobs to the workers.
-        let done = Arc::new((Mutex::new((0usize, None::<Box<dyn std::any::Any + Send>>)), Condvar::new()));
+        let done = Arc::new(Done {
+            remaining: AtomicUsize::new(chunks - 1),
+            parked: AtomicBool::new(false),
+            caller: std::thread::current(),
+            panic: Mutex::new(None),
+        });
         let f_ref: &(dyn Fn(usize, usize) + Sync) = &f;
         let f_static: &'static (dyn Fn(usize, usize) + Sync) = unsafe { std::mem::transmute(f_ref) };
         {
@@ -132,13 +147,14 @@ impl ThreadPool {
                 let d = done.clone();
                 q.0.push(Box::new(move || {
                     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| if s < e { f_static(s, e) }));
-                    let (m, cv) = &*d;
-                    let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-                    g.0 += 1;
                     if let Err(p) = r {
-                        g.1 = Some(p);
+                        *d.panic.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
                     }
-                    cv.notify_all();
+                    // SeqCst pairs with the caller's store of `parked` then load of `remaining`:
+                    // either the caller sees zero, or this thread sees it parked.
+                    if d.remaining.fetch_sub(1, Ordering::SeqCst) == 1 && d.parked.load(Ordering::SeqCst) {
+                        d.caller.unpark();
+                    }
                 }));
             }
             self.shared.pending.fetch_add(chunks - 1, Ordering::AcqRel);
@@ -151,27 +167,52 @@ impl ThreadPool {
         while let Some(j) = self.shared.pop() {
             j();
         }
-        let (m, cv) = &*done;
-        // Chunks still running elsewhere are short: poll a little before blocking.
+        // Chunks still running elsewhere are short: poll a little before parking.
         let start = Instant::now();
-        let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
-        while g.0 < chunks - 1 && start.elapsed() < SPIN {
-            drop(g);
-            for _ in 0..64 {
-                std::hint::spin_loop();
+        let mut spins = 0u32;
+        while done.remaining.load(Ordering::Acquire) > 0 {
+            std::hint::spin_loop();
+            spins += 1;
+            if spins % 64 == 0 && start.elapsed() > SPIN {
+                done.parked.store(true, Ordering::SeqCst);
+                while done.remaining.load(Ordering::SeqCst) > 0 {
+                    // A timeout too, in case the wake-up raced with a spurious one.
+                    std::thread::park_timeout(Duration::from_millis(1));
+                }
+                break;
             }
-            g = m.lock().unwrap_or_else(|e| e.into_inner());
-        }
-        while g.0 < chunks - 1 {
-            g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
         }
         if let Err(p) = first {
             std::panic::resume_unwind(p);
         }
-        if let Some(p) = g.1.take() {
-            drop(g);
+        let panicked = done.panic.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(p) = panicked {
             std::panic::resume_unwind(p);
         }
+    }
+
+    /// Mark a session run in progress until the guard drops: idle workers keep polling for
+    /// work instead of sleeping after [`SPIN`] (they go back to the short window afterwards).
+    pub fn run_scope(&self) -> RunScope<'_> {
+        self.shared.active.fetch_add(1, Ordering::AcqRel);
+        RunScope(&self.shared)
+    }
+}
+
+/// Completion of one `parallel_for`: chunks left, and who to wake.
+struct Done {
+    remaining: AtomicUsize,
+    parked: AtomicBool,
+    caller: std::thread::Thread,
+    panic: Mutex<Option<Box<dyn std::any::Any + Send>>>,
+}
+
+/// See [`ThreadPool::run_scope`].
+pub struct RunScope<'a>(&'a Shared);
+
+impl Drop for RunScope<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -200,6 +241,24 @@ mod tests {
             }
         });
         assert!(hits.iter().all(|h| h.load(Ordering::SeqCst) == 1));
+    }
+
+    #[test]
+    fn waits_for_chunks_longer_than_the_spin_window() {
+        // The caller parks after SPIN; the last chunk to finish must wake it (with and
+        // without a run scope keeping the workers polling).
+        let p = ThreadPool::new(3);
+        for scoped in [false, true] {
+            let _scope = scoped.then(|| p.run_scope());
+            let n = AtomicUsize::new(0);
+            p.parallel_for(3, 1, |s, e| {
+                if s > 0 {
+                    std::thread::sleep(SPIN * 40);
+                }
+                n.fetch_add(e - s, Ordering::SeqCst);
+            });
+            assert_eq!(n.load(Ordering::SeqCst), 3);
+        }
     }
 
     #[test]

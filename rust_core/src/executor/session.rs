@@ -195,6 +195,7 @@ impl Session {
             }
         }
         let ctx = RunContext { pool: &self.pool };
+        let _running = self.pool.run_scope();
         let defaults = |n: &str| self.defaults.get(n).cloned();
         let mut all = self.plan.execute(slots, &defaults, &[], &ctx)?;
         match outputs {

@@ -38,17 +38,26 @@ fn params<T: Float>(t: &Tensor) -> Result<Vec<T>> {
 #[inline]
 fn mean_var<T: Float>(x: &[T]) -> (T, T) {
     let n = T::from_usize(x.len().max(1));
+    let mean = lane_sum(x, |v| v) / n;
+    (mean, lane_sum(x, |v| (v - mean) * (v - mean)) / n)
+}
+
+/// `Σ f(v)` with eight interleaved partial sums, so the loop vectorizes (one serial chain of
+/// additions bounded LayerNormalization by the add latency).
+#[inline(always)]
+fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::ZERO; 8];
+    let chunks = x.chunks_exact(8);
     let mut s = T::ZERO;
-    for v in x {
-        s += *v;
+    for v in chunks.remainder() {
+        s += f(*v);
     }
-    let mean = s / n;
-    let mut q = T::ZERO;
-    for v in x {
-        let d = *v - mean;
-        q += d * d;
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += f(c[l]);
+        }
     }
-    (mean, q / n)
+    acc.iter().fold(s, |a, b| a + *b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,10 +258,7 @@ impl Op for LayerNorm {
                         // SAFETY: row r belongs to this task.
                         let yo = unsafe { yp.slice(r * inner, inner) };
                         let (mean, inv) = if self.rms {
-                            let mut q = T::ZERO;
-                            for v in row {
-                                q += *v * *v;
-                            }
+                            let q = lane_sum(row, |v| v * v);
                             (T::ZERO, T::ONE / (q / T::from_usize(inner.max(1)) + eps).sqrt())
                         } else {
                             let (m, v) = mean_var(row);
