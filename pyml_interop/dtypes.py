@@ -1,6 +1,7 @@
 """Element types: ONNX ``TensorProto.DataType`` codes and their numpy dtypes.
 
-Types numpy lacks come from ``ml_dtypes`` (bfloat16, float8, float4, int4/uint4, int2/uint2).
+Types numpy lacks come from ``ml_dtypes`` (bfloat16, float8, float4, int4/uint4, int2/uint2),
+imported on first use of one of them (it takes 0.7 s to import, more than the rest of the package).
 Sub-byte types are stored one element per byte, like ``ml_dtypes``. STRING maps to numpy
 ``object`` (elements ``str`` or ``bytes``); numpy ``str_``/``bytes_``/``StringDType`` arrays
 convert to STRING tensors.
@@ -11,7 +12,6 @@ from __future__ import annotations
 import enum
 from typing import Any, Union
 
-import ml_dtypes
 import numpy as np
 
 from ._errors import UnsupportedDtypeError
@@ -86,11 +86,36 @@ _ML_DTYPES_NAMES: dict[DType, str] = {
     DType.INT2: "int2",
 }
 
-#: code -> numpy dtype, for every code this numpy/ml_dtypes installation can represent.
-NUMPY_DTYPES: dict[DType, np.dtype] = {code: np.dtype(t) for code, t in _NUMPY_NATIVE.items()}
-for _code, _name in _ML_DTYPES_NAMES.items():
-    if hasattr(ml_dtypes, _name):
-        NUMPY_DTYPES[_code] = np.dtype(getattr(ml_dtypes, _name))
+# code -> numpy dtype: numpy's own types now, ml_dtypes' once `_load_ml_dtypes` ran. Public as
+# NUMPY_DTYPES (module __getattr__ below), which is always complete.
+_NUMPY_DTYPES: dict[DType, np.dtype] = {code: np.dtype(t) for code, t in _NUMPY_NATIVE.items()}
+_ml_loaded = False
+
+
+def _load_ml_dtypes() -> None:
+    """Add the ml_dtypes types to the tables (once; a no-op when ml_dtypes is missing)."""
+    global _ml_loaded
+    if _ml_loaded:
+        return
+    _ml_loaded = True
+    try:
+        import ml_dtypes
+    except ImportError:
+        return
+    for code, name in _ML_DTYPES_NAMES.items():
+        if hasattr(ml_dtypes, name):
+            dt = np.dtype(getattr(ml_dtypes, name))
+            _NUMPY_DTYPES[code] = dt
+            _FROM_NUMPY[dt] = code
+
+
+def __getattr__(name: str) -> Any:
+    if name == "NUMPY_DTYPES":
+        #: code -> numpy dtype, for every code this numpy/ml_dtypes installation can represent.
+        _load_ml_dtypes()
+        return _NUMPY_DTYPES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Codes numpy itself can exchange through DLPack (the others go through __array_interface__).
 NUMPY_DLPACK_CODES: frozenset[DType] = frozenset(
@@ -101,17 +126,20 @@ NUMPY_DLPACK_CODES: frozenset[DType] = frozenset(
 #: only the low bits (and ignores the high bits when reading).
 SIGNED_SUBBYTE_BITS: dict[DType, int] = {DType.INT4: 4, DType.INT2: 2}
 
-_FROM_NUMPY: dict[np.dtype, DType] = {dt: code for code, dt in NUMPY_DTYPES.items() if code is not DType.STRING}
+_FROM_NUMPY: dict[np.dtype, DType] = {dt: code for code, dt in _NUMPY_DTYPES.items() if code is not DType.STRING}
 
 
 def to_numpy_dtype(code: int) -> np.dtype:
     """The numpy dtype of an ONNX code (``object`` for STRING)."""
     try:
-        return NUMPY_DTYPES[DType(code)]
+        code = DType(code)
+        if code not in _NUMPY_DTYPES:
+            _load_ml_dtypes()
+        return _NUMPY_DTYPES[code]
     except (ValueError, KeyError):
         raise UnsupportedDtypeError(
             f"element type code {code} has no numpy dtype"
-            + (" (upgrade ml_dtypes)" if code in _ML_DTYPES_NAMES.values() else "")
+            + (" (upgrade ml_dtypes)" if code in _ML_DTYPES_NAMES else "")
         ) from None
 
 
@@ -123,6 +151,9 @@ def from_numpy_dtype(dtype: Any) -> DType:
         return DType.STRING
     native = dt.newbyteorder("=") if dt.byteorder not in ("=", "|") else dt
     code = _FROM_NUMPY.get(native)
+    if code is None and not _ml_loaded:
+        _load_ml_dtypes()
+        code = _FROM_NUMPY.get(native)
     if code is None:
         raise UnsupportedDtypeError(f"numpy dtype {dt} has no ONNX element type")
     return code
@@ -153,5 +184,7 @@ def dtype_name(code: int) -> str:
     code = DType(code)
     if code is DType.STRING:
         return "string"
-    dt = NUMPY_DTYPES.get(code)
+    if code not in _NUMPY_DTYPES:
+        _load_ml_dtypes()
+    dt = _NUMPY_DTYPES.get(code)
     return dt.name if dt is not None else code.name.lower()

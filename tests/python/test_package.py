@@ -100,3 +100,17 @@ def test_python_dash_m(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "pyml_interop", "version"], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "pyml_interop" in r.stdout
+
+
+def test_ml_dtypes_is_imported_only_when_needed(tmp_path: Path) -> None:
+    # ml_dtypes takes longer to import than the rest of the package: a float32 session must not
+    # pull it in; asking for a bfloat16 dtype must.
+    code = (
+        "import sys, numpy as np, pyml_interop as pmi\n"
+        "t = pmi.Tensor.from_numpy(np.ones((2, 3), np.float32)); a = t.numpy()\n"
+        "print('before', 'ml_dtypes' in sys.modules)\n"
+        "print('dtype', pmi.dtypes.to_numpy_dtype(pmi.DType.BFLOAT16), 'ml_dtypes' in sys.modules)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "before False" in r.stdout and "dtype bfloat16 True" in r.stdout, r.stdout
