@@ -3,7 +3,8 @@
 //!
 //! The input is NCHW, but per-channel planes of exported CNNs are small (7×7 to 112×112) while
 //! channels are many, so vectorizing along a plane's rows wastes lanes and pays a setup per
-//! plane. Instead, [`CB`] channels are interleaved into a padded band of rows (`[row][col][CB]`,
+//! plane. Instead, `CB` channels (8, or 16 on AVX-512 CPUs: one vector register) are
+//! interleaved into a padded band of rows (`[row][col][CB]`,
 //! zeros around the input), every tap is then one vector multiply-add over `CB` channels at
 //! once, whatever the stride or dilation, and each finished output row is de-interleaved back
 //! into the channels' planes. A task is (image, channel block, band of output rows); bands keep
@@ -16,8 +17,10 @@ use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{apply_inplace_body, Act};
 use crate::kernels::{Scratch, SendPtr};
 
-/// Channels interleaved per block (one AVX2 register of `f32`).
-const CB: usize = 8;
+/// Channels interleaved per block without AVX-512 (one AVX2 register of `f32`).
+const CB8: usize = 8;
+/// Channels interleaved per block with AVX-512 (one register).
+const CB16: usize = 16;
 /// Bytes of interleaved input a band aims for (stays in L2 with the output row).
 const BAND_BYTES: usize = 96 << 10;
 
@@ -38,7 +41,7 @@ struct Band {
 /// `band` must hold every pixel the window of outputs `ow..ow+T` of this row reads
 /// (`(ow+T-1)·sw + (kw-1)·dw < cols`, rows `r0 + kh·dh < rows`), `out` must hold `T·CB` values.
 #[inline(always)]
-unsafe fn tile<M: MulAdd, const T: usize>(
+unsafe fn tile<M: MulAdd, const T: usize, const CB: usize>(
     w: &Window3,
     band: *const f32,
     cols: usize,
@@ -83,7 +86,7 @@ unsafe fn tile_avx2<const T: usize>(
     r0: usize,
     ow: usize,
     taps: &[f32],
-    bias: &[f32; CB],
+    bias: &[f32; CB8],
     act: Act,
     act_in_regs: bool,
     out: *mut f32,
@@ -92,13 +95,13 @@ unsafe fn tile_avx2<const T: usize>(
     let [_, kh_n, kw_n] = w.kernel;
     let (dh, sw, dw) = (w.dilations[1], w.strides[2], w.dilations[2]);
     let mut acc = [_mm256_loadu_ps(bias.as_ptr()); T];
-    let step = sw * CB;
+    let step = sw * CB8;
     for kh in 0..kh_n {
-        let brow = band.add((r0 + kh * dh) * cols * CB + ow * step);
-        let trow = taps.as_ptr().add(kh * kw_n * CB);
+        let brow = band.add((r0 + kh * dh) * cols * CB8 + ow * step);
+        let trow = taps.as_ptr().add(kh * kw_n * CB8);
         for kw in 0..kw_n {
-            let wv = _mm256_loadu_ps(trow.add(kw * CB));
-            let src = brow.add(kw * dw * CB);
+            let wv = _mm256_loadu_ps(trow.add(kw * CB8));
+            let src = brow.add(kw * dw * CB8);
             for (t, a) in acc.iter_mut().enumerate() {
                 *a = _mm256_fmadd_ps(wv, _mm256_loadu_ps(src.add(t * step)), *a);
             }
@@ -106,7 +109,76 @@ unsafe fn tile_avx2<const T: usize>(
     }
     for (t, a) in acc.iter().enumerate() {
         let v = if act_in_regs { crate::kernels::vmath::act_m256(act, *a).unwrap_or(*a) } else { *a };
-        _mm256_storeu_ps(out.add(t * CB), v);
+        _mm256_storeu_ps(out.add(t * CB8), v);
+    }
+}
+
+/// [`tile_avx2`] for 16 channels in one AVX-512 register.
+///
+/// # Safety
+/// As [`tile`], and the CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_avx512<const T: usize>(
+    w: &Window3,
+    band: *const f32,
+    cols: usize,
+    r0: usize,
+    ow: usize,
+    taps: &[f32],
+    bias: &[f32; CB16],
+    act: Act,
+    act_in_regs: bool,
+    out: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    let [_, kh_n, kw_n] = w.kernel;
+    let (dh, sw, dw) = (w.dilations[1], w.strides[2], w.dilations[2]);
+    let mut acc = [_mm512_loadu_ps(bias.as_ptr()); T];
+    let step = sw * CB16;
+    for kh in 0..kh_n {
+        let brow = band.add((r0 + kh * dh) * cols * CB16 + ow * step);
+        let trow = taps.as_ptr().add(kh * kw_n * CB16);
+        for kw in 0..kw_n {
+            let wv = _mm512_loadu_ps(trow.add(kw * CB16));
+            let src = brow.add(kw * dw * CB16);
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(src.add(t * step)), *a);
+            }
+        }
+    }
+    for (t, a) in acc.iter().enumerate() {
+        let v = if act_in_regs { crate::kernels::vmath::act_m512(act, *a).unwrap_or(*a) } else { *a };
+        _mm512_storeu_ps(out.add(t * CB16), v);
+    }
+}
+
+/// One output row of 16-channel blocks with [`tile_avx512`]: tiles of 8 outputs, the rest in
+/// one tile.
+///
+/// # Safety
+/// As [`tile`] for every output of the row; `out` holds `ow_n · 16` values; AVX-512F CPU.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_avx512(w: &Window3, bp: *const f32, cols: usize, r0: usize, taps: &[f32], bias: &[f32; CB16], act: Act, r: bool, op: *mut f32) {
+    let ow_n = w.out[2];
+    let mut ow = 0;
+    while ow + 8 <= ow_n {
+        tile_avx512::<8>(w, bp, cols, r0, ow, taps, bias, act, r, op.add(ow * CB16));
+        ow += 8;
+    }
+    let o = op.add(ow * CB16);
+    match ow_n - ow {
+        0 => {}
+        1 => tile_avx512::<1>(w, bp, cols, r0, ow, taps, bias, act, r, o),
+        2 => tile_avx512::<2>(w, bp, cols, r0, ow, taps, bias, act, r, o),
+        3 => tile_avx512::<3>(w, bp, cols, r0, ow, taps, bias, act, r, o),
+        4 => tile_avx512::<4>(w, bp, cols, r0, ow, taps, bias, act, r, o),
+        5 => tile_avx512::<5>(w, bp, cols, r0, ow, taps, bias, act, r, o),
+        6 => tile_avx512::<6>(w, bp, cols, r0, ow, taps, bias, act, r, o),
+        _ => tile_avx512::<7>(w, bp, cols, r0, ow, taps, bias, act, r, o),
     }
 }
 
@@ -115,12 +187,12 @@ unsafe fn tile_avx2<const T: usize>(
 /// channels into `y` (same layout as `x`, output planes).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn band_body<M: MulAdd>(
+fn band_body<M: MulAdd, const CB: usize>(
     w: &Window3,
     x: &[f32],
     nc: usize,
     taps: &[f32],
-    bias: &[f32; CB],
+    bias: &[f32],
     act: Act,
     b: Band,
     y: &SendPtr<f32>,
@@ -130,60 +202,64 @@ fn band_body<M: MulAdd>(
     let [_, ih_n, iw_n] = w.input;
     let (in_sz, out_sz) = (ih_n * iw_n, oh_n * ow_n);
     let (sh, ph, pw) = (w.strides[1], w.pad_begin[1], w.pad_begin[2]);
-    let (band, orow) = buf.split_at_mut(b.rows * b.cols * CB);
-    let orow = &mut orow[..ow_n * CB];
+    let bias: &[f32; CB] = bias.try_into().expect("one bias per lane");
+    #[cfg(target_arch = "x86_64")]
+    let avx512 = CB == CB16 && M::AVX2 && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512;
+    let flat = narrow_planes(w);
+    let (band, rest) = buf.split_at_mut(b.rows * b.cols * CB);
+    let (orow, tmp) = rest.split_at_mut(if flat { b.oh1 - b.oh0 } else { 1 } * ow_n * CB);
     // Interleave: pixel (r, q) of the band is input (oh0·sh + r - ph, q - pw), zero outside.
+    // Narrow planes: the band's valid input rows are consecutive in every plane, so they are
+    // interleaved in one pass over the flattened rows (8x8 transposes, a scalar tail only at
+    // the very end), then copied into the padded band. Wide rows are interleaved in place.
     let (q0, q1) = (pw.min(b.cols), (pw + iw_n).min(b.cols));
+    let ih_of = |r: usize| (b.oh0 * sh + r) as isize - ph as isize;
+    let r_lo = (0..b.rows).find(|&r| ih_of(r) >= 0).unwrap_or(b.rows);
+    let r_hi = (r_lo..b.rows).find(|&r| ih_of(r) >= ih_n as isize).unwrap_or(b.rows);
+    if flat && r_lo < r_hi && q0 < q1 {
+        let ih_lo = ih_of(r_lo) as usize;
+        let len = (r_hi - r_lo) * iw_n;
+        interleave::<M, CB>(x, in_sz, ih_lo * iw_n, len, nc, &mut tmp[..len * CB]);
+    }
     for (r, brow) in band.chunks_exact_mut(b.cols * CB).enumerate() {
-        let ih = (b.oh0 * sh + r) as isize - ph as isize;
-        if ih < 0 || ih >= ih_n as isize || q1 <= q0 {
+        if r < r_lo || r >= r_hi || q1 <= q0 {
             brow.fill(0.0);
             continue;
         }
         brow[..q0 * CB].fill(0.0);
         brow[q1 * CB..].fill(0.0);
-        let inner = &mut brow[q0 * CB..q1 * CB];
-        let start = ih as usize * iw_n + q0 - pw;
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if M::AVX2 && nc == CB {
-            // SAFETY: AVX2 code; 8x8 blocks inside the 8 source rows and `inner`.
-            unsafe {
-                let src = x.as_ptr().add(start);
-                while done + 8 <= q1 - q0 {
-                    transpose8x8(src.add(done), in_sz, inner.as_mut_ptr().add(done * CB), CB);
-                    done += 8;
-                }
-            }
-        }
-        let inner = &mut inner[done * CB..];
-        let start = start + done;
-        for l in 0..CB {
-            if l < nc {
-                let src = &x[l * in_sz + start..l * in_sz + start + (q1 - q0 - done)];
-                for (d, v) in inner.chunks_exact_mut(CB).zip(src) {
-                    d[l] = *v;
-                }
-            } else {
-                inner.chunks_exact_mut(CB).for_each(|d| d[l] = 0.0);
-            }
+        if flat {
+            let from = ((r - r_lo) * iw_n + q0 - pw) * CB;
+            brow[q0 * CB..q1 * CB].copy_from_slice(&tmp[from..from + (q1 - q0) * CB]);
+        } else {
+            let start = ih_of(r) as usize * iw_n + q0 - pw;
+            interleave::<M, CB>(x, in_sz, start, q1 - q0, nc, &mut brow[q0 * CB..q1 * CB]);
         }
     }
     let (bp, op) = (band.as_ptr(), orow.as_mut_ptr());
     // SAFETY (of the probe): M::AVX2 code runs on AVX2 CPUs only.
     #[cfg(target_arch = "x86_64")]
     let act_in_regs = M::AVX2 && unsafe { crate::kernels::vmath::act_m256(act, std::arch::x86_64::_mm256_setzero_ps()) }.is_some();
+    // (act_m512 covers the same activations as act_m256.)
     #[cfg(not(target_arch = "x86_64"))]
     let act_in_regs = false;
     for oh in b.oh0..b.oh1 {
         let r0 = (oh - b.oh0) * sh;
+        let op = if flat { op.wrapping_add((oh - b.oh0) * ow_n * CB) } else { op };
         let mut ow = 0;
         // SAFETY: the band holds every pixel these windows read (its extent was computed from
-        // the last output of the row and of the band); `orow` holds the whole output row.
+        // the last output of the row and of the band); `op` is this row's part of `orow`.
         unsafe {
             #[cfg(target_arch = "x86_64")]
-            if M::AVX2 {
+            if avx512 {
+                let b16 = &*(bias.as_ptr() as *const [f32; CB16]);
+                row_avx512(w, bp, b.cols, r0, taps, b16, act, act_in_regs, op);
+                ow = ow_n;
+            }
+            #[cfg(target_arch = "x86_64")]
+            if M::AVX2 && CB == CB8 {
                 let (a, r) = (act, act_in_regs);
+                let bias = &*(bias.as_ptr() as *const [f32; CB8]);
                 while ow + 8 <= ow_n {
                     tile_avx2::<8>(w, bp, b.cols, r0, ow, taps, bias, a, r, op.add(ow * CB));
                     ow += 8;
@@ -203,36 +279,91 @@ fn band_body<M: MulAdd>(
                 ow = ow_n;
             }
             while ow + 8 <= ow_n {
-                tile::<M, 8>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
+                tile::<M, 8, CB>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
                 ow += 8;
             }
             while ow < ow_n {
-                tile::<M, 1>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
+                tile::<M, 1, CB>(w, bp, b.cols, r0, ow, taps, bias, op.add(ow * CB));
                 ow += 1;
             }
         }
+        if !flat {
+            if !act_in_regs {
+                apply_inplace_body::<M>(act, orow);
+            }
+            // SAFETY: row oh of the block's planes belongs to this task only.
+            deinterleave::<M, CB>(orow, nc, &unsafe { y.offset(oh * ow_n) }, out_sz);
+        }
+    }
+    if flat {
         if !act_in_regs {
             apply_inplace_body::<M>(act, orow);
         }
-        let mut done = 0;
-        #[cfg(target_arch = "x86_64")]
-        if M::AVX2 && nc == CB {
-            // SAFETY: AVX2 code; 8x8 blocks inside `orow` and row oh of the 8 planes, which
-            // belong to this task only.
-            unsafe {
-                let dst = y.offset(oh * ow_n).0;
-                while done + 8 <= ow_n {
-                    transpose8x8(orow.as_ptr().add(done * CB), CB, dst.add(done), out_sz);
-                    done += 8;
+        // The band's output rows are consecutive in every plane: de-interleaved in one pass.
+        // SAFETY: rows oh0..oh1 of the block's planes belong to this task only.
+        deinterleave::<M, CB>(orow, nc, &unsafe { y.offset(b.oh0 * ow_n) }, out_sz);
+    }
+}
+
+/// Planes too narrow for row-by-row 8-pixel transposes: interleaved and de-interleaved a
+/// band at a time over the flattened rows instead.
+fn narrow_planes(w: &Window3) -> bool {
+    w.input[2] < 16 || w.out[2] < 16
+}
+
+/// Pixels `start..start + len` of the first `nc` planes of `x` (plane stride `plane`) into
+/// `dst` as `[len][CB]`, lanes past `nc` zero.
+#[inline(always)]
+fn interleave<M: MulAdd, const CB: usize>(x: &[f32], plane: usize, start: usize, len: usize, nc: usize, dst: &mut [f32]) {
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if M::AVX2 && nc == CB {
+        // SAFETY: AVX2 code; every 8x8 block lies inside the planes and `dst`.
+        unsafe {
+            let src = x.as_ptr().add(start);
+            while done + 8 <= len {
+                for g in 0..CB / 8 {
+                    transpose8x8(src.add(g * 8 * plane + done), plane, dst.as_mut_ptr().add(done * CB + g * 8), CB);
                 }
+                done += 8;
             }
         }
-        for l in 0..nc {
-            // SAFETY: row oh of channel l's plane belongs to this task only.
-            let yr = unsafe { y.slice(l * out_sz + oh * ow_n + done, ow_n - done) };
-            for (d, v) in yr.iter_mut().zip(orow[done * CB..].chunks_exact(CB)) {
-                *d = v[l];
+    }
+    let dst = &mut dst[done * CB..len * CB];
+    for l in 0..CB {
+        if l < nc {
+            let src = &x[l * plane + start + done..l * plane + start + len];
+            for (d, v) in dst.chunks_exact_mut(CB).zip(src) {
+                d[l] = *v;
             }
+        } else {
+            dst.chunks_exact_mut(CB).for_each(|d| d[l] = 0.0);
+        }
+    }
+}
+
+/// `src` (`[len][CB]`) back into `nc` planes: lane `l` to `y + l·plane`, `len` pixels.
+#[inline(always)]
+fn deinterleave<M: MulAdd, const CB: usize>(src: &[f32], nc: usize, y: &SendPtr<f32>, plane: usize) {
+    let len = src.len() / CB;
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if M::AVX2 && nc == CB {
+        // SAFETY: AVX2 code; the caller owns `len` pixels of each of the CB planes at `y`.
+        unsafe {
+            while done + 8 <= len {
+                for g in 0..CB / 8 {
+                    transpose8x8(src.as_ptr().add(done * CB + g * 8), CB, y.0.add(g * 8 * plane + done), plane);
+                }
+                done += 8;
+            }
+        }
+    }
+    for l in 0..nc {
+        // SAFETY: as above, for lane l's plane.
+        let yr = unsafe { y.slice(l * plane + done, len - done) };
+        for (d, v) in yr.iter_mut().zip(src[done * CB..].chunks_exact(CB)) {
+            *d = v[l];
         }
     }
 }
@@ -278,19 +409,46 @@ unsafe fn transpose8x8(src: *const f32, ss: usize, dst: *mut f32, ds: usize) {
     }
 }
 
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn band_body8<M: MulAdd>(w: &Window3, x: &[f32], nc: usize, taps: &[f32], bias: &[f32], act: Act, b: Band, y: &SendPtr<f32>, buf: &mut [f32]) {
+    band_body::<M, CB8>(w, x, nc, taps, bias, act, b, y, buf)
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn band_body16<M: MulAdd>(w: &Window3, x: &[f32], nc: usize, taps: &[f32], bias: &[f32], act: Act, b: Band, y: &SendPtr<f32>, buf: &mut [f32]) {
+    band_body::<M, CB16>(w, x, nc, taps, bias, act, b, y, buf)
+}
+
 crate::multiversion! {
-    /// See [`band_body`].
-    fn band_f32(
+    /// See [`band_body`]: blocks of 8 channels.
+    fn band_f32_8(
         w: &Window3,
         x: &[f32],
         nc: usize,
         taps: &[f32],
-        bias: &[f32; CB],
+        bias: &[f32],
         act: Act,
         b: Band,
         y: &SendPtr<f32>,
         buf: &mut [f32],
-    ) = band_body;
+    ) = band_body8;
+}
+
+crate::multiversion! {
+    /// See [`band_body`]: blocks of 16 channels (AVX-512).
+    fn band_f32_16(
+        w: &Window3,
+        x: &[f32],
+        nc: usize,
+        taps: &[f32],
+        bias: &[f32],
+        act: Act,
+        b: Band,
+        y: &SendPtr<f32>,
+        buf: &mut [f32],
+    ) = band_body16;
 }
 
 /// `y = act(depthwise_conv(x, weights) + bias)` for a 2-D (or 1-D, as height 1) window with one
@@ -298,6 +456,26 @@ crate::multiversion! {
 /// (every element written).
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_f32(
+    pool: &ThreadPool,
+    w: &Window3,
+    batch: usize,
+    channels: usize,
+    x: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) -> Result<()> {
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        depthwise_blocks::<CB16>(pool, w, batch, channels, x, weights, bias, act, y)
+    } else {
+        depthwise_blocks::<CB8>(pool, w, batch, channels, x, weights, bias, act, y)
+    }
+}
+
+/// [`depthwise_f32`] with blocks of `CB` channels.
+#[allow(clippy::too_many_arguments)]
+fn depthwise_blocks<const CB: usize>(
     pool: &ThreadPool,
     w: &Window3,
     batch: usize,
@@ -335,7 +513,7 @@ pub fn depthwise_f32(
     pool.parallel_for(tasks, (1 << 15) / work + 1, |t0, t1| {
         let mut scratch = Scratch::default();
         // Interleaved taps on the stack for kernels up to 7x7 (no allocation per call).
-        let mut taps_stack = [0f32; 49 * CB];
+        let mut taps_stack = [0f32; 49 * CB16];
         let mut taps_heap = Vec::new();
         let taps: &mut [f32] = if ksz <= 49 {
             &mut taps_stack[..ksz * CB]
@@ -343,7 +521,12 @@ pub fn depthwise_f32(
             taps_heap.resize(ksz * CB, 0.0);
             &mut taps_heap
         };
-        let buf_len = band_rows(per_band) * cols * CB + ow_n * CB;
+        // Padded input band, the band's output rows, its input rows before padding.
+        let flat = narrow_planes(w);
+        let buf_need = |rows: usize, out_rows: usize| {
+            rows * cols * CB + if flat { out_rows * ow_n * CB + rows * w.input[2] * CB } else { ow_n * CB }
+        };
+        let buf_len = buf_need(band_rows(per_band), per_band);
         let buf = match scratch.slice::<f32>(buf_len) {
             Ok(b) => b,
             Err(e) => {
@@ -352,7 +535,7 @@ pub fn depthwise_f32(
             }
         };
         let mut last_block = usize::MAX;
-        let mut bias_v = [0f32; CB];
+        let mut bias_v = [0f32; CB16];
         for t in t0..t1 {
             let (n, rest) = (t / (blocks * bands), t % (blocks * bands));
             let (blk, band) = (rest / bands, rest % bands);
@@ -365,7 +548,7 @@ pub fn depthwise_f32(
                         *v = if l < nc { weights[(c0 + l) * ksz + k] } else { 0.0 };
                     }
                 }
-                for (l, v) in bias_v.iter_mut().enumerate() {
+                for (l, v) in bias_v[..CB].iter_mut().enumerate() {
                     *v = if l < nc { bias.map_or(0.0, |b| b[c0 + l]) } else { 0.0 };
                 }
                 last_block = blk;
@@ -377,7 +560,12 @@ pub fn depthwise_f32(
             // Channel c0's output plane of image n; the task writes rows oh0..oh1 of nc planes.
             // SAFETY: inside y (n < batch, c0 < channels).
             let yb = unsafe { yp.offset((n * channels + c0) * out_sz) };
-            band_f32(w, xb, nc, taps, &bias_v, act, b, &yb, &mut buf[..b.rows * cols * CB + ow_n * CB]);
+            let buf = &mut buf[..buf_need(b.rows, oh1 - oh0)];
+            if CB == CB16 {
+                band_f32_16(w, xb, nc, taps, &bias_v[..CB], act, b, &yb, buf);
+            } else {
+                band_f32_8(w, xb, nc, taps, &bias_v[..CB], act, b, &yb, buf);
+            }
         }
     });
     match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
@@ -415,6 +603,9 @@ mod tests {
             (window(12, 11, [3, 3], [1, 2], [2, 1], [2, 1, 2, 0]), 3),
             (window(1, 40, [1, 5], [1, 3], [1, 2], [0, 4, 0, 4]), 17),
             (window(113, 9, [3, 3], [2, 1], [1, 1], [1, 1, 1, 1]), 9),
+            // Wide rows (interleaved row by row; the others a band at a time), partial blocks.
+            (window(20, 37, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 19),
+            (window(9, 33, [5, 5], [2, 2], [1, 1], [2, 2, 2, 2]), 40),
             // Taps past the on-stack buffer (9x9).
             (window(12, 13, [9, 9], [1, 1], [1, 1], [4, 4, 4, 4]), 9),
         ];

@@ -160,3 +160,21 @@ pub fn as_f32_mut<T: 'static>(s: &mut [T]) -> Option<&mut [f32]> {
         None
     }
 }
+
+/// `Σ f(v)` with eight interleaved partial sums, so the loop vectorizes (one serial chain of
+/// additions is bounded by the add latency: LayerNormalization, GlobalAveragePool).
+#[inline(always)]
+pub fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
+    let mut acc = [T::ZERO; 8];
+    let chunks = x.chunks_exact(8);
+    let mut s = T::ZERO;
+    for v in chunks.remainder() {
+        s += f(*v);
+    }
+    for c in chunks {
+        for l in 0..8 {
+            acc[l] += f(c[l]);
+        }
+    }
+    acc.iter().fold(s, |a, b| a + *b)
+}

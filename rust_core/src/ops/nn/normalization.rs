@@ -3,7 +3,7 @@
 
 use super::float_io::{narrow, widen};
 use crate::error::{Error, Result};
-use crate::kernels::float::Float;
+use crate::kernels::float::{lane_sum, Float};
 use crate::kernels::SendPtr;
 use crate::ops::common::{
     broadcast_shapes, broadcast_strides, for_each_broadcast, norm_axis, strides_of,
@@ -42,23 +42,6 @@ fn mean_var<T: Float>(x: &[T]) -> (T, T) {
     (mean, lane_sum(x, |v| (v - mean) * (v - mean)) / n)
 }
 
-/// `Σ f(v)` with eight interleaved partial sums, so the loop vectorizes (one serial chain of
-/// additions bounded LayerNormalization by the add latency).
-#[inline(always)]
-fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
-    let mut acc = [T::ZERO; 8];
-    let chunks = x.chunks_exact(8);
-    let mut s = T::ZERO;
-    for v in chunks.remainder() {
-        s += f(*v);
-    }
-    for c in chunks {
-        for l in 0..8 {
-            acc[l] += f(c[l]);
-        }
-    }
-    acc.iter().fold(s, |a, b| a + *b)
-}
 
 // ---------------------------------------------------------------------------------------------
 // BatchNormalization

@@ -440,13 +440,7 @@ fn build_global_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 
 fn global_plane<T: Float>(kind: GlobalKind, x: &[T]) -> T {
     match kind {
-        GlobalKind::Avg => {
-            let mut s = T::ZERO;
-            for v in x {
-                s += *v;
-            }
-            s / T::from_usize(x.len().max(1))
-        }
+        GlobalKind::Avg => crate::kernels::float::lane_sum(x, |v| v) / T::from_usize(x.len().max(1)),
         GlobalKind::Max => {
             x.iter().fold(
                 T::NEG_INFINITY,
