@@ -197,3 +197,29 @@ def test_nonzero_pad_or_shared_constants_are_left_alone():
     model = _model(nodes, [_vi("x", [1, 2, 7, 7]), _vi("x_scale", [1, 2, 1, 1])], [_vi("out", None)], inits)
     _compare(model, {"x": rng.standard_normal((1, 2, 7, 7)).astype(np.float32),
                      "x_scale": rng.standard_normal((1, 2, 1, 1)).astype(np.float32)})
+
+
+@pytest.mark.parametrize("rows", [3, 8, 45])
+@pytest.mark.parametrize("k,n", [(7, 5), (128, 100), (300, 33)])
+def test_matmul_and_gemm_with_constant_b(rows, k, n):
+    # From 8 rows on, a constant f32 B is packed once (on the first run) and reused; fewer rows
+    # read it in place. Each session runs twice so the second run uses the cached packing.
+    rng = np.random.default_rng(rows * 1000 + k + n)
+    b = rng.standard_normal((k, n)).astype(np.float32)
+    bt = np.ascontiguousarray(b.T)
+    c = rng.standard_normal((n,)).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["x3", "B"], ["mm"]),
+             helper.make_node("Gemm", ["x", "BT", "C"], ["gt"], transB=1, alpha=0.5, beta=2.0),
+             helper.make_node("Gemm", ["xt", "B"], ["ga"], transA=1)]
+    model = _model(nodes, [_vi("x3", [2, rows, k]), _vi("x", [rows, k]), _vi("xt", [k, rows])],
+                   [_vi("mm", None), _vi("gt", None), _vi("ga", None)],
+                   [_const("B", b), _const("BT", bt), _const("C", c)])
+    x3 = rng.standard_normal((2, rows, k)).astype(np.float32)
+    x = rng.standard_normal((rows, k)).astype(np.float32)
+    feeds = {"x3": x3, "x": x, "xt": np.ascontiguousarray(x.T)}
+    sess = pmi.InferenceSession(model)
+    for _ in range(2):
+        mm, gt, ga = sess.run(None, feeds)
+        np.testing.assert_allclose(mm, x3 @ b, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(gt, 0.5 * (x @ b) + 2.0 * c, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ga, x @ b, rtol=1e-4, atol=1e-4)

@@ -346,6 +346,53 @@ impl PackedA {
     }
 }
 
+/// A B operand packed once (constant weights of MatMul): for each block of KC rows, the
+/// 16-column panels of every column in order, as the driver reads them.
+pub struct PackedB {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PackedB {
+    /// Pack `B[k×n]` (element (p, j) at `b[p*rsb + j*csb]`).
+    pub fn new(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
+        assert!(k == 0 || n == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "PackedB: B is too small");
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; panels * NR * k];
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            // SAFETY: the block lies inside `b` (asserted above); `data` holds it.
+            unsafe { pack_b(kc, n, b.as_ptr().add(pc * rsb), rsb, csb, &mut data[pc * panels * NR..]) };
+        }
+        PackedB { k, n, data }
+    }
+
+    /// Depth.
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+
+    /// Columns.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+
+    /// The panels of rows `pc..pc + kc` (a KC block) from column `j0` (a multiple of NR) on.
+    fn block(&self, pc: usize, kc: usize, j0: usize) -> &[f32] {
+        let base = pc * self.n.div_ceil(NR) * NR;
+        &self.data[base + (j0 / NR) * NR * kc..base + self.n.div_ceil(NR) * NR * kc]
+    }
+}
+
+/// Where the B operand comes from.
+#[derive(Clone, Copy)]
+enum BSrc<'a> {
+    Raw { b: *const f32, rsb: usize, csb: usize },
+    /// Prepacked; the product's column 0 is the packed matrix's column `col0` (a multiple of NR).
+    Packed { p: &'a PackedB, col0: usize },
+}
+
 /// Where the A operand comes from.
 #[derive(Clone, Copy)]
 pub enum ASrc<'a> {
@@ -408,6 +455,23 @@ pub unsafe fn sgemm_ex(
     rsc: usize,
     epi: Epilogue,
 ) {
+    sgemm_core(m, n, k, a, BSrc::Raw { b, rsb, csb }, beta, c, rsc, epi)
+}
+
+/// `C[m×n] = act(A·B + beta·C + bias)` with B prepacked; the product's column 0 is `b`'s column
+/// `col0`, a multiple of 16 (so column ranges of one packed B can run on several threads).
+///
+/// # Safety
+/// As [`sgemm_ex`]; `b` must have depth `k` and at least `col0 + n` columns.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_packed_b(m: usize, n: usize, k: usize, a: ASrc, b: &PackedB, col0: usize, beta: f32, c: *mut f32, rsc: usize, epi: Epilogue) {
+    assert!(b.k == k && col0 % NR == 0 && col0 + n <= b.n, "sgemm_packed_b: packed B is {}x{}, product needs {k}x{n} from column {col0}", b.k, b.n);
+    sgemm_core(m, n, k, a, BSrc::Packed { p: b, col0 }, beta, c, rsc, epi)
+}
+
+/// The driver behind [`sgemm_ex`] and [`sgemm_packed_b`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f32, c: *mut f32, rsc: usize, epi: Epilogue) {
     if m == 0 || n == 0 {
         return;
     }
@@ -441,7 +505,7 @@ pub unsafe fn sgemm_ex(
         if matches!(a, ASrc::Raw { .. }) && abuf.len() < a_need {
             abuf.resize(a_need, 0.0);
         }
-        if bbuf.len() < b_need {
+        if matches!(bsrc, BSrc::Raw { .. }) && bbuf.len() < b_need {
             bbuf.resize(b_need, 0.0);
         }
         for jc in (0..n).step_by(NC) {
@@ -449,7 +513,13 @@ pub unsafe fn sgemm_ex(
             let mut packed_off = 0usize;
             for pc in (0..k).step_by(KC) {
                 let kc = KC.min(k - pc);
-                pack_b(kc, nc, b.add(pc * rsb + jc * csb), rsb, csb, bbuf);
+                let bpanels: &[f32] = match bsrc {
+                    BSrc::Raw { b, rsb, csb } => {
+                        pack_b(kc, nc, b.add(pc * rsb + jc * csb), rsb, csb, bbuf);
+                        &bbuf[..]
+                    }
+                    BSrc::Packed { p, col0 } => p.block(pc, kc, col0 + jc),
+                };
                 let beta_k = if pc == 0 { beta } else { 1.0 };
                 let last = pc + kc == k;
                 for ic in (0..m).step_by(MC) {
@@ -471,7 +541,7 @@ pub unsafe fn sgemm_ex(
                     while q < panels {
                         // AVX-512 takes two panels (32 columns) per tile while two remain.
                         let w = if avx512 && q + 1 < panels { 2 } else { 1 };
-                        let bpanel = &bbuf[q * NR * kc..(q + w) * NR * kc];
+                        let bpanel = &bpanels[q * NR * kc..(q + w) * NR * kc];
                         let j0 = q * NR;
                         let nr = (w * NR).min(nc - j0);
                         q += w;
@@ -550,6 +620,47 @@ pub unsafe fn sgemm_ex_par(
         let (c0, c1) = (s * NR, (e * NR).min(n));
         let a = &sa;
         sgemm_ex(m, c1 - c0, k, a.0, (bp as *const f32).add(c0 * csb), rsb, csb, beta, (cp as *mut f32).add(c0), rsc, epi);
+    });
+}
+
+/// [`sgemm_packed_b`] split over `pool`: by blocks of rows when A is raw (each thread packs
+/// only its own rows of A and all read the shared packed B: a column split would have every
+/// thread pack all of A), by column blocks otherwise.
+///
+/// # Safety
+/// As [`sgemm_packed_b`] with `col0 = 0`.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_packed_b_par(pool: &crate::executor::pool::ThreadPool, m: usize, n: usize, k: usize, a: ASrc, b: &PackedB, beta: f32, c: *mut f32, rsc: usize, epi: Epilogue) {
+    let threads = pool.threads();
+    let cp = c as usize;
+    const ROWS: usize = 2 * MR;
+    if let ASrc::Raw { a, rsa, csa, alpha } = a {
+        let blocks = m.div_ceil(ROWS);
+        if threads <= 1 || blocks < threads || m * n * k < (1 << 17) {
+            return sgemm_packed_b(m, n, k, ASrc::Raw { a, rsa, csa, alpha }, b, 0, beta, c, rsc, epi);
+        }
+        let ap = a as usize;
+        pool.parallel_for(blocks, 1, |s, e| {
+            let (r0, r1) = (s * ROWS, (e * ROWS).min(m));
+            let ar = ASrc::Raw { a: (ap as *const f32).add(r0 * rsa), rsa, csa, alpha };
+            let epi = Epilogue { bias: epi.bias.map(|bv| &bv[r0..r1]), act: epi.act };
+            // SAFETY: every task writes its own rows of C.
+            unsafe { sgemm_packed_b(r1 - r0, n, k, ar, b, 0, beta, (cp as *mut f32).add(r0 * rsc), rsc, epi) };
+        });
+        return;
+    }
+    let blocks = n.div_ceil(NR);
+    if threads <= 1 || blocks < 2 * threads || m * n * k < (1 << 17) {
+        return sgemm_packed_b(m, n, k, a, b, 0, beta, c, rsc, epi);
+    }
+    struct Shared<'a>(ASrc<'a>);
+    unsafe impl Sync for Shared<'_> {}
+    let sa = Shared(a);
+    pool.parallel_for(blocks, 1, |s, e| {
+        let (c0, c1) = (s * NR, (e * NR).min(n));
+        let a = &sa;
+        // SAFETY: every task writes its own columns of C.
+        unsafe { sgemm_packed_b(m, c1 - c0, k, a.0, b, c0, beta, (cp as *mut f32).add(c0), rsc, epi) };
     });
 }
 
@@ -637,6 +748,36 @@ mod tests {
                     };
                     for (g, w) in got.iter().zip(&want) {
                         assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} {m}x{n}x{k} {act:?} par={par}: {g} vs {w}");
+                    }
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn packed_b_matches_raw_on_every_path_and_column_range() {
+        for_each_isa(|isa| {
+            for &(m, n, k) in &[(1, 1, 1), (13, 37, 300), (24, 64, 40), (100, 2100, 9), (7, 50, 513)] {
+                let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0).collect();
+                let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
+                let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
+                let epi = Epilogue { bias: Some(&bias), act: Act::Relu };
+                let mut want = vec![0f32; m * n];
+                unsafe { sgemm_ex(m, n, k, ASrc::Raw { a: a.as_ptr(), rsa: k, csa: 1, alpha: 1.0 }, b.as_ptr(), n, 1, 0.0, want.as_mut_ptr(), n, epi) };
+                // B given transposed (column-major) to the packer, as Gemm's transB stores it.
+                let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+                for packed in [PackedB::new(k, n, &b, n, 1), PackedB::new(k, n, &bt, 1, k)] {
+                    let pool = crate::executor::pool::ThreadPool::new(2);
+                    let mut got = vec![f32::NAN; m * n];
+                    let ar = ASrc::Raw { a: a.as_ptr(), rsa: k, csa: 1, alpha: 1.0 };
+                    unsafe { sgemm_packed_b_par(&pool, m, n, k, ar, &packed, 0.0, got.as_mut_ptr(), n, epi) };
+                    // Columns from 16 on only, as a thread of a split product computes them.
+                    if n > NR {
+                        got[..].iter_mut().enumerate().filter(|(i, _)| i % n >= NR).for_each(|(_, v)| *v = f32::NAN);
+                        unsafe { sgemm_packed_b(m, n - NR, k, ar, &packed, NR, 0.0, got.as_mut_ptr().add(NR), n, epi) };
+                    }
+                    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} {m}x{n}x{k} [{i}]: {g} vs {w}");
                     }
                 }
             }

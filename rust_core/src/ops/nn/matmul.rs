@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
+use crate::kernels::sgemm::{sgemm_packed_b_par, ASrc, Epilogue, PackedB};
 use crate::ops::common::{broadcast_shapes, broadcast_strides, for_each_broadcast};
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
 use crate::tensor::{DType, Element, Tensor};
@@ -213,10 +214,42 @@ fn int_matmul<T: WrapInt>(sh: &MatMulShape, a: &[T], b: &[T], out: &mut [T]) {
     }
 }
 
+/// Products with at least this many rows use a constant f32 B packed once (fewer rows take the
+/// vector-matrix paths, which read B in place).
+const PACKED_B_MIN_ROWS: usize = 8;
+
+/// A constant 2-D f32 B, packed on the first run that has enough rows to use it (so a model
+/// only ever run at batch 1 does not hold a second copy of its weights).
+#[derive(Default)]
+struct LazyPackedB {
+    constant: bool,
+    packed: std::sync::OnceLock<PackedB>,
+}
+
+impl LazyPackedB {
+    fn new(ctx: &BuildContext) -> LazyPackedB {
+        let constant = ctx.const_inputs.get(1).copied().flatten().is_some_and(|b| b.dtype() == DType::Float32 && b.rank() == 2);
+        LazyPackedB { constant, packed: Default::default() }
+    }
+
+    /// The packed `B'` (k×n; `b` stored transposed when `trans`), if B is the constant and the
+    /// product has `rows` rows.
+    fn get(&self, b: &Tensor, trans: bool, rows: usize) -> Result<Option<&PackedB>> {
+        if !self.constant || rows < PACKED_B_MIN_ROWS || b.dtype() != DType::Float32 || b.rank() != 2 {
+            return Ok(None);
+        }
+        let (r, c) = (b.shape()[0], b.shape()[1]);
+        let data = b.as_slice::<f32>()?;
+        let p = self.packed.get_or_init(|| if trans { PackedB::new(c, r, data, 1, c) } else { PackedB::new(r, c, data, c, 1) });
+        Ok(Some(p))
+    }
+}
+
 /// `MatMul` (opsets 1, 9, 13): numpy matmul with batch broadcasting; 1-D operands promoted.
 struct MatMul {
     /// A constant B already widened to compute precision.
     b_const: Option<Tensor>,
+    b_packed: LazyPackedB,
 }
 
 fn build_matmul(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -226,7 +259,7 @@ fn build_matmul(ctx: &BuildContext) -> Result<Box<dyn Op>> {
         }
         _ => None,
     };
-    Ok(Box::new(MatMul { b_const }))
+    Ok(Box::new(MatMul { b_const, b_packed: LazyPackedB::new(ctx) }))
 }
 
 impl Op for MatMul {
@@ -242,6 +275,19 @@ impl Op for MatMul {
         }
         let sh = MatMulShape::new(a.shape(), b.shape(), "MatMul")?;
         let dt = a.dtype();
+        let rows = sh.m * sh.offsets.len();
+        if let (true, Some(pb)) = (sh.fold && dt == DType::Float32 && b.rank() == 2, self.b_packed.get(b, false, rows)?) {
+            let av = a.as_slice::<f32>()?;
+            let (k, n) = (sh.k, sh.n);
+            let out = Tensor::build::<f32>(dt, &sh.out_shape, |o| {
+                let ar = ASrc::Raw { a: av.as_ptr(), rsa: k, csa: 1, alpha: 1.0 };
+                debug_assert!(av.len() >= rows * k && o.len() >= rows * n);
+                // SAFETY: A is rows×k and C rows×n row-major (checked by the shape), B packed k×n.
+                unsafe { sgemm_packed_b_par(ctx.pool, rows, n, k, ar, pb, 0.0, o.as_mut_ptr(), n, Epilogue::NONE) };
+                Ok(())
+            })?;
+            return Ok(vec![out.into()]);
+        }
         if is_compute_float(dt) {
             let aw = widen(a)?;
             let bw = match &self.b_const {
@@ -289,6 +335,7 @@ struct Gemm {
     trans_a: bool,
     trans_b: bool,
     b_const: Option<Tensor>,
+    b_packed: LazyPackedB,
 }
 
 fn build_gemm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -304,6 +351,7 @@ fn build_gemm(ctx: &BuildContext) -> Result<Box<dyn Op>> {
         trans_a: ctx.attr_i("transA", 0)? != 0,
         trans_b: ctx.attr_i("transB", 0)? != 0,
         b_const,
+        b_packed: LazyPackedB::new(ctx),
     }))
 }
 
@@ -374,6 +422,24 @@ impl Op for Gemm {
         };
         let (rsa, csa) = a_mat(k, m);
         let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
+        if let (true, Some(pb)) = (dt == DType::Float32, self.b_packed.get(b, self.trans_b, m)?) {
+            let av = a.as_slice::<f32>()?;
+            let out = Tensor::build::<f32>(dt, &[m, n], |o| {
+                let mut beta = 0.0;
+                if let Some(c) = c {
+                    if self.beta != 0.0 {
+                        fill_bias(o, m, n, c.as_slice::<f32>()?, c.shape(), self.beta)?;
+                        beta = 1.0;
+                    }
+                }
+                let ar = ASrc::Raw { a: av.as_ptr(), rsa, csa, alpha: self.alpha };
+                debug_assert!(av.len() >= m * k && o.len() >= m * n);
+                // SAFETY: A' is m×k through (rsa, csa) inside A (its shape was checked), C m×n.
+                unsafe { sgemm_packed_b_par(ctx.pool, m, n, k, ar, pb, beta, o.as_mut_ptr(), n, Epilogue::NONE) };
+                Ok(())
+            })?;
+            return Ok(vec![out.into()]);
+        }
         if is_compute_float(dt) {
             let aw = widen(a)?;
             let bw = match &self.b_const {
