@@ -223,3 +223,23 @@ def test_matmul_and_gemm_with_constant_b(rows, k, n):
         np.testing.assert_allclose(mm, x3 @ b, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(gt, 0.5 * (x @ b) + 2.0 * c, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(ga, x @ b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("order", ["mul_last", "half_first", "not_gelu"])
+def test_gelu_chains_match_onnxruntime(order):
+    # The erf GELU chains exporters write are fused into one node; a near miss (Add 2) is not,
+    # and both must compute what onnxruntime computes.
+    s2, inv, one = np.float32(np.sqrt(2.0)), np.float32(1 / np.sqrt(2.0)), np.float32(2.0 if order == "not_gelu" else 1.0)
+    inits = [_const("s2", np.array(s2, np.float32)), _const("inv", np.array(inv, np.float32)),
+             _const("one", np.array(one, np.float32)), _const("half", np.array(0.5, np.float32))]
+    if order == "half_first":
+        nodes = [helper.make_node("Mul", ["x", "inv"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
+                 helper.make_node("Add", ["one", "e"], ["a"]), helper.make_node("Mul", ["x", "half"], ["h"]),
+                 helper.make_node("Mul", ["h", "a"], ["y"])]
+    else:
+        nodes = [helper.make_node("Div", ["x", "s2"], ["d"]), helper.make_node("Erf", ["d"], ["e"]),
+                 helper.make_node("Add", ["e", "one"], ["a"]), helper.make_node("Mul", ["x", "a"], ["m"]),
+                 helper.make_node("Mul", ["m", "half"], ["y"])]
+    model = _model(nodes, [_vi("x", [3, 37])], [_vi("y", None)], inits)
+    x = np.linspace(-6, 6, 3 * 37, dtype=np.float32).reshape(3, 37)
+    _compare(model, {"x": x}, rtol=1e-6, atol=1e-6)

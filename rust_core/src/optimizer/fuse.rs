@@ -392,6 +392,108 @@ pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
     count
 }
 
+/// Fuse the erf form of GELU as the PyTorch exporter writes it, `x · 0.5 · (1 + erf(x / √2))`:
+/// `Div(x, √2)` (or `Mul(x, 1/√2)`) → `Erf` → `Add(·, 1)` → `Mul(x, ·)` → `Mul(·, 0.5)`, or with
+/// `Mul(x, 0.5)` taken first, into one `Gelu` node of the private domain (one vectorized pass
+/// instead of five over memory). Every intermediate must have that chain as its only reader.
+/// Returns the number of fusions made.
+pub fn fuse_gelu(g: &mut Graph) -> usize {
+    let readers = readers_of(g);
+    let inits: HashMap<&str, &Tensor> = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let consts: HashMap<&str, &Tensor> = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Constant" && n.domain.is_empty())
+        .filter_map(|n| match n.attr("value") {
+            Some(AttrValue::Tensor(t)) => Some((n.outputs.first()?.as_str(), t)),
+            _ => None,
+        })
+        .collect();
+    let only_reader = |name: &str| -> Option<usize> {
+        match readers.get(name).map(|v| v.as_slice()) {
+            Some([k]) if *k != usize::MAX => Some(*k),
+            _ => None,
+        }
+    };
+    let is = |n: &Node, op: &str| n.op_type == op && is_default_domain(n) && n.outputs.len() == 1;
+    // The operand of binary node `n` other than `v`, and whether that one is the scalar `want`.
+    let other = |n: &Node, v: &str| -> Option<String> {
+        match n.inputs.as_slice() {
+            [a, b] if a == v => Some(b.clone()),
+            [a, b] if b == v => Some(a.clone()),
+            _ => None,
+        }
+    };
+    let scalar_is = |name: &str, want: f32, tol: f32| const_scalar(name, &inits, &consts).is_some_and(|c| (c - want).abs() <= tol);
+    // (node to rewrite into Gelu, x, removed nodes)
+    let mut plans: Vec<(usize, String, [usize; 4])> = Vec::new();
+    for (k, erf) in g.nodes.iter().enumerate() {
+        if !is(erf, "Erf") {
+            continue;
+        }
+        // Div(x, √2) or Mul(x, 1/√2) before it.
+        let Some(d) = g.nodes.iter().position(|n| n.outputs.first() == erf.inputs.first()) else { continue };
+        let dn = &g.nodes[d];
+        let x = match dn.inputs.as_slice() {
+            [x, c] if is(dn, "Div") && scalar_is(c, std::f32::consts::SQRT_2, 1e-4) => x.clone(),
+            [a, b] if is(dn, "Mul") && scalar_is(b, std::f32::consts::FRAC_1_SQRT_2, 1e-5) => a.clone(),
+            [a, b] if is(dn, "Mul") && scalar_is(a, std::f32::consts::FRAC_1_SQRT_2, 1e-5) => b.clone(),
+            _ => continue,
+        };
+        if only_reader(&dn.outputs[0]) != Some(k) {
+            continue;
+        }
+        // Add(erf, 1).
+        let Some(a) = only_reader(&erf.outputs[0]) else { continue };
+        let an = &g.nodes[a];
+        if !is(an, "Add") || !other(an, &erf.outputs[0]).is_some_and(|c| scalar_is(&c, 1.0, 0.0)) {
+            continue;
+        }
+        let Some(m1) = only_reader(&an.outputs[0]) else { continue };
+        let mn = &g.nodes[m1];
+        if !is(mn, "Mul") {
+            continue;
+        }
+        let Some(p) = other(mn, &an.outputs[0]) else { continue };
+        let fused = if p == x {
+            // Mul(x, 1 + erf) then Mul(·, 0.5).
+            let Some(m2) = only_reader(&mn.outputs[0]) else { continue };
+            let hn = &g.nodes[m2];
+            if !is(hn, "Mul") || !other(hn, &mn.outputs[0]).is_some_and(|c| scalar_is(&c, 0.5, 0.0)) {
+                continue;
+            }
+            (m2, [d, k, a, m1])
+        } else {
+            // Mul(Mul(x, 0.5), 1 + erf).
+            let Some(h) = g.nodes.iter().position(|n| n.outputs.first() == Some(&p)) else { continue };
+            let hn = &g.nodes[h];
+            if !is(hn, "Mul") || other(hn, &x).is_none_or(|c| !scalar_is(&c, 0.5, 0.0)) || only_reader(&p) != Some(m1) {
+                continue;
+            }
+            (m1, [d, k, a, h])
+        };
+        plans.push((fused.0, x, fused.1));
+    }
+    let mut removed = vec![false; g.nodes.len()];
+    let count = plans.len();
+    for (k, x, gone) in plans {
+        let n = &mut g.nodes[k];
+        n.op_type = "Gelu".into();
+        n.domain = DOMAIN.into();
+        n.inputs = vec![x];
+        n.attrs.clear();
+        for j in gone {
+            removed[j] = true;
+        }
+    }
+    let mut k = 0;
+    g.nodes.retain(|_| {
+        k += 1;
+        !removed[k - 1]
+    });
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -499,6 +601,66 @@ mod tests {
         assert_eq!(fuse_conv_activations(&mut g, 17), 0);
         assert_eq!(g.nodes.len(), 9);
         assert!(g.nodes.iter().all(|n| n.op_type != "FusedConv"));
+    }
+
+    #[test]
+    fn gelu_chains_are_fused_in_both_orders() {
+        let sc = |v: f32| Tensor::scalar(v);
+        let mut g = graph(
+            vec![
+                // x * (1 + erf(x / sqrt2)) * 0.5
+                node("Div", &["x", "sqrt2"], &["d"]),
+                node("Erf", &["d"], &["e"]),
+                node("Add", &["e", "one"], &["a"]),
+                node("Mul", &["x", "a"], &["m"]),
+                node("Mul", &["m", "half"], &["y1"]),
+                // (x * 0.5) * (1 + erf(x * 1/sqrt2))
+                node("Mul", &["inv", "w"], &["d2"]),
+                node("Erf", &["d2"], &["e2"]),
+                node("Add", &["one", "e2"], &["a2"]),
+                node("Mul", &["w", "half"], &["h2"]),
+                node("Mul", &["h2", "a2"], &["y2"]),
+                // Not GELU: the Add constant is 2.
+                node("Div", &["x", "sqrt2"], &["d3"]),
+                node("Erf", &["d3"], &["e3"]),
+                node("Add", &["e3", "two"], &["a3"]),
+                node("Mul", &["x", "a3"], &["m3"]),
+                node("Mul", &["m3", "half"], &["y3"]),
+            ],
+            &["y1", "y2", "y3"],
+            vec![
+                ("sqrt2", sc(std::f32::consts::SQRT_2)),
+                ("inv", sc(std::f32::consts::FRAC_1_SQRT_2)),
+                ("one", sc(1.0)),
+                ("two", sc(2.0)),
+                ("half", sc(0.5)),
+            ],
+        );
+        assert_eq!(fuse_gelu(&mut g), 2);
+        assert_eq!(g.nodes.len(), 7);
+        let gelus: Vec<_> = g.nodes.iter().filter(|n| n.op_type == "Gelu").collect();
+        assert_eq!(gelus.len(), 2);
+        assert!(gelus.iter().all(|n| n.domain == DOMAIN && n.attrs.is_empty()));
+        assert_eq!((gelus[0].inputs.as_slice(), gelus[0].outputs.as_slice()), (&["x".to_string()][..], &["y1".to_string()][..]));
+        assert_eq!((gelus[1].inputs.as_slice(), gelus[1].outputs.as_slice()), (&["w".to_string()][..], &["y2".to_string()][..]));
+    }
+
+    #[test]
+    fn gelu_with_an_exposed_intermediate_is_not_fused() {
+        let sc = |v: f32| Tensor::scalar(v);
+        let mut g = graph(
+            vec![
+                node("Div", &["x", "sqrt2"], &["d"]),
+                node("Erf", &["d"], &["e"]),
+                node("Add", &["e", "one"], &["a"]),
+                node("Mul", &["x", "a"], &["m"]),
+                node("Mul", &["m", "half"], &["y"]),
+            ],
+            &["y", "e"],
+            vec![("sqrt2", sc(std::f32::consts::SQRT_2)), ("one", sc(1.0)), ("half", sc(0.5))],
+        );
+        assert_eq!(fuse_gelu(&mut g), 0);
+        assert_eq!(g.nodes.len(), 5);
     }
 
     #[test]

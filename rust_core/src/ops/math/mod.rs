@@ -81,6 +81,8 @@ pub fn register(r: &mut Registry) {
     r.add("Mish", activation::build_mish);
     r.add("ThresholdedRelu", activation::build_thresholded_relu);
     r.add("Gelu", activation::build_gelu);
+    // The fused form of the exporters' erf GELU chain (optimizer::fuse::fuse_gelu).
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "Gelu", activation::build_gelu);
     r.add("Shrink", activation::build_shrink);
     r.add("Swish", activation::build_swish);
     r.add("Clip", activation::build_clip);
