@@ -243,3 +243,22 @@ def test_gelu_chains_match_onnxruntime(order):
     model = _model(nodes, [_vi("x", [3, 37])], [_vi("y", None)], inits)
     x = np.linspace(-6, 6, 3 * 37, dtype=np.float32).reshape(3, 37)
     _compare(model, {"x": x}, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_layer_norm_chain_matches_onnxruntime(with_bias):
+    # PyTorch's pre-opset-17 LayerNorm export, fused into one node (the bias Add optional).
+    rng = np.random.default_rng(5)
+    c = 48
+    inits = [_const("two", np.array(2.0, np.float32)), _const("eps", np.array(1e-5, np.float32)),
+             _const("gamma", rng.standard_normal(c).astype(np.float32)),
+             _const("beta", rng.standard_normal(c).astype(np.float32))]
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[-1]), helper.make_node("Sub", ["x", "m"], ["d"]),
+             helper.make_node("Pow", ["d", "two"], ["p"]), helper.make_node("ReduceMean", ["p"], ["v"], axes=[-1]),
+             helper.make_node("Add", ["v", "eps"], ["a"]), helper.make_node("Sqrt", ["a"], ["s"]),
+             helper.make_node("Div", ["d", "s"], ["n"]),
+             helper.make_node("Mul", ["n", "gamma"], ["y" if with_bias else "out"])]
+    if with_bias:
+        nodes.append(helper.make_node("Add", ["beta", "y"], ["out"]))
+    model = _model(nodes, [_vi("x", [2, 7, c])], [_vi("out", None)], inits, opset=14)
+    _compare(model, {"x": (rng.standard_normal((2, 7, c)) * 3 + 1).astype(np.float32)}, rtol=1e-5, atol=1e-5)

@@ -494,6 +494,135 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
     count
 }
 
+/// Fuse the layer normalization PyTorch exports below opset 17 — `ReduceMean(x)` over the last
+/// axis, `Sub(x, mean)`, `Pow(·, 2)`, `ReduceMean`, `Add(·, eps)`, `Sqrt`, `Div`, then `Mul` by a
+/// constant 1-D scale and optionally `Add` of a constant 1-D bias — into one
+/// `LayerNormalization` node of the private domain (axis -1): two passes over each row instead
+/// of nine nodes. Every intermediate must have that chain as its only reader (the centred `Sub`
+/// output: the `Pow` and the `Div`). Returns the number of fusions made.
+pub fn fuse_layer_norm(g: &mut Graph) -> usize {
+    let readers = readers_of(g);
+    let inits: HashMap<&str, &Tensor> = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let consts: HashMap<&str, &Tensor> = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Constant" && n.domain.is_empty())
+        .filter_map(|n| match n.attr("value") {
+            Some(AttrValue::Tensor(t)) => Some((n.outputs.first()?.as_str(), t)),
+            _ => None,
+        })
+        .collect();
+    let readers_are = |name: &str| -> Vec<usize> {
+        match readers.get(name) {
+            Some(v) if !v.contains(&usize::MAX) => v.clone(),
+            _ => Vec::new(),
+        }
+    };
+    let only_reader = |name: &str| -> Option<usize> {
+        match readers_are(name).as_slice() {
+            [k] => Some(*k),
+            _ => None,
+        }
+    };
+    let is = |n: &Node, op: &str| n.op_type == op && is_default_domain(n) && n.outputs.len() == 1;
+    // ReduceMean over the last axis only, keeping it (axes as attribute, or as a constant input
+    // from opset 18).
+    let mean_last = |n: &Node| -> bool {
+        if !is(n, "ReduceMean") || !matches!(n.attr("keepdims"), None | Some(AttrValue::Int(1))) {
+            return false;
+        }
+        match (n.attr("axes"), n.inputs.get(1)) {
+            (Some(AttrValue::Ints(a)), None) => a.as_slice() == [-1],
+            (None, Some(ax)) => inits.get(ax.as_str()).or_else(|| consts.get(ax.as_str())).is_some_and(|t| {
+                t.dtype() == DType::Int64 && t.as_slice::<i64>().is_ok_and(|v| v == [-1])
+            }),
+            _ => false,
+        }
+    };
+    let vector = |name: &str| inits.get(name).is_some_and(|t| t.rank() == 1 && t.dtype() == DType::Float32);
+    let scalar = |name: &str| const_scalar(name, &inits, &consts);
+    // (node rewritten, x, scale, bias, epsilon, removed nodes)
+    let mut plans: Vec<(usize, String, String, Option<String>, f32, Vec<usize>)> = Vec::new();
+    for (r1, n1) in g.nodes.iter().enumerate() {
+        if !mean_last(n1) {
+            continue;
+        }
+        let x = n1.inputs[0].clone();
+        let Some(sub) = only_reader(&n1.outputs[0]) else { continue };
+        let sn = &g.nodes[sub];
+        if !is(sn, "Sub") || sn.inputs != [x.clone(), n1.outputs[0].clone()] {
+            continue;
+        }
+        let d = &sn.outputs[0];
+        let rs = readers_are(d);
+        if rs.len() != 2 {
+            continue;
+        }
+        let (pow, div) = if g.nodes[rs[0]].op_type == "Pow" { (rs[0], rs[1]) } else { (rs[1], rs[0]) };
+        let (pn, dn) = (&g.nodes[pow], &g.nodes[div]);
+        if !is(pn, "Pow") || pn.inputs.first() != Some(d) || pn.inputs.get(1).and_then(|e| scalar(e)) != Some(2.0) {
+            continue;
+        }
+        let Some(r2) = only_reader(&pn.outputs[0]) else { continue };
+        if !mean_last(&g.nodes[r2]) {
+            continue;
+        }
+        let Some(add) = only_reader(&g.nodes[r2].outputs[0]) else { continue };
+        let an = &g.nodes[add];
+        let eps = match an.inputs.as_slice() {
+            [v, e] if is(an, "Add") && *v == g.nodes[r2].outputs[0] => scalar(e),
+            _ => None,
+        };
+        let Some(eps) = eps else { continue };
+        let Some(sq) = only_reader(&an.outputs[0]) else { continue };
+        if !is(&g.nodes[sq], "Sqrt") || only_reader(&g.nodes[sq].outputs[0]) != Some(div) {
+            continue;
+        }
+        if !is(dn, "Div") || dn.inputs != [d.clone(), g.nodes[sq].outputs[0].clone()] {
+            continue;
+        }
+        let Some(mul) = only_reader(&dn.outputs[0]) else { continue };
+        let mn = &g.nodes[mul];
+        let scale = match mn.inputs.as_slice() {
+            [a, b] if is(mn, "Mul") && *a == dn.outputs[0] && vector(b) => b.clone(),
+            [a, b] if is(mn, "Mul") && *b == dn.outputs[0] && vector(a) => a.clone(),
+            _ => continue,
+        };
+        let mut gone = vec![r1, sub, pow, r2, add, sq, div];
+        let (last, bias) = match only_reader(&mn.outputs[0]).map(|k| (k, &g.nodes[k])) {
+            Some((k, bn)) if is(bn, "Add") && bn.inputs.len() == 2 => {
+                let other = if bn.inputs[0] == mn.outputs[0] { &bn.inputs[1] } else { &bn.inputs[0] };
+                if vector(other) {
+                    gone.push(mul);
+                    (k, Some(other.clone()))
+                } else {
+                    (mul, None)
+                }
+            }
+            _ => (mul, None),
+        };
+        plans.push((last, x, scale, bias, eps, gone));
+    }
+    let mut removed = vec![false; g.nodes.len()];
+    let count = plans.len();
+    for (k, x, scale, bias, eps, gone) in plans {
+        let n = &mut g.nodes[k];
+        n.op_type = "LayerNormalization".into();
+        n.domain = DOMAIN.into();
+        n.inputs = std::iter::once(x).chain(std::iter::once(scale)).chain(bias).collect();
+        n.attrs = vec![("axis".into(), AttrValue::Int(-1)), ("epsilon".into(), AttrValue::Float(eps))];
+        for j in gone {
+            removed[j] = true;
+        }
+    }
+    let mut k = 0;
+    g.nodes.retain(|_| {
+        k += 1;
+        !removed[k - 1]
+    });
+    count
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,6 +790,50 @@ mod tests {
         );
         assert_eq!(fuse_gelu(&mut g), 0);
         assert_eq!(g.nodes.len(), 5);
+    }
+
+    #[test]
+    fn layer_norm_chain_is_fused() {
+        let rm = |i: &str, o: &str| {
+            let mut n = node("ReduceMean", &[i], &[o]);
+            n.attrs.push(("axes".into(), AttrValue::Ints(vec![-1])));
+            n
+        };
+        let chain = |bias_out: &str| {
+            vec![
+                rm("x", "m"),
+                node("Sub", &["x", "m"], &["d"]),
+                node("Pow", &["d", "two"], &["p"]),
+                rm("p", "v"),
+                node("Add", &["v", "eps"], &["a"]),
+                node("Sqrt", &["a"], &["s"]),
+                node("Div", &["d", "s"], &["n"]),
+                node("Mul", &["n", "gamma"], &["y"]),
+                node("Add", &["y", "beta"], &[bias_out]),
+            ]
+        };
+        let inits = || {
+            vec![
+                ("two", Tensor::scalar(2f32)),
+                ("eps", Tensor::scalar(1e-12f32)),
+                ("gamma", Tensor::from_vec(&[4], vec![1f32; 4]).unwrap()),
+                ("beta", Tensor::from_vec(&[4], vec![0f32; 4]).unwrap()),
+            ]
+        };
+        let mut g = graph(chain("z"), &["z"], inits());
+        assert_eq!(fuse_layer_norm(&mut g), 1);
+        assert_eq!(g.nodes.len(), 1);
+        let n = &g.nodes[0];
+        assert_eq!((n.op_type.as_str(), n.domain.as_str()), ("LayerNormalization", DOMAIN));
+        assert_eq!(n.inputs, vec!["x".to_string(), "gamma".into(), "beta".into()]);
+        assert_eq!(n.outputs, vec!["z".to_string()]);
+        assert!(matches!(n.attr("epsilon"), Some(AttrValue::Float(e)) if *e == 1e-12));
+        // The centred value also read elsewhere: left alone.
+        let mut nodes = chain("z");
+        nodes.push(node("Relu", &["d"], &["r"]));
+        let mut g = graph(nodes, &["z", "r"], inits());
+        assert_eq!(fuse_layer_norm(&mut g), 0);
+        assert_eq!(g.nodes.len(), 10);
     }
 
     #[test]

@@ -11,7 +11,7 @@ pub use inline::inline_functions;
 
 /// The graph a session executes: model-local functions inlined, zero Pads and per-channel
 /// Mul/Add folded into the convolutions around them, activations fused into the convolutions
-/// before them, GELU chains fused into one node (unless `PYML_INTEROP_NO_FUSION` is set, for comparisons).
+/// before them, GELU and layer-norm chains fused into one node each (unless `PYML_INTEROP_NO_FUSION` is set, for comparisons).
 pub fn prepare(model: &Model) -> Result<Graph> {
     let mut g = if model.functions.is_empty() {
         (*model.graph).clone()
@@ -28,6 +28,7 @@ pub fn prepare(model: &Model) -> Result<Graph> {
         fuse::fold_conv_affine(&mut g);
         fuse::fuse_conv_activations(&mut g, opset);
         fuse::fuse_gelu(&mut g);
+        fuse::fuse_layer_norm(&mut g);
         fuse::prune_unused_initializers(&mut g);
     }
     Ok(g)

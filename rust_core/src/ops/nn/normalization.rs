@@ -14,6 +14,8 @@ use crate::tensor::{DType, Tensor};
 pub fn register(r: &mut Registry) {
     r.add("BatchNormalization", build_batch_norm);
     r.add("LayerNormalization", build_layer_norm);
+    // The fused form of the exporters' ReduceMean/Sub/Pow/... chain (optimizer::fuse::fuse_layer_norm).
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "LayerNormalization", build_layer_norm);
     r.add("RMSNormalization", build_rms_norm);
     r.add("InstanceNormalization", build_instance_norm);
     r.add("GroupNormalization", build_group_norm);
