@@ -105,6 +105,38 @@ fn readers_of(g: &Graph) -> HashMap<String, Vec<usize>> {
     readers
 }
 
+/// Initializers and `Constant` node outputs of `g`, by name.
+fn constant_maps(g: &Graph) -> (HashMap<&str, &Tensor>, HashMap<&str, &Tensor>) {
+    let inits = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let consts = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Constant" && n.domain.is_empty())
+        .filter_map(|n| match n.attr("value") {
+            Some(AttrValue::Tensor(t)) => Some((n.outputs.first()?.as_str(), t)),
+            _ => None,
+        })
+        .collect();
+    (inits, consts)
+}
+
+/// The one node reading `name` (None when it has several readers or is a graph output).
+fn sole_reader(readers: &HashMap<String, Vec<usize>>, name: &str) -> Option<usize> {
+    match readers.get(name).map(|v| v.as_slice()) {
+        Some([k]) if *k != usize::MAX => Some(*k),
+        _ => None,
+    }
+}
+
+/// Remove the nodes marked in `removed` (indices of `g.nodes`).
+fn drop_nodes(g: &mut Graph, removed: &[bool]) {
+    let mut k = 0;
+    g.nodes.retain(|_| {
+        k += 1;
+        !removed[k - 1]
+    });
+}
+
 /// The constant tensor named `name`: an initializer (not overridable by a graph input) or the
 /// output of a `Constant` node with a `value` tensor.
 fn constant_of(g: &Graph, name: &str) -> Option<Tensor> {
@@ -313,22 +345,8 @@ pub fn prune_unused_initializers(g: &mut Graph) {
 /// `opset` is the default-domain opset. Returns the number of fusions made.
 pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
     let readers = readers_of(g);
-    let inits: HashMap<&str, &Tensor> = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let consts: HashMap<&str, &Tensor> = g
-        .nodes
-        .iter()
-        .filter(|n| n.op_type == "Constant" && n.domain.is_empty())
-        .filter_map(|n| match n.attr("value") {
-            Some(AttrValue::Tensor(t)) => Some((n.outputs.first()?.as_str(), t)),
-            _ => None,
-        })
-        .collect();
-    let only_reader = |name: &str| -> Option<usize> {
-        match readers.get(name).map(|v| v.as_slice()) {
-            Some([k]) if *k != usize::MAX => Some(*k),
-            _ => None,
-        }
-    };
+    let (inits, consts) = constant_maps(g);
+    let only_reader = |name: &str| sole_reader(&readers, name);
     // (conv index, removed node indices, new output name, attrs)
     let mut plans: Vec<(usize, Vec<usize>, String, Vec<(String, AttrValue)>)> = Vec::new();
     for (k, n) in g.nodes.iter().enumerate() {
@@ -384,11 +402,7 @@ pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
             removed[j] = true;
         }
     }
-    let mut k = 0;
-    g.nodes.retain(|_| {
-        k += 1;
-        !removed[k - 1]
-    });
+    drop_nodes(g, &removed);
     count
 }
 
@@ -399,22 +413,8 @@ pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
 /// Returns the number of fusions made.
 pub fn fuse_gelu(g: &mut Graph) -> usize {
     let readers = readers_of(g);
-    let inits: HashMap<&str, &Tensor> = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let consts: HashMap<&str, &Tensor> = g
-        .nodes
-        .iter()
-        .filter(|n| n.op_type == "Constant" && n.domain.is_empty())
-        .filter_map(|n| match n.attr("value") {
-            Some(AttrValue::Tensor(t)) => Some((n.outputs.first()?.as_str(), t)),
-            _ => None,
-        })
-        .collect();
-    let only_reader = |name: &str| -> Option<usize> {
-        match readers.get(name).map(|v| v.as_slice()) {
-            Some([k]) if *k != usize::MAX => Some(*k),
-            _ => None,
-        }
-    };
+    let (inits, consts) = constant_maps(g);
+    let only_reader = |name: &str| sole_reader(&readers, name);
     let is = |n: &Node, op: &str| n.op_type == op && is_default_domain(n) && n.outputs.len() == 1;
     // The operand of binary node `n` other than `v`, and whether that one is the scalar `want`.
     let other = |n: &Node, v: &str| -> Option<String> {
@@ -486,11 +486,7 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
             removed[j] = true;
         }
     }
-    let mut k = 0;
-    g.nodes.retain(|_| {
-        k += 1;
-        !removed[k - 1]
-    });
+    drop_nodes(g, &removed);
     count
 }
 
@@ -502,28 +498,14 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
 /// output: the `Pow` and the `Div`). Returns the number of fusions made.
 pub fn fuse_layer_norm(g: &mut Graph) -> usize {
     let readers = readers_of(g);
-    let inits: HashMap<&str, &Tensor> = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
-    let consts: HashMap<&str, &Tensor> = g
-        .nodes
-        .iter()
-        .filter(|n| n.op_type == "Constant" && n.domain.is_empty())
-        .filter_map(|n| match n.attr("value") {
-            Some(AttrValue::Tensor(t)) => Some((n.outputs.first()?.as_str(), t)),
-            _ => None,
-        })
-        .collect();
+    let (inits, consts) = constant_maps(g);
     let readers_are = |name: &str| -> Vec<usize> {
         match readers.get(name) {
             Some(v) if !v.contains(&usize::MAX) => v.clone(),
             _ => Vec::new(),
         }
     };
-    let only_reader = |name: &str| -> Option<usize> {
-        match readers_are(name).as_slice() {
-            [k] => Some(*k),
-            _ => None,
-        }
-    };
+    let only_reader = |name: &str| sole_reader(&readers, name);
     let is = |n: &Node, op: &str| n.op_type == op && is_default_domain(n) && n.outputs.len() == 1;
     // ReduceMean over the last axis only, keeping it (axes as attribute, or as a constant input
     // from opset 18).
@@ -615,11 +597,7 @@ pub fn fuse_layer_norm(g: &mut Graph) -> usize {
             removed[j] = true;
         }
     }
-    let mut k = 0;
-    g.nodes.retain(|_| {
-        k += 1;
-        !removed[k - 1]
-    });
+    drop_nodes(g, &removed);
     count
 }
 
