@@ -623,44 +623,37 @@ pub unsafe fn sgemm_ex_par(
     });
 }
 
-/// [`sgemm_packed_b`] split over `pool`: by blocks of rows when A is raw (each thread packs
-/// only its own rows of A and all read the shared packed B: a column split would have every
-/// thread pack all of A), by column blocks otherwise.
+/// [`sgemm_packed_b`] with a raw A (element (i, p) at `a[i*rsa + p*csa]`, times `alpha`),
+/// split over `pool` by blocks of rows: each thread packs only its own rows of A and all read
+/// the shared packed B (a column split would have every thread pack all of A).
 ///
 /// # Safety
 /// As [`sgemm_packed_b`] with `col0 = 0`.
 #[allow(clippy::too_many_arguments)]
-pub unsafe fn sgemm_packed_b_par(pool: &crate::executor::pool::ThreadPool, m: usize, n: usize, k: usize, a: ASrc, b: &PackedB, beta: f32, c: *mut f32, rsc: usize, epi: Epilogue) {
-    let threads = pool.threads();
-    let cp = c as usize;
+pub unsafe fn sgemm_packed_b_par(
+    pool: &crate::executor::pool::ThreadPool,
+    m: usize,
+    n: usize,
+    k: usize,
+    (a, rsa, csa, alpha): (*const f32, usize, usize, f32),
+    b: &PackedB,
+    beta: f32,
+    c: *mut f32,
+    rsc: usize,
+    epi: Epilogue,
+) {
     const ROWS: usize = 2 * MR;
-    if let ASrc::Raw { a, rsa, csa, alpha } = a {
-        let blocks = m.div_ceil(ROWS);
-        if threads <= 1 || blocks < threads || m * n * k < (1 << 17) {
-            return sgemm_packed_b(m, n, k, ASrc::Raw { a, rsa, csa, alpha }, b, 0, beta, c, rsc, epi);
-        }
-        let ap = a as usize;
-        pool.parallel_for(blocks, 1, |s, e| {
-            let (r0, r1) = (s * ROWS, (e * ROWS).min(m));
-            let ar = ASrc::Raw { a: (ap as *const f32).add(r0 * rsa), rsa, csa, alpha };
-            let epi = Epilogue { bias: epi.bias.map(|bv| &bv[r0..r1]), act: epi.act };
-            // SAFETY: every task writes its own rows of C.
-            unsafe { sgemm_packed_b(r1 - r0, n, k, ar, b, 0, beta, (cp as *mut f32).add(r0 * rsc), rsc, epi) };
-        });
-        return;
+    let blocks = m.div_ceil(ROWS);
+    if pool.threads() <= 1 || blocks < pool.threads() || m * n * k < (1 << 17) {
+        return sgemm_packed_b(m, n, k, ASrc::Raw { a, rsa, csa, alpha }, b, 0, beta, c, rsc, epi);
     }
-    let blocks = n.div_ceil(NR);
-    if threads <= 1 || blocks < 2 * threads || m * n * k < (1 << 17) {
-        return sgemm_packed_b(m, n, k, a, b, 0, beta, c, rsc, epi);
-    }
-    struct Shared<'a>(ASrc<'a>);
-    unsafe impl Sync for Shared<'_> {}
-    let sa = Shared(a);
+    let (ap, cp) = (a as usize, c as usize);
     pool.parallel_for(blocks, 1, |s, e| {
-        let (c0, c1) = (s * NR, (e * NR).min(n));
-        let a = &sa;
-        // SAFETY: every task writes its own columns of C.
-        unsafe { sgemm_packed_b(m, c1 - c0, k, a.0, b, c0, beta, (cp as *mut f32).add(c0), rsc, epi) };
+        let (r0, r1) = (s * ROWS, (e * ROWS).min(m));
+        let ar = ASrc::Raw { a: (ap as *const f32).add(r0 * rsa), rsa, csa, alpha };
+        let epi = Epilogue { bias: epi.bias.map(|bv| &bv[r0..r1]), act: epi.act };
+        // SAFETY: every task writes its own rows of C.
+        unsafe { sgemm_packed_b(r1 - r0, n, k, ar, b, 0, beta, (cp as *mut f32).add(r0 * rsc), rsc, epi) };
     });
 }
 
@@ -770,7 +763,7 @@ mod tests {
                     let pool = crate::executor::pool::ThreadPool::new(2);
                     let mut got = vec![f32::NAN; m * n];
                     let ar = ASrc::Raw { a: a.as_ptr(), rsa: k, csa: 1, alpha: 1.0 };
-                    unsafe { sgemm_packed_b_par(&pool, m, n, k, ar, &packed, 0.0, got.as_mut_ptr(), n, epi) };
+                    unsafe { sgemm_packed_b_par(&pool, m, n, k, (a.as_ptr(), k, 1, 1.0), &packed, 0.0, got.as_mut_ptr(), n, epi) };
                     // Columns from 16 on only, as a thread of a split product computes them.
                     if n > NR {
                         got[..].iter_mut().enumerate().filter(|(i, _)| i % n >= NR).for_each(|(_, v)| *v = f32::NAN);

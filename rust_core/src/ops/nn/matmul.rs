@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
-use crate::kernels::sgemm::{sgemm_packed_b_par, ASrc, Epilogue, PackedB};
+use crate::kernels::sgemm::{sgemm_packed_b_par, Epilogue, PackedB};
 use crate::ops::common::{broadcast_shapes, broadcast_strides, for_each_broadcast};
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
 use crate::tensor::{DType, Element, Tensor};
@@ -280,10 +280,9 @@ impl Op for MatMul {
             let av = a.as_slice::<f32>()?;
             let (k, n) = (sh.k, sh.n);
             let out = Tensor::build::<f32>(dt, &sh.out_shape, |o| {
-                let ar = ASrc::Raw { a: av.as_ptr(), rsa: k, csa: 1, alpha: 1.0 };
                 debug_assert!(av.len() >= rows * k && o.len() >= rows * n);
                 // SAFETY: A is rows×k and C rows×n row-major (checked by the shape), B packed k×n.
-                unsafe { sgemm_packed_b_par(ctx.pool, rows, n, k, ar, pb, 0.0, o.as_mut_ptr(), n, Epilogue::NONE) };
+                unsafe { sgemm_packed_b_par(ctx.pool, rows, n, k, (av.as_ptr(), k, 1, 1.0), pb, 0.0, o.as_mut_ptr(), n, Epilogue::NONE) };
                 Ok(())
             })?;
             return Ok(vec![out.into()]);
@@ -432,10 +431,10 @@ impl Op for Gemm {
                         beta = 1.0;
                     }
                 }
-                let ar = ASrc::Raw { a: av.as_ptr(), rsa, csa, alpha: self.alpha };
                 debug_assert!(av.len() >= m * k && o.len() >= m * n);
                 // SAFETY: A' is m×k through (rsa, csa) inside A (its shape was checked), C m×n.
-                unsafe { sgemm_packed_b_par(ctx.pool, m, n, k, ar, pb, beta, o.as_mut_ptr(), n, Epilogue::NONE) };
+                let a = (av.as_ptr(), rsa, csa, self.alpha);
+                unsafe { sgemm_packed_b_par(ctx.pool, m, n, k, a, pb, beta, o.as_mut_ptr(), n, Epilogue::NONE) };
                 Ok(())
             })?;
             return Ok(vec![out.into()]);
