@@ -8,7 +8,7 @@ use crate::error::Result;
 use crate::executor::pool::ThreadPool;
 use crate::kernels::float::{as_f32, as_f32_mut, Float};
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
-use crate::kernels::sgemm::{sgemm_ex, sgemm_ex_par, ASrc, Epilogue, PackedA};
+use crate::kernels::sgemm::{sgemm_ex, sgemm_ex_par, sgemm_implicit, sgemm_implicit_par, ASrc, Epilogue, ImplicitB, PackedA};
 use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{apply_inplace_any, apply_inplace_body, Act};
 use crate::kernels::{Scratch, SendPtr};
@@ -387,6 +387,107 @@ crate::multiversion! {
     ) = depthwise_plane_body;
 }
 
+/// Least fraction of the vector lanes doing useful work for [`ImplicitConv`].
+const IMPLICIT_MIN_USE: f32 = 0.6;
+
+/// A unit-stride 1-D/2-D `f32` convolution run as a GEMM whose B is read straight from a
+/// zero-padded copy of the image ([`ImplicitB`]): no im2col buffer is written or packed. The
+/// padded row is `wp` long for `ow` outputs, so `ow / wp` of the lanes do useful work; below
+/// [`IMPLICIT_MIN_USE`] im2col + GEMM is used.
+struct ImplicitConv {
+    /// Offset in the padded group image of each row `c·K + tap` of the im2col matrix.
+    offs: Vec<usize>,
+    /// Padded plane height and width.
+    hp: usize,
+    wp: usize,
+    /// Floats of the padded group image, with the slack the micro-kernel may read past it.
+    len: usize,
+}
+
+impl ImplicitConv {
+    fn plan(w: &Window3, cg: usize) -> Option<ImplicitConv> {
+        let [_, kh_n, kw_n] = w.kernel;
+        let [_, oh_n, ow_n] = w.out;
+        let [_, ih_n, iw_n] = w.input;
+        let flat_depth = w.input[0] == 1 && w.kernel[0] == 1 && w.out[0] == 1 && w.pad_begin[0] == 0 && w.pad_end[0] == 0;
+        if !crate::kernels::sgemm::implicit_available() || !flat_depth || w.strides[1..] != [1, 1] || oh_n == 0 || ow_n == 0 || cg == 0 {
+            return None;
+        }
+        let hp = ih_n + w.pad_begin[1] + w.pad_end[1];
+        let wp = iw_n + w.pad_begin[2] + w.pad_end[2];
+        if (oh_n > 1 && wp < 6) || (ow_n as f32) < IMPLICIT_MIN_USE * wp as f32 {
+            return None;
+        }
+        // Every valid output must read inside the padded plane.
+        if (oh_n - 1) * w.strides[1] + (kh_n - 1) * w.dilations[1] >= hp || ow_n - 1 + (kw_n - 1) * w.dilations[2] >= wp {
+            return None;
+        }
+        let plane = hp * wp;
+        let mut offs = Vec::with_capacity(cg * kh_n * kw_n);
+        for c in 0..cg {
+            for kh in 0..kh_n {
+                for kw in 0..kw_n {
+                    offs.push(c * plane + kh * w.dilations[1] * wp + kw * w.dilations[2]);
+                }
+            }
+        }
+        let offs_max = offs.iter().copied().max().unwrap_or(0);
+        let len = (cg * plane).max(ImplicitB::reach(offs_max, wp, oh_n, ow_n));
+        Some(ImplicitConv { offs, hp, wp, len })
+    }
+
+    /// Copy channels `c0..c1` of the group image `x` (`[cg][H][W]`) into `xp` with the padding
+    /// made explicit (zeros).
+    fn pad_channels(&self, w: &Window3, x: &[f32], c0: usize, c1: usize, xp: &mut [f32]) {
+        let [_, ih_n, iw_n] = w.input;
+        let (pt, pl) = (w.pad_begin[1], w.pad_begin[2]);
+        let plane = self.hp * self.wp;
+        for c in c0..c1 {
+            let dst = &mut xp[(c - c0) * plane..(c - c0 + 1) * plane];
+            let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
+            for (r, row) in dst.chunks_exact_mut(self.wp).enumerate() {
+                if r < pt || r >= pt + ih_n {
+                    row.fill(0.0);
+                    continue;
+                }
+                row[..pl].fill(0.0);
+                row[pl..pl + iw_n].copy_from_slice(&src[(r - pt) * iw_n..(r - pt + 1) * iw_n]);
+                row[pl + iw_n..].fill(0.0);
+            }
+        }
+    }
+
+    /// `y = act(W·im2col(x) + bias)` for one group image `x`, `y` being `[mg][OH][OW]`.
+    #[allow(clippy::too_many_arguments)]
+    fn run(&self, pool: Option<&ThreadPool>, w: &Window3, cg: usize, x: &[f32], a: ASrc, mg: usize, epi: Epilogue, xp: &mut [f32], y: &mut [f32]) {
+        let plane = self.hp * self.wp;
+        let (body, slack) = xp.split_at_mut(cg * plane);
+        slack.fill(0.0);
+        match pool {
+            Some(pool) if pool.threads() > 1 => {
+                let xpp = SendPtr(body.as_mut_ptr());
+                pool.parallel_for(cg, 1.max((1 << 14) / plane.max(1)), |c0, c1| {
+                    // SAFETY: disjoint channel ranges of the padded image.
+                    let dst = unsafe { xpp.slice(c0 * plane, (c1 - c0) * plane) };
+                    self.pad_channels(w, x, c0, c1, dst);
+                });
+            }
+            _ => self.pad_channels(w, x, 0, cg, body),
+        }
+        let b = ImplicitB { x: xp, offs: &self.offs, width: self.wp, rows: w.out[1], cols: w.out[2] };
+        let out_sz = w.out_size();
+        assert!(y.len() >= mg * out_sz, "ImplicitConv: output too small");
+        // SAFETY: A is mg x depth (checked by sgemm_implicit when packed; raw weights are the
+        // caller's mg x depth block), C is y (mg rows of out_sz), bias has mg values.
+        unsafe {
+            match pool {
+                Some(pool) => sgemm_implicit_par(pool, mg, self.offs.len(), a, &b, y.as_mut_ptr(), out_sz, epi),
+                None => sgemm_implicit(mg, self.offs.len(), a, &b, 0..b.tiles(), 0..mg, y.as_mut_ptr(), out_sz, epi),
+            }
+        }
+    }
+}
+
 /// Shape of a grouped convolution.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
@@ -494,6 +595,7 @@ pub fn conv_forward<T: GemmElem>(
     let tasks = s.batch * group;
     let pointwise = s.is_pointwise();
     let flops_per_task = mg * kdim * out_sz;
+    let implicit = if pointwise || as_f32(x).is_none() { None } else { ImplicitConv::plan(w, cg) };
     let run_task = |t: usize, col: &mut Scratch, par: bool| -> Result<()> {
         let (n, g) = (t / group, t % group);
         let xg =
@@ -501,6 +603,16 @@ pub fn conv_forward<T: GemmElem>(
         let wg = &weights[g * mg * kdim..(g + 1) * mg * kdim];
         // SAFETY: task t owns output channels g*mg..(g+1)*mg of image n.
         let yg = unsafe { yp.slice((n * s.out_channels + g * mg) * out_sz, mg * out_sz) };
+        if let (Some(imp), Some(x32), Some(w32), Some(y32)) = (&implicit, as_f32(xg), as_f32(wg), as_f32_mut(yg)) {
+            let a = match packed.and_then(|p| p.get(g)) {
+                Some(p) if p.rows() == mg && p.depth() == kdim => ASrc::Packed(p),
+                _ => ASrc::Raw { a: w32.as_ptr(), rsa: kdim, csa: 1, alpha: 1.0 },
+            };
+            let epi = Epilogue { bias: bias.and_then(as_f32).map(|b| &b[g * mg..(g + 1) * mg]), act };
+            let xp = col.slice::<f32>(imp.len)?;
+            imp.run(par.then_some(pool), w, cg, x32, a, mg, epi, xp, y32);
+            return Ok(());
+        }
         let b_mat: &[T] = if pointwise {
             xg
         } else {
@@ -574,4 +686,91 @@ pub fn conv_forward<T: GemmElem>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::simd::test_util::for_each_isa;
+
+    /// Direct definition of the 2-D convolution (f64 accumulation).
+    fn naive(s: &ConvShape, x: &[f32], wt: &[f32], bias: &[f32]) -> Vec<f32> {
+        let w = &s.window;
+        let (cg, mg) = (s.cg(), s.mg());
+        let [_, oh_n, ow_n] = w.out;
+        let [_, ih_n, iw_n] = w.input;
+        let [_, kh_n, kw_n] = w.kernel;
+        let mut y = vec![0f32; s.batch * s.out_channels * oh_n * ow_n];
+        for n in 0..s.batch {
+            for m in 0..s.out_channels {
+                let g = m / mg;
+                for oh in 0..oh_n {
+                    for ow in 0..ow_n {
+                        let mut acc = bias[m] as f64;
+                        for c in 0..cg {
+                            for kh in 0..kh_n {
+                                for kw in 0..kw_n {
+                                    let (ih, iw) = (w.coord(1, oh, kh), w.coord(2, ow, kw));
+                                    if ih < 0 || iw < 0 || ih >= ih_n as isize || iw >= iw_n as isize {
+                                        continue;
+                                    }
+                                    let xv = x[((n * s.in_channels + g * cg + c) * ih_n + ih as usize) * iw_n + iw as usize];
+                                    acc += xv as f64 * wt[((m * cg + c) * kh_n + kh) * kw_n + kw] as f64;
+                                }
+                            }
+                        }
+                        y[((n * s.out_channels + m) * oh_n + oh) * ow_n + ow] = acc.max(0.0) as f32;
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn gemm_convolutions_match_the_definition_on_every_path() {
+        // (batch, C, M, group, input HxW, kernel, strides, dilations, pads t/l/b/r): unit-stride
+        // windows take the implicit GEMM on AVX-512 (rows of 1, 7 and 56 outputs, asymmetric
+        // pads, dilation, groups); strided ones and the other ISAs take im2col.
+        let cases = [
+            (1, 3, 8, 1, [1, 50], [1, 5], [1, 1], [1, 1], [0, 2, 0, 1]),
+            (2, 16, 20, 1, [7, 7], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+            (1, 8, 70, 2, [20, 23], [3, 2], [1, 1], [2, 1], [2, 0, 1, 1]),
+            (1, 6, 13, 1, [56, 56], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
+            (1, 3, 16, 1, [31, 30], [3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
+        ];
+        for (batch, c, m, group, [ih, iw], [kh, kw], st, dl, [pt, pl, pb, pr]) in cases {
+            let out = |i: usize, k: usize, s: usize, d: usize, p: usize| (i + p - d * (k - 1) - 1) / s + 1;
+            let (oh, ow) = (out(ih, kh, st[0], dl[0], pt + pb), out(iw, kw, st[1], dl[1], pl + pr));
+            let window = Window3 {
+                input: [1, ih, iw],
+                kernel: [1, kh, kw],
+                strides: [1, st[0], st[1]],
+                dilations: [1, dl[0], dl[1]],
+                pad_begin: [0, pt, pl],
+                pad_end: [0, pb, pr],
+                out: [1, oh, ow],
+            };
+            let s = ConvShape { batch, in_channels: c, out_channels: m, group, window };
+            let kdim = (c / group) * kh * kw;
+            let x: Vec<f32> = (0..batch * c * ih * iw).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+            let wt: Vec<f32> = (0..m * kdim).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.05 - 0.3).collect();
+            let want = naive(&s, &x, &wt, &bias);
+            let mg = m / group;
+            let packed: Vec<PackedA> = (0..group).map(|g| PackedA::new(mg, kdim, &wt[g * mg * kdim..(g + 1) * mg * kdim], kdim, 1)).collect();
+            for_each_isa(|isa| {
+                for threads in [1, 2] {
+                    let pool = ThreadPool::new(threads);
+                    for pk in [None, Some(&packed[..])] {
+                        let mut y = vec![f32::NAN; want.len()];
+                        conv_forward(&pool, &s, &x, &wt, Some(&bias), Act::Relu, pk, &mut y).unwrap();
+                        for (i, (g, w)) in y.iter().zip(&want).enumerate() {
+                            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} t{threads} {:?} [{i}]: {g} vs {w}", s.window);
+                        }
+                    }
+                }
+            });
+        }
+    }
 }

@@ -101,7 +101,15 @@ struct TileOut<'a> {
     /// Bias of the tile's first row onwards.
     bias: Option<&'a [f32]>,
     act: Act,
+    /// Scattered tile (only the AVX-512 kernel takes one): where each 16-column part's lanes
+    /// go in C, instead of `nr` consecutive columns.
+    map: Option<&'a [PartMap; 2]>,
 }
+
+/// Where the 16 lanes of a tile part go in each row of C: up to four runs, each a lane mask and
+/// the offset from the row's start of C to where lane 0 would be (lane `l` of a run lands at
+/// `offset + l`; an offset may be negative, as a masked-off lane is never addressed).
+pub(crate) type PartMap = [(isize, u16); 4];
 
 /// Write a finished tile for the valid `mr × nr` part (`beta == 0` ignores C's previous
 /// content, even NaN).
@@ -221,6 +229,43 @@ unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, 
     }
 }
 
+/// Where a micro-kernel finds the 16 floats of B at row `p`, columns `16·w..16·w + 16` of its
+/// tile.
+trait BTile: Copy {
+    /// # Safety
+    /// `p` below the tile's depth and `w` below its panel count.
+    unsafe fn at(self, p: usize, w: usize) -> *const f32;
+}
+
+/// Packed panels of `kc` rows: panel `w` holds `[p][NR]`.
+#[derive(Clone, Copy)]
+struct PackedTile {
+    b: *const f32,
+    kc: usize,
+}
+
+impl BTile for PackedTile {
+    #[inline(always)]
+    unsafe fn at(self, p: usize, w: usize) -> *const f32 {
+        self.b.add(w * self.kc * NR + p * NR)
+    }
+}
+
+/// Unpacked B: row `p` of the tile starts at `base + offs[p]` and its columns are consecutive
+/// (the implicit im2col matrix of a stride-1 convolution, see [`sgemm_implicit`]).
+#[derive(Clone, Copy)]
+struct RowsTile {
+    base: *const f32,
+    offs: *const usize,
+}
+
+impl BTile for RowsTile {
+    #[inline(always)]
+    unsafe fn at(self, p: usize, w: usize) -> *const f32 {
+        self.base.add(*self.offs.add(p) + w * NR)
+    }
+}
+
 /// AVX-512 micro-kernel over `R` adjacent A panels and `W` adjacent B panels: a 6·R × 16·W
 /// tile in 6·R·W accumulators of sixteen lanes (W loads of B and 6·R broadcasts of A per step
 /// of k; at R = W = 2, 24 of the 32 registers). The panels keep the 6-row and 16-column packing
@@ -228,16 +273,16 @@ unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx512<const R: usize, const W: usize>(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
+unsafe fn kernel_avx512<const R: usize, const W: usize, B: BTile>(kc: usize, a: &[f32], b: B, c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
     use crate::kernels::vmath::act_m512;
     use std::arch::x86_64::*;
-    debug_assert!(a.len() >= R * kc * MR && b.len() >= W * kc * NR);
+    debug_assert!(a.len() >= R * kc * MR);
     let mut acc = [[[_mm512_setzero_ps(); W]; MR]; R];
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let ap = a.as_ptr();
     for p in 0..kc {
         let mut bv = [_mm512_setzero_ps(); W];
         for (w, v) in bv.iter_mut().enumerate() {
-            *v = _mm512_loadu_ps(bp.add(w * kc * NR + p * NR));
+            *v = _mm512_loadu_ps(b.at(p, w));
         }
         for (r, rows) in acc.iter_mut().enumerate() {
             let apr = ap.add(r * kc * MR + p * MR);
@@ -249,62 +294,64 @@ unsafe fn kernel_avx512<const R: usize, const W: usize>(kc: usize, a: &[f32], b:
             }
         }
     }
-    if mr == R * MR && nr == W * NR {
-        let vb = _mm512_set1_ps(t.beta);
-        for (r, rows) in acc.iter().enumerate() {
-            for (i, row) in rows.iter().enumerate() {
-                let cr = c.add((r * MR + i) * rsc);
-                let mut out = *row;
-                for (w, v) in out.iter_mut().enumerate() {
-                    if t.beta != 0.0 {
-                        *v = _mm512_fmadd_ps(vb, _mm512_loadu_ps(cr.add(w * NR)), *v);
-                    }
-                    if t.last {
-                        if let Some(bias) = t.bias {
-                            *v = _mm512_add_ps(*v, _mm512_set1_ps(bias[r * MR + i]));
-                        }
-                    }
-                }
-                if t.last && t.act != Act::Identity {
-                    if act_m512(t.act, out[0]).is_some() {
-                        for v in out.iter_mut() {
-                            *v = act_m512(t.act, *v).unwrap_or(*v);
-                        }
-                    } else {
-                        // Transcendental activations: through a stack row, as in the AVX2 kernel.
-                        let mut buf = [0f32; 2 * NR];
-                        for (w, v) in out.iter().enumerate() {
-                            _mm512_storeu_ps(buf.as_mut_ptr().add(w * NR), *v);
-                        }
-                        apply_inplace_body::<crate::kernels::simd::Fused>(t.act, &mut buf[..W * NR]);
-                        for (w, v) in out.iter_mut().enumerate() {
-                            *v = _mm512_loadu_ps(buf.as_ptr().add(w * NR));
-                        }
-                    }
-                }
-                for (w, v) in out.iter().enumerate() {
-                    _mm512_storeu_ps(cr.add(w * NR), *v);
-                }
-            }
-        }
-    } else {
-        // Edge tile: each 6 × 16 part through the generic writer.
-        for (r, rows) in acc.iter().enumerate() {
-            let nrows = mr.saturating_sub(r * MR).min(MR);
-            if nrows == 0 {
+    // Partial tiles store through lane masks (a masked-off lane is neither read nor written).
+    let vb = _mm512_set1_ps(t.beta);
+    let mut masks = [0 as __mmask16; W];
+    for (w, m) in masks.iter_mut().enumerate() {
+        let cols = nr.saturating_sub(w * NR).min(NR);
+        *m = ((1u32 << cols) - 1) as __mmask16;
+    }
+    for (r, rows) in acc.iter().enumerate() {
+        for (i, row) in rows.iter().enumerate() {
+            let ri = r * MR + i;
+            if ri >= mr {
                 break;
             }
-            let tr = TileOut { bias: t.bias.map(|bv| &bv[r * MR..]), ..t };
-            for w in 0..W {
-                let (j0, cols) = (w * NR, nr.saturating_sub(w * NR).min(NR));
-                if cols == 0 {
-                    break;
+            let cr = c.add(ri * rsc);
+            let mut out = *row;
+            for (w, v) in out.iter_mut().enumerate() {
+                if t.beta != 0.0 {
+                    let old = match t.map {
+                        None => _mm512_maskz_loadu_ps(masks[w], cr.add(w * NR)),
+                        Some(map) => map[w].iter().fold(_mm512_setzero_ps(), |o, &(off, m)| {
+                            _mm512_mask_loadu_ps(o, m, cr.wrapping_offset(off))
+                        }),
+                    };
+                    *v = _mm512_fmadd_ps(vb, old, *v);
                 }
-                let mut tile = [[0f32; NR]; MR];
-                for (i, row) in rows.iter().enumerate() {
-                    _mm512_storeu_ps(tile[i].as_mut_ptr(), row[w]);
+                if t.last {
+                    if let Some(bias) = t.bias {
+                        *v = _mm512_add_ps(*v, _mm512_set1_ps(bias[ri]));
+                    }
                 }
-                store_tile::<crate::kernels::simd::Fused>(&mut tile, c.add(r * MR * rsc + j0), rsc, nrows, cols, tr);
+            }
+            if t.last && t.act != Act::Identity {
+                if act_m512(t.act, out[0]).is_some() {
+                    for v in out.iter_mut() {
+                        *v = act_m512(t.act, *v).unwrap_or(*v);
+                    }
+                } else {
+                    // Transcendental activations: through a stack row, as in the AVX2 kernel.
+                    let mut buf = [0f32; 2 * NR];
+                    for (w, v) in out.iter().enumerate() {
+                        _mm512_storeu_ps(buf.as_mut_ptr().add(w * NR), *v);
+                    }
+                    apply_inplace_body::<crate::kernels::simd::Fused>(t.act, &mut buf[..W * NR]);
+                    for (w, v) in out.iter_mut().enumerate() {
+                        *v = _mm512_loadu_ps(buf.as_ptr().add(w * NR));
+                    }
+                }
+            }
+            for (w, v) in out.iter().enumerate() {
+                match t.map {
+                    None if masks[w] != 0 => _mm512_mask_storeu_ps(cr.add(w * NR), masks[w], *v),
+                    None => {}
+                    Some(map) => {
+                        for &(off, m) in map[w].iter().filter(|r| r.1 != 0) {
+                            _mm512_mask_storeu_ps(cr.wrapping_offset(off), m, *v);
+                        }
+                    }
+                }
             }
         }
     }
@@ -560,14 +607,16 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                                 last,
                                 bias: epi.bias.map(|bv| &bv[ic + i0..ic + i0 + mr]),
                                 act: epi.act,
+                                map: None,
                             };
                             #[cfg(target_arch = "x86_64")]
                             if avx512 {
+                                let bt = PackedTile { b: bpanel.as_ptr(), kc };
                                 match (h, w) {
-                                    (2, 2) => kernel_avx512::<2, 2>(kc, apanel, bpanel, cp, rsc, mr, nr, t),
-                                    (2, _) => kernel_avx512::<2, 1>(kc, apanel, bpanel, cp, rsc, mr, nr, t),
-                                    (_, 2) => kernel_avx512::<1, 2>(kc, apanel, bpanel, cp, rsc, mr, nr, t),
-                                    _ => kernel_avx512::<1, 1>(kc, apanel, bpanel, cp, rsc, mr, nr, t),
+                                    (2, 2) => kernel_avx512::<2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (2, _) => kernel_avx512::<2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (_, 2) => kernel_avx512::<1, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    _ => kernel_avx512::<1, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                 }
                                 continue;
                             }
@@ -655,6 +704,196 @@ pub unsafe fn sgemm_packed_b_par(
         // SAFETY: every task writes its own rows of C.
         unsafe { sgemm_packed_b(r1 - r0, n, k, ar, b, 0, beta, (cp as *mut f32).add(r0 * rsc), rsc, epi) };
     });
+}
+
+/// Whether [`sgemm_implicit`] runs on this CPU (it drives the AVX-512 micro-kernel).
+pub fn implicit_available() -> bool {
+    cfg!(target_arch = "x86_64") && active() >= Isa::Avx512
+}
+
+/// A B operand that is never materialized: its element at depth `p` and column `j` is
+/// `x[offs[p] + v(j)]`, where column `j = (q, o)` of a `rows × cols` grid (row-major) sits at
+/// `v = q·width + o` (`width ≥ cols`). Over a zero-padded image of row length `width` this is
+/// the im2col matrix of a convolution with unit strides (`offs[p]` locates channel and tap `p`).
+///
+/// The product runs over the "virtual" columns `v` in tiles of 32 consecutive ones: the columns
+/// `o ≥ cols` of each row are computed from whatever `x` holds there and never stored, so a
+/// tile may span grid rows and only `width - cols` lanes per row are wasted.
+#[derive(Clone, Copy)]
+pub struct ImplicitB<'a> {
+    pub x: &'a [f32],
+    pub offs: &'a [usize],
+    pub width: usize,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl ImplicitB<'_> {
+    /// Virtual columns up to the last stored one.
+    fn virtual_cols(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.width + self.cols
+        }
+    }
+
+    /// Tiles of 32 virtual columns.
+    pub fn tiles(&self) -> usize {
+        self.virtual_cols().div_ceil(2 * NR)
+    }
+
+    /// Floats of `x` the micro-kernel may read (whole 16-column vectors).
+    pub fn reach(offs_max: usize, width: usize, rows: usize, cols: usize) -> usize {
+        offs_max + (rows.saturating_sub(1) * width + cols).div_ceil(NR) * NR
+    }
+
+    /// Where the lanes of the 16 virtual columns from `v0` (of which `lanes` exist) go in a row
+    /// of C (see [`PartMap`]).
+    fn part_map(&self, v0: usize, lanes: usize) -> PartMap {
+        let mut map = [(0isize, 0u16); 4];
+        let (mut l, mut n) = (0, 0);
+        while l < lanes {
+            let (q, o) = ((v0 + l) / self.width, (v0 + l) % self.width);
+            let run_end = (l + self.width - o).min(lanes);
+            if o < self.cols {
+                let valid_end = (l + self.cols - o).min(run_end);
+                let mask = ((1u32 << valid_end) - (1u32 << l)) as u16;
+                map[n] = ((q * self.cols + o) as isize - l as isize, mask);
+                n += 1;
+            }
+            l = run_end;
+        }
+        map
+    }
+}
+
+/// `C = act(A·B + bias)` (bias per row of C) for an implicit B, over its tiles `tiles` and the
+/// rows `rows` of A (starting at a multiple of 6); C's element `(i, j)` is at `c[i·rsc + j]`. No B panel is packed: the micro-kernel loads each row
+/// of a tile straight from `x`. Columns past the end of a grid row are computed from whatever
+/// `x` holds there and never stored.
+///
+/// # Safety
+/// [`implicit_available`]; A (raw) in bounds for `m × k`, a packed A of `m` rows and depth `k`;
+/// C holds `m` rows of `rsc` floats covering every column of the grid; `bias` has `m` values.
+/// The reach of B inside `x` is checked here.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: std::ops::Range<usize>, rows: std::ops::Range<usize>, c: *mut f32, rsc: usize, epi: Epilogue) {
+    assert!(implicit_available(), "sgemm_implicit needs AVX-512");
+    assert!(b.offs.len() == k, "sgemm_implicit: {} offsets for depth {k}", b.offs.len());
+    let offs_max = b.offs.iter().copied().max().unwrap_or(0);
+    assert!(b.width >= b.cols && (b.rows <= 1 || b.width >= 6), "sgemm_implicit: grid rows of {} in {}", b.cols, b.width);
+    assert!(
+        ImplicitB::reach(offs_max, b.width, b.rows, b.cols) <= b.x.len(),
+        "sgemm_implicit: B reaches past its {} floats",
+        b.x.len()
+    );
+    assert!(tiles.end <= b.tiles(), "sgemm_implicit: tiles {tiles:?} of {}", b.tiles());
+    if let ASrc::Packed(p) = a {
+        assert!(p.m == m && p.k == k, "sgemm_implicit: packed A is {}x{}, product needs {m}x{k}", p.m, p.k);
+    }
+    assert!(rows.start % MR == 0 && rows.end <= m, "sgemm_implicit: rows {rows:?} of {m}");
+    if rows.is_empty() || tiles.is_empty() {
+        return;
+    }
+    assert!(k > 0 && !matches!(a, ASrc::Raw { alpha, .. } if alpha == 0.0), "sgemm_implicit: empty product");
+    #[cfg(target_arch = "x86_64")]
+    PACK.with(|cell| {
+        let abuf = &mut cell.borrow_mut().0;
+        let a_need = MC.min(m).div_ceil(MR) * MR * KC.min(k);
+        if matches!(a, ASrc::Raw { .. }) && abuf.len() < a_need {
+            abuf.resize(a_need, 0.0);
+        }
+        let mut packed_off = 0usize;
+        for pc in (0..k).step_by(KC) {
+            let kc = KC.min(k - pc);
+            let last = pc + kc == k;
+            for ic in (0..m).step_by(MC) {
+                let mc = MC.min(m - ic);
+                let block_len = mc.div_ceil(MR) * MR * kc;
+                let ablock: &[f32] = match a {
+                    ASrc::Raw { a, rsa, csa, alpha } => {
+                        pack_a(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, alpha, abuf);
+                        &abuf[..block_len]
+                    }
+                    ASrc::Packed(p) => {
+                        let blk = &p.data[packed_off..packed_off + block_len];
+                        packed_off += block_len;
+                        blk
+                    }
+                };
+                // The panels of this block inside `rows`.
+                let (r_lo, r_hi) = (rows.start.max(ic).min(ic + mc) - ic, rows.end.max(ic).min(ic + mc) - ic);
+                let (r_lo, r_hi) = (r_lo / MR, r_hi.div_ceil(MR));
+                if r_lo >= r_hi {
+                    continue;
+                }
+                let vcols = b.virtual_cols();
+                for t in tiles.clone() {
+                    let v0 = t * 2 * NR;
+                    let nr = (2 * NR).min(vcols - v0);
+                    // A tile inside one grid row is stored as consecutive columns.
+                    let (q0, o0) = (v0 / b.width, v0 % b.width);
+                    let plain = o0 + nr <= b.cols;
+                    let map = [b.part_map(v0, nr.min(NR)), b.part_map(v0 + NR, nr.saturating_sub(NR))];
+                    let bt = RowsTile { base: b.x.as_ptr().add(v0), offs: b.offs.as_ptr().add(pc) };
+                    let mut r = r_lo;
+                    while r < r_hi {
+                        let h = if r + 1 < r_hi { 2 } else { 1 };
+                        let apanel = &ablock[r * MR * kc..(r + h) * MR * kc];
+                        let i0 = r * MR;
+                        let mr = (h * MR).min(mc - i0);
+                        r += h;
+                        let cp = if plain { c.add((ic + i0) * rsc + q0 * b.cols + o0) } else { c.add((ic + i0) * rsc) };
+                        let tt = TileOut {
+                            beta: if pc == 0 { 0.0 } else { 1.0 },
+                            last,
+                            bias: epi.bias.map(|bv| &bv[ic + i0..ic + i0 + mr]),
+                            act: epi.act,
+                            map: if plain { None } else { Some(&map) },
+                        };
+                        match (h, nr > NR) {
+                            (2, true) => kernel_avx512::<2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                            (2, false) => kernel_avx512::<2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                            (_, true) => kernel_avx512::<1, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                            _ => kernel_avx512::<1, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                        }
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// [`sgemm_implicit`] over the whole product, split over `pool` by tiles when there are many
+/// (each thread reads the shared A and writes its own columns of C), otherwise by blocks of 12
+/// rows of A (small grids: each thread writes its own rows of C).
+///
+/// # Safety
+/// As [`sgemm_implicit`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_implicit_par(pool: &crate::executor::pool::ThreadPool, m: usize, k: usize, a: ASrc, b: &ImplicitB, c: *mut f32, rsc: usize, epi: Epilogue) {
+    let (tiles, threads) = (b.tiles(), pool.threads());
+    let row_blocks = m.div_ceil(2 * MR);
+    if threads <= 1 || m * k * b.rows * b.cols < (1 << 17) || (tiles < 2 * threads && row_blocks < 2 * threads) {
+        return sgemm_implicit(m, k, a, b, 0..tiles, 0..m, c, rsc, epi);
+    }
+    struct Shared<'a>(ASrc<'a>);
+    unsafe impl Sync for Shared<'_> {}
+    let (sa, cp) = (Shared(a), c as usize);
+    if tiles >= 4 * threads || tiles >= row_blocks {
+        pool.parallel_for(tiles, 1, |t0, t1| {
+            let a = &sa;
+            // SAFETY: every task writes the columns of its own tiles.
+            unsafe { sgemm_implicit(m, k, a.0, b, t0..t1, 0..m, cp as *mut f32, rsc, epi) };
+        });
+    } else {
+        pool.parallel_for(row_blocks, 1, |r0, r1| {
+            let a = &sa;
+            // SAFETY: every task writes its own rows of C.
+            unsafe { sgemm_implicit(m, k, a.0, b, 0..tiles, r0 * 2 * MR..(r1 * 2 * MR).min(m), cp as *mut f32, rsc, epi) };
+        });
+    }
 }
 
 #[cfg(test)]
@@ -775,6 +1014,75 @@ mod tests {
                 }
             }
         });
+    }
+
+    #[test]
+    fn implicit_b_matches_the_explicit_matrix_on_every_split() {
+        // Under the ISA lock: other tests force narrower ISAs meanwhile.
+        for_each_isa(|isa| {
+            if isa == Isa::Avx512 {
+                implicit_cases();
+            }
+        });
+    }
+
+    fn implicit_cases() {
+        // (m, channels, taps as (dy, dx) in a padded image, rows, cols, width): 1-D rows, rows
+        // narrower than a vector (tiles spanning up to four grid rows), wide rows, depth past one
+        // KC block, and more rows of A than one MC block.
+        let cases: &[(usize, usize, &[(usize, usize)], usize, usize, usize)] = &[
+            (5, 3, &[(0, 0), (0, 1), (0, 2)], 1, 40, 42),
+            (13, 4, &[(0, 0), (1, 1), (2, 2)], 9, 7, 9),
+            (64, 8, &[(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)], 13, 13, 15),
+            (100, 30, &[(0, 0), (0, 2), (2, 0), (2, 2), (1, 1), (0, 1), (1, 0), (1, 2), (2, 1)], 6, 56, 58),
+            (24, 2, &[(0, 0)], 11, 6, 6),
+        ];
+        for &(m, ch, taps, rows, cols, width) in cases {
+            let k = ch * taps.len();
+            let plane = (rows + 2) * width;
+            let offs: Vec<usize> = (0..k).map(|p| (p / taps.len()) * plane + taps[p % taps.len()].0 * width + taps[p % taps.len()].1).collect();
+            let len = ImplicitB::reach(*offs.iter().max().unwrap(), width, rows, cols).max(ch * plane);
+            let x: Vec<f32> = (0..len).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.1 - 2.0).collect();
+            let n = rows * cols;
+            // The explicit matrix and the reference product.
+            let bx: Vec<f32> = (0..k * n).map(|i| x[offs[i / n] + (i % n) / cols * width + (i % n) % cols]).collect();
+            let epi = Epilogue { bias: Some(&bias), act: Act::Relu };
+            let mut want = vec![0f32; m * n];
+            let ar = ASrc::Raw { a: a.as_ptr(), rsa: k, csa: 1, alpha: 1.0 };
+            unsafe { sgemm_ex(m, n, k, ar, bx.as_ptr(), n, 1, 0.0, want.as_mut_ptr(), n, epi) };
+            let b = ImplicitB { x: &x, offs: &offs, width, rows, cols };
+            let packed = PackedA::new(m, k, &a, k, 1);
+            // C rows are longer than the grid: the guard columns must stay untouched.
+            let rsc = n + 3;
+            for threads in [1, 2] {
+                let pool = crate::executor::pool::ThreadPool::new(threads);
+                for a_src in [ar, ASrc::Packed(&packed)] {
+                    let mut got = vec![f32::NAN; m * rsc];
+                    got.iter_mut().enumerate().filter(|(i, _)| i % rsc >= n).for_each(|(_, v)| *v = 7.0);
+                    unsafe { sgemm_implicit_par(&pool, m, k, a_src, &b, got.as_mut_ptr(), rsc, epi) };
+                    for i in 0..m {
+                        for j in 0..rsc {
+                            let (g, w) = (got[i * rsc + j], if j < n { want[i * n + j] } else { 7.0 });
+                            assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "m{m} k{k} {rows}x{cols}/{width} t{threads} [{i}][{j}]: {g} vs {w}");
+                        }
+                    }
+                }
+            }
+            // Tile and row ranges computed separately cover the product exactly, and a tile
+            // writes nothing outside its own columns (the later tiles go first).
+            let mut got = vec![f32::NAN; m * n];
+            let (tiles, half) = (b.tiles(), (m / 2) / MR * MR);
+            unsafe {
+                sgemm_implicit(m, k, ar, &b, tiles / 2..tiles, 0..half, got.as_mut_ptr(), n, epi);
+                sgemm_implicit(m, k, ar, &b, 0..tiles / 2, 0..half, got.as_mut_ptr(), n, epi);
+                sgemm_implicit(m, k, ar, &b, 0..tiles, half..m, got.as_mut_ptr(), n, epi);
+            }
+            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "split m{m} {rows}x{cols} [{i}]: {g} vs {w}");
+            }
+        }
     }
 
     #[test]
