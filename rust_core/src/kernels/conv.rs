@@ -390,69 +390,102 @@ crate::multiversion! {
 /// Least fraction of the vector lanes doing useful work for [`ImplicitConv`].
 const IMPLICIT_MIN_USE: f32 = 0.6;
 
-/// A unit-stride 1-D/2-D `f32` convolution run as a GEMM whose B is read straight from a
-/// zero-padded copy of the image ([`ImplicitB`]): no im2col buffer is written or packed. The
-/// padded row is `wp` long for `ow` outputs, so `ow / wp` of the lanes do useful work; below
-/// [`IMPLICIT_MIN_USE`] im2col + GEMM is used.
+/// A 1-D/2-D `f32` convolution run as a GEMM whose B is read straight from a zero-padded copy
+/// of the image ([`ImplicitB`]): no im2col buffer is written or packed. A (phase) row is `ws`
+/// long for `ow` outputs, so `ow / ws` of the lanes do useful work; below [`IMPLICIT_MIN_USE`]
+/// im2col + GEMM is used.
 struct ImplicitConv {
-    /// Offset in the padded group image of each row `c·K + tap` of the im2col matrix.
+    /// Offset in the prepared group image of each row `c·K + tap` of the im2col matrix.
     offs: Vec<usize>,
-    /// Padded plane height and width.
-    hp: usize,
-    wp: usize,
-    /// Floats of the padded group image, with the slack the micro-kernel may read past it.
+    /// Strides (each padded plane is split into `sh·sw` phase sub-images).
+    sh: usize,
+    sw: usize,
+    /// Phase sub-image height and width.
+    hs: usize,
+    ws: usize,
+    /// Floats of the prepared group image, with the slack the micro-kernel may read past it.
     len: usize,
 }
 
 impl ImplicitConv {
+    /// The plan for window `w` over `cg` channels, or `None` when im2col + GEMM should run.
+    ///
+    /// Strided windows become unit-stride ones over phase sub-images: padded row `r·sh + ph`,
+    /// column `c·sw + pw` goes to row `r`, column `c` of sub-image `(ph, pw)`, so that tap
+    /// `(kh, kw)` of consecutive outputs reads consecutive floats of one sub-image.
     fn plan(w: &Window3, cg: usize) -> Option<ImplicitConv> {
         let [_, kh_n, kw_n] = w.kernel;
         let [_, oh_n, ow_n] = w.out;
         let [_, ih_n, iw_n] = w.input;
+        let [_, sh, sw] = w.strides;
+        let [_, dh, dw] = w.dilations;
         let flat_depth = w.input[0] == 1 && w.kernel[0] == 1 && w.out[0] == 1 && w.pad_begin[0] == 0 && w.pad_end[0] == 0;
-        if !crate::kernels::sgemm::implicit_available() || !flat_depth || w.strides[1..] != [1, 1] || oh_n == 0 || ow_n == 0 || cg == 0 {
+        if !crate::kernels::sgemm::implicit_available() || !flat_depth || oh_n == 0 || ow_n == 0 || cg == 0 || sh == 0 || sw == 0 {
             return None;
         }
-        let hp = ih_n + w.pad_begin[1] + w.pad_end[1];
-        let wp = iw_n + w.pad_begin[2] + w.pad_end[2];
-        if (oh_n > 1 && wp < 6) || (ow_n as f32) < IMPLICIT_MIN_USE * wp as f32 {
+        let hs = (ih_n + w.pad_begin[1] + w.pad_end[1]).div_ceil(sh);
+        let ws = (iw_n + w.pad_begin[2] + w.pad_end[2]).div_ceil(sw);
+        if (oh_n > 1 && ws < 6) || (ow_n as f32) < IMPLICIT_MIN_USE * ws as f32 {
             return None;
         }
-        // Every valid output must read inside the padded plane.
-        if (oh_n - 1) * w.strides[1] + (kh_n - 1) * w.dilations[1] >= hp || ow_n - 1 + (kw_n - 1) * w.dilations[2] >= wp {
+        // Every valid output must read inside its sub-image.
+        if oh_n - 1 + (kh_n - 1) * dh / sh >= hs || ow_n - 1 + (kw_n - 1) * dw / sw >= ws {
             return None;
         }
-        let plane = hp * wp;
+        let sub = hs * ws;
+        let plane = sh * sw * sub;
         let mut offs = Vec::with_capacity(cg * kh_n * kw_n);
         for c in 0..cg {
             for kh in 0..kh_n {
                 for kw in 0..kw_n {
-                    offs.push(c * plane + kh * w.dilations[1] * wp + kw * w.dilations[2]);
+                    let (r, ph) = (kh * dh / sh, kh * dh % sh);
+                    let (q, pw) = (kw * dw / sw, kw * dw % sw);
+                    offs.push(c * plane + (ph * sw + pw) * sub + r * ws + q);
                 }
             }
         }
         let offs_max = offs.iter().copied().max().unwrap_or(0);
-        let len = (cg * plane).max(ImplicitB::reach(offs_max, wp, oh_n, ow_n));
-        Some(ImplicitConv { offs, hp, wp, len })
+        let len = (cg * plane).max(ImplicitB::reach(offs_max, ws, oh_n, ow_n));
+        Some(ImplicitConv { offs, sh, sw, hs, ws, len })
     }
 
-    /// Copy channels `c0..c1` of the group image `x` (`[cg][H][W]`) into `xp` with the padding
-    /// made explicit (zeros).
+    /// Floats of one channel of the prepared image.
+    fn plane(&self) -> usize {
+        self.sh * self.sw * self.hs * self.ws
+    }
+
+    /// Copy channels `c0..c1` of the group image `x` (`[cg][H][W]`) into `xp`, padding made
+    /// explicit (zeros) and split into phase sub-images.
     fn pad_channels(&self, w: &Window3, x: &[f32], c0: usize, c1: usize, xp: &mut [f32]) {
         let [_, ih_n, iw_n] = w.input;
         let (pt, pl) = (w.pad_begin[1], w.pad_begin[2]);
-        let plane = self.hp * self.wp;
+        let (sh, sw, ws) = (self.sh, self.sw, self.ws);
+        let sub = self.hs * ws;
         for c in c0..c1 {
-            let dst = &mut xp[(c - c0) * plane..(c - c0 + 1) * plane];
             let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
-            for (r, row) in dst.chunks_exact_mut(self.wp).enumerate() {
-                if r < pt || r >= pt + ih_n {
-                    row.fill(0.0);
-                    continue;
+            for (k, dst) in xp[(c - c0) * self.plane()..(c - c0 + 1) * self.plane()].chunks_exact_mut(sub).enumerate() {
+                let (ph, pw) = (k / sw, k % sw);
+                // Sub-columns j whose padded column j·sw + pw is inside the input.
+                let j0 = pl.saturating_sub(pw).div_ceil(sw).min(ws);
+                let j1 = if iw_n + pl > pw { (iw_n + pl - pw).div_ceil(sw).min(ws) } else { 0 }.max(j0);
+                for (r, row) in dst.chunks_exact_mut(ws).enumerate() {
+                    let rp = r * sh + ph;
+                    if rp < pt || rp >= pt + ih_n || j0 == j1 {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let srow = &src[(rp - pt) * iw_n..(rp - pt + 1) * iw_n];
+                    row[..j0].fill(0.0);
+                    row[j1..].fill(0.0);
+                    let first = j0 * sw + pw - pl;
+                    if sw == 1 {
+                        row[j0..j1].copy_from_slice(&srow[first..first + (j1 - j0)]);
+                    } else {
+                        for (d, v) in row[j0..j1].iter_mut().zip(srow[first..].iter().step_by(sw)) {
+                            *d = *v;
+                        }
+                    }
                 }
-                row[..pl].fill(0.0);
-                row[pl..pl + iw_n].copy_from_slice(&src[(r - pt) * iw_n..(r - pt + 1) * iw_n]);
-                row[pl + iw_n..].fill(0.0);
             }
         }
     }
@@ -460,7 +493,7 @@ impl ImplicitConv {
     /// `y = act(W·im2col(x) + bias)` for one group image `x`, `y` being `[mg][OH][OW]`.
     #[allow(clippy::too_many_arguments)]
     fn run(&self, pool: Option<&ThreadPool>, w: &Window3, cg: usize, x: &[f32], a: ASrc, mg: usize, epi: Epilogue, xp: &mut [f32], y: &mut [f32]) {
-        let plane = self.hp * self.wp;
+        let plane = self.plane();
         let (body, slack) = xp.split_at_mut(cg * plane);
         slack.fill(0.0);
         match pool {
@@ -474,7 +507,7 @@ impl ImplicitConv {
             }
             _ => self.pad_channels(w, x, 0, cg, body),
         }
-        let b = ImplicitB { x: xp, offs: &self.offs, width: self.wp, rows: w.out[1], cols: w.out[2] };
+        let b = ImplicitB { x: xp, offs: &self.offs, width: self.ws, rows: w.out[1], cols: w.out[2] };
         let out_sz = w.out_size();
         assert!(y.len() >= mg * out_sz, "ImplicitConv: output too small");
         // SAFETY: A is mg x depth (checked by sgemm_implicit when packed; raw weights are the
@@ -729,15 +762,18 @@ mod tests {
 
     #[test]
     fn gemm_convolutions_match_the_definition_on_every_path() {
-        // (batch, C, M, group, input HxW, kernel, strides, dilations, pads t/l/b/r): unit-stride
-        // windows take the implicit GEMM on AVX-512 (rows of 1, 7 and 56 outputs, asymmetric
-        // pads, dilation, groups); strided ones and the other ISAs take im2col.
+        // (batch, C, M, group, input HxW, kernel, strides, dilations, pads t/l/b/r): windows
+        // take the implicit GEMM on AVX-512 (rows of 1, 7 and 56 outputs, asymmetric pads,
+        // strides split into phases, dilation, groups); the other ISAs take im2col.
         let cases = [
             (1, 3, 8, 1, [1, 50], [1, 5], [1, 1], [1, 1], [0, 2, 0, 1]),
             (2, 16, 20, 1, [7, 7], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
             (1, 8, 70, 2, [20, 23], [3, 2], [1, 1], [2, 1], [2, 0, 1, 1]),
             (1, 6, 13, 1, [56, 56], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
             (1, 3, 16, 1, [31, 30], [3, 3], [2, 2], [1, 1], [0, 1, 1, 0]),
+            (2, 3, 32, 1, [64, 64], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
+            (1, 4, 12, 2, [40, 41], [3, 5], [2, 3], [2, 2], [2, 1, 0, 3]),
+            (1, 5, 7, 1, [30, 33], [2, 3], [3, 1], [1, 1], [0, 0, 0, 0]),
         ];
         for (batch, c, m, group, [ih, iw], [kh, kw], st, dl, [pt, pl, pb, pr]) in cases {
             let out = |i: usize, k: usize, s: usize, d: usize, p: usize| (i + p - d * (k - 1) - 1) / s + 1;

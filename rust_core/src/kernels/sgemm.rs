@@ -835,7 +835,7 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                     // A tile inside one grid row is stored as consecutive columns.
                     let (q0, o0) = (v0 / b.width, v0 % b.width);
                     let plain = o0 + nr <= b.cols;
-                    let map = [b.part_map(v0, nr.min(NR)), b.part_map(v0 + NR, nr.saturating_sub(NR))];
+                    let map = if plain { [[(0, 0); 4]; 2] } else { [b.part_map(v0, nr.min(NR)), b.part_map(v0 + NR, nr.saturating_sub(NR))] };
                     let bt = RowsTile { base: b.x.as_ptr().add(v0), offs: b.offs.as_ptr().add(pc) };
                     let mut r = r_lo;
                     while r < r_hi {
