@@ -98,8 +98,10 @@ fn taps_in(w: &Window3, axis: usize, o: usize, lo: isize, hi: isize) -> usize {
 
 /// Max or average pool of one 2-D plane (`w.input[0] == w.kernel[0] == 1`) without indices:
 /// per output row, the valid input rows are first combined elementwise into `tmp` (contiguous,
-/// vectorizable), then each output takes its valid taps of `tmp`. Same results (and the same
-/// first-tap-wins rule for MaxPool) as [`pool_plane`].
+/// vectorizable), then each output takes its valid taps of `tmp`. Same results as
+/// [`pool_plane`] except for NaN inputs of MaxPool: both keep the first of the taps they
+/// compare when one is NaN, but this path compares rows before columns (ONNX leaves NaN
+/// handling open; onnxruntime's result also depends on the tap order).
 #[inline(always)]
 fn pool_plane_2d<T: Float>(
     w: &Window3,
@@ -121,51 +123,110 @@ fn pool_plane_2d<T: Float>(
     let inner = (inner_lo, inner_lo + cols[inner_lo..].iter().take_while(|c| kw_all(c)).count());
     for oh in 0..oh_n {
         let mut nrows = 0usize;
-        for kh in 0..kh_n {
-            let ih = w.coord(1, oh, kh);
-            if ih < 0 || ih >= ih_n as isize {
-                continue;
+        let row = |ih: isize| &x[ih as usize * iw_n..(ih as usize + 1) * iw_n];
+        let mut valid = (0..kh_n).map(|kh| w.coord(1, oh, kh)).filter(|&ih| ih >= 0 && ih < ih_n as isize);
+        if avg.is_none() {
+            // The first three rows in one pass that writes `tmp` without reading it: an
+            // in-place select compiles to compare + masked store, much slower than a max.
+            let (a, b, c) = (valid.next(), valid.next(), valid.next());
+            match (a, b, c) {
+                (Some(a), Some(b), Some(c)) => {
+                    for (((t, v0), v1), v2) in tmp.iter_mut().zip(row(a)).zip(row(b)).zip(row(c)) {
+                        let m = if *v1 > *v0 { *v1 } else { *v0 };
+                        *t = if *v2 > m { *v2 } else { m };
+                    }
+                    nrows = 3;
+                }
+                (Some(a), Some(b), None) => {
+                    for ((t, v0), v1) in tmp.iter_mut().zip(row(a)).zip(row(b)) {
+                        *t = if *v1 > *v0 { *v1 } else { *v0 };
+                    }
+                    nrows = 2;
+                }
+                (Some(a), None, _) => {
+                    tmp.copy_from_slice(row(a));
+                    nrows = 1;
+                }
+                _ => {}
             }
-            let row = &x[ih as usize * iw_n..(ih as usize + 1) * iw_n];
+        }
+        for ih in valid {
+            let row = row(ih);
             if nrows == 0 {
                 tmp.copy_from_slice(row);
             } else if avg.is_some() {
                 tmp.iter_mut().zip(row).for_each(|(t, v)| *t += *v);
             } else {
-                // A select (not a conditional store) so the loop vectorizes to compare + blend.
                 tmp.iter_mut().zip(row).for_each(|(t, v)| *t = if *v > *t { *v } else { *t });
             }
             nrows += 1;
         }
-        // Interior columns (all kw taps valid, dilation 1): `hred[i]` combines tmp[i..i + kw]
-        // in tap order (same results as the per-column loop below), in vectorizable passes.
+        // Interior columns (all kw taps valid, dilation 1) in vectorizable passes over the
+        // output row, tap by tap in tap order (same results as the per-column loop below).
+        // Strided windows read `tmp` split into phases (`hred[r·plen + j] = tmp[j·sw + r]`),
+        // so that tap t of consecutive outputs reads consecutive values.
         let kw_n = w.kernel[2];
-        let whole = nrows > 0 && dw <= 1 && kw_n > 1 && kw_n <= iw_n;
-        if whole {
-            let len = iw_n - kw_n + 1;
-            hred.resize(len, T::ZERO);
-            hred.copy_from_slice(&tmp[..len]);
-            for j in 1..kw_n {
-                let src = &tmp[j..j + len];
-                if avg.is_some() {
-                    hred.iter_mut().zip(src).for_each(|(h, v)| *h += *v);
-                } else {
-                    hred.iter_mut().zip(src).for_each(|(h, v)| *h = if *v > *h { *v } else { *h });
-                }
-            }
-        }
+        let (sw, pl) = (w.strides[2].max(1), w.pad_begin[2]);
+        let whole = nrows > 0 && dw <= 1 && kw_n <= iw_n && inner.1 > inner.0;
         let yrow = &mut y[oh * ow_n..(oh + 1) * ow_n];
         let rows_padded = match avg {
             Some(true) => taps_in(w, 1, oh, -(w.pad_begin[1] as isize), (w.input[1] + w.pad_end[1]) as isize),
             _ => 0,
         };
         if whole {
-            // Interior columns: one load (and for AveragePool one division by a constant count).
+            let plen = iw_n.div_ceil(sw);
+            let n_out = inner.1 - inner.0;
+            let ph_len = if sw == 1 { 0 } else { sw * plen };
+            hred.resize(ph_len + 2 * n_out, T::ZERO);
+            let (ph_buf, scratch) = hred.split_at_mut(ph_len);
+            if sw == 2 {
+                // Whole pairs first (a branch-free loop that vectorizes).
+                let (even, odd) = ph_buf.split_at_mut(plen);
+                for ((pair, e), o) in tmp[..iw_n / 2 * 2].chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+                if iw_n % 2 == 1 {
+                    (even[plen - 1], odd[plen - 1]) = (tmp[iw_n - 1], T::ZERO);
+                }
+            } else if sw > 2 {
+                for (r, ph) in ph_buf.chunks_exact_mut(plen).enumerate() {
+                    for (j, v) in ph.iter_mut().enumerate() {
+                        *v = if j * sw + r < iw_n { tmp[j * sw + r] } else { T::ZERO };
+                    }
+                }
+            }
+            let phases: &[T] = if sw == 1 { &tmp[..] } else { ph_buf };
+            // The values of tap t for the interior outputs.
+            let src = |t: usize| -> &[T] {
+                let a = t as isize - pl as isize;
+                let (r, d) = (a.rem_euclid(sw as isize) as usize, a.div_euclid(sw as isize));
+                let start = r * plen + (inner.0 as isize + d) as usize;
+                &phases[start..start + n_out]
+            };
+            let seg = &mut yrow[inner.0..inner.1];
             match avg {
-                None => (inner.0..inner.1).for_each(|ow| yrow[ow] = hred[cols[ow].0]),
                 Some(include_pad) => {
+                    seg.copy_from_slice(src(0));
+                    for t in 1..kw_n {
+                        seg.iter_mut().zip(src(t)).for_each(|(h, v)| *h += *v);
+                    }
                     let n = T::from_usize(if include_pad { rows_padded } else { nrows } * kw_n);
-                    (inner.0..inner.1).for_each(|ow| yrow[ow] = hred[cols[ow].0] / n);
+                    seg.iter_mut().for_each(|v| *v = *v / n);
+                }
+                None if kw_n == 1 => seg.copy_from_slice(src(0)),
+                None => {
+                    // Each pass writes another buffer than it reads: an in-place select
+                    // compiles to compare + masked store, twice as slow as a plain max.
+                    let (mut cur, mut nxt) = scratch.split_at_mut(n_out);
+                    for t in 1..kw_n {
+                        let prev: &[T] = if t == 1 { src(0) } else { &*cur };
+                        let dst: &mut [T] = if t == kw_n - 1 { &mut *seg } else { &mut *nxt };
+                        for ((d, v), p) in dst.iter_mut().zip(src(t)).zip(prev) {
+                            *d = if *v > *p { *v } else { *p };
+                        }
+                        std::mem::swap(&mut cur, &mut nxt);
+                    }
                 }
             }
         }
@@ -615,6 +676,49 @@ impl Op for MaxUnpool {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+
+    #[test]
+    fn row_pass_pooling_matches_the_per_output_loop() {
+        use super::*;
+        // Strides 1-3 (phase split), kernels 1-4, pads, ceil-mode overhang, max and both
+        // averages, rows of 1 to 3 valid taps.
+        let mut cases = Vec::new();
+        for (k, s) in [(3, 2), (2, 2), (3, 1), (1, 1), (4, 3), (3, 3), (2, 1)] {
+            for (pl, pr, extra) in [(0, 0, 0), (1, 1, 0), (1, 0, 1), (0, 2, 1)] {
+                cases.push((k, s, pl, pr, extra));
+            }
+        }
+        for (k, s, pad_b, pad_e, extra) in cases {
+            for (ih, iw) in [(9, 17), (7, 40), (12, 11)] {
+                let out = |n: usize| (n + pad_b + pad_e + extra - k) / s + 1;
+                let w = Window3 {
+                    input: [1, ih, iw],
+                    kernel: [1, k, k],
+                    strides: [1, s, s],
+                    dilations: [1, 1, 1],
+                    pad_begin: [0, pad_b, pad_b],
+                    pad_end: [0, pad_e, pad_e],
+                    out: [1, out(ih), out(iw)],
+                };
+                let x: Vec<f32> = (0..ih * iw).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+                let cols = pool_columns(&w);
+                for (kind, avg) in [
+                    (PoolKind::Max, None),
+                    (PoolKind::Avg { count_include_pad: false }, Some(false)),
+                    (PoolKind::Avg { count_include_pad: true }, Some(true)),
+                ] {
+                    let mut want = vec![0f32; w.out_size()];
+                    pool_plane(&w, kind, 0, &x, &mut want, None, 0);
+                    let mut got = vec![0f32; w.out_size()];
+                    pool_plane_2d_f32(&w, avg, &cols, &x, &mut got, &mut Vec::new(), &mut Vec::new());
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert!(g.to_bits() == e.to_bits() || (g - e).abs() <= 1e-4 * e.abs(), "k{k} s{s} pads {pad_b}/{pad_e}+{extra} {ih}x{iw} {avg:?} [{i}]: {g} vs {e}");
+                    }
+                }
+            }
+        }
+    }
+
     use crate::graph::ir::AttrValue;
     use crate::tensor::Tensor;
 
