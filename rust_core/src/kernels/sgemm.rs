@@ -231,10 +231,11 @@ unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, 
 
 /// Where a micro-kernel finds the 16 floats of B at row `p`, columns `16·w..16·w + 16` of its
 /// tile.
+#[cfg(target_arch = "x86_64")]
 trait BTile: Copy {
     /// # Safety
-    /// `p` below the tile's depth and `w` below its panel count.
-    unsafe fn at(self, p: usize, w: usize) -> *const f32;
+    /// `p` below the tile's depth and `w` below its panel count; the CPU has AVX-512F.
+    unsafe fn load(self, p: usize, w: usize) -> std::arch::x86_64::__m512;
 }
 
 /// Packed panels of `kc` rows: panel `w` holds `[p][NR]`.
@@ -244,25 +245,29 @@ struct PackedTile {
     kc: usize,
 }
 
+#[cfg(target_arch = "x86_64")]
 impl BTile for PackedTile {
     #[inline(always)]
-    unsafe fn at(self, p: usize, w: usize) -> *const f32 {
-        self.b.add(w * self.kc * NR + p * NR)
+    unsafe fn load(self, p: usize, w: usize) -> std::arch::x86_64::__m512 {
+        std::arch::x86_64::_mm512_loadu_ps(self.b.add(w * self.kc * NR + p * NR))
     }
 }
 
 /// Unpacked B: row `p` of the tile starts at `base + offs[p]` and its columns are consecutive
-/// (the implicit im2col matrix of a stride-1 convolution, see [`sgemm_implicit`]).
+/// (the implicit im2col matrix of a convolution, see [`sgemm_implicit`]). Only the lanes of
+/// `mask[w]` are read (the others are zero), so a tile never reads past the end of B.
 #[derive(Clone, Copy)]
 struct RowsTile {
     base: *const f32,
     offs: *const usize,
+    mask: [u16; 2],
 }
 
+#[cfg(target_arch = "x86_64")]
 impl BTile for RowsTile {
     #[inline(always)]
-    unsafe fn at(self, p: usize, w: usize) -> *const f32 {
-        self.base.add(*self.offs.add(p) + w * NR)
+    unsafe fn load(self, p: usize, w: usize) -> std::arch::x86_64::__m512 {
+        std::arch::x86_64::_mm512_maskz_loadu_ps(self.mask[w], self.base.add(*self.offs.add(p) + w * NR))
     }
 }
 
@@ -282,7 +287,7 @@ unsafe fn kernel_avx512<const R: usize, const W: usize, B: BTile>(kc: usize, a: 
     for p in 0..kc {
         let mut bv = [_mm512_setzero_ps(); W];
         for (w, v) in bv.iter_mut().enumerate() {
-            *v = _mm512_loadu_ps(b.at(p, w));
+            *v = b.load(p, w);
         }
         for (r, rows) in acc.iter_mut().enumerate() {
             let apr = ap.add(r * kc * MR + p * MR);
@@ -743,9 +748,9 @@ impl ImplicitB<'_> {
         self.virtual_cols().div_ceil(2 * NR)
     }
 
-    /// Floats of `x` the micro-kernel may read (whole 16-column vectors).
+    /// Floats of `x` the micro-kernel reads (loads are masked at the last column).
     pub fn reach(offs_max: usize, width: usize, rows: usize, cols: usize) -> usize {
-        offs_max + (rows.saturating_sub(1) * width + cols).div_ceil(NR) * NR
+        offs_max + rows.saturating_sub(1) * width + cols
     }
 
     /// Where the lanes of the 16 virtual columns from `v0` (of which `lanes` exist) go in a row
@@ -836,7 +841,8 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                     let (q0, o0) = (v0 / b.width, v0 % b.width);
                     let plain = o0 + nr <= b.cols;
                     let map = if plain { [[(0, 0); 4]; 2] } else { [b.part_map(v0, nr.min(NR)), b.part_map(v0 + NR, nr.saturating_sub(NR))] };
-                    let bt = RowsTile { base: b.x.as_ptr().add(v0), offs: b.offs.as_ptr().add(pc) };
+                    let lanes = |w: usize| ((1u32 << nr.saturating_sub(w * NR).min(NR)) - 1) as u16;
+                    let bt = RowsTile { base: b.x.as_ptr().add(v0), offs: b.offs.as_ptr().add(pc), mask: [lanes(0), lanes(1)] };
                     let mut r = r_lo;
                     while r < r_hi {
                         let h = if r + 1 < r_hi { 2 } else { 1 };
