@@ -31,13 +31,23 @@ impl MoveKernel for ConcatKernel<'_> {
         if row == 0 {
             return Ok(());
         }
-        par_rows(self.pool, dst, row, |r0, chunk| {
-            for (k, out) in chunk.chunks_exact_mut(row).enumerate() {
-                let o = r0 + k;
-                let mut at = 0;
+        // Split by elements, not by outer rows: a channel concat of one image has one row.
+        par_rows(self.pool, dst, 1, |start, chunk| {
+            let (mut pos, end) = (start, start + chunk.len());
+            while pos < end {
+                let (o, mut within) = (pos / row, pos % row);
                 for (src, &n) in srcs.iter().zip(self.inner) {
-                    out[at..at + n].clone_from_slice(&src[o * n..(o + 1) * n]);
-                    at += n;
+                    if within >= n {
+                        within -= n;
+                        continue;
+                    }
+                    let take = (n - within).min(end - pos);
+                    chunk[pos - start..pos - start + take].clone_from_slice(&src[o * n + within..o * n + within + take]);
+                    pos += take;
+                    if pos == end {
+                        break;
+                    }
+                    within = 0;
                 }
             }
             Ok(())
@@ -275,6 +285,28 @@ mod tests {
     use super::super::testing::*;
     use crate::graph::ir::AttrValue;
     use crate::tensor::Tensor;
+
+    #[test]
+    fn concat_split_across_threads_by_elements() {
+        // Outer rows fewer than threads (a channel concat of one image) and several rows, each
+        // large enough to be split mid-block across the pool's threads.
+        for (outer, sizes) in [(1usize, [70_000usize, 3, 45_001]), (3, [20_000, 0, 33_333])] {
+            let srcs: Vec<Vec<f32>> = sizes.iter().enumerate().map(|(i, &n)| (0..outer * n).map(|j| (i * 1_000_000 + j) as f32).collect()).collect();
+            let mut want = Vec::new();
+            for o in 0..outer {
+                for (src, &n) in srcs.iter().zip(&sizes) {
+                    want.extend_from_slice(&src[o * n..(o + 1) * n]);
+                }
+            }
+            for threads in [1, 2, 3] {
+                let pool = crate::executor::pool::ThreadPool::new(threads);
+                let ts: Vec<Tensor> = srcs.iter().zip(&sizes).map(|(v, &n)| Tensor::from_slice(&[outer, n], v).unwrap()).collect();
+                let refs: Vec<&Tensor> = ts.iter().collect();
+                let got = super::concat_tensors(&refs, 1, Some(&pool), "Concat").unwrap();
+                assert_eq!(got.as_slice::<f32>().unwrap(), &want[..], "outer {outer}, {threads} threads");
+            }
+        }
+    }
 
     #[test]
     fn concat_axes_and_types() {
