@@ -521,6 +521,28 @@ pub unsafe fn sgemm_packed_b(m: usize, n: usize, k: usize, a: ASrc, b: &PackedB,
     sgemm_core(m, n, k, a, BSrc::Packed { p: b, col0 }, beta, c, rsc, epi)
 }
 
+/// The `mc × kc` block of A at rows `ic`, depth `pc`, as packed micro-panels: a raw A is packed
+/// into `abuf`; a packed A yields its next block (`packed_off` walks the blocks in the order
+/// the drivers visit them: depth blocks outside, row blocks inside).
+///
+/// # Safety
+/// A raw A must hold the block; `abuf` must hold a packed block.
+#[inline(always)]
+unsafe fn a_block<'r>(a: ASrc<'r>, abuf: &'r mut [f32], ic: usize, pc: usize, mc: usize, kc: usize, packed_off: &mut usize) -> &'r [f32] {
+    let block_len = mc.div_ceil(MR) * MR * kc;
+    match a {
+        ASrc::Raw { a, rsa, csa, alpha } => {
+            pack_a(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, alpha, abuf);
+            &abuf[..block_len]
+        }
+        ASrc::Packed(p) => {
+            let blk = &p.data[*packed_off..*packed_off + block_len];
+            *packed_off += block_len;
+            blk
+        }
+    }
+}
+
 /// The driver behind [`sgemm_ex`] and [`sgemm_packed_b`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f32, c: *mut f32, rsc: usize, epi: Epilogue) {
@@ -576,18 +598,7 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                 let last = pc + kc == k;
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    let block_len = mc.div_ceil(MR) * MR * kc;
-                    let ablock: &[f32] = match a {
-                        ASrc::Raw { a, rsa, csa, alpha } => {
-                            pack_a(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, alpha, abuf);
-                            &abuf[..block_len]
-                        }
-                        ASrc::Packed(p) => {
-                            let blk = &p.data[packed_off..packed_off + block_len];
-                            packed_off += block_len;
-                            blk
-                        }
-                    };
+                    let ablock = a_block(a, abuf, ic, pc, mc, kc, &mut packed_off);
                     let panels = nc.div_ceil(NR);
                     let mut q = 0;
                     while q < panels {
@@ -815,18 +826,7 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
             let last = pc + kc == k;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
-                let block_len = mc.div_ceil(MR) * MR * kc;
-                let ablock: &[f32] = match a {
-                    ASrc::Raw { a, rsa, csa, alpha } => {
-                        pack_a(mc, kc, a.add(ic * rsa + pc * csa), rsa, csa, alpha, abuf);
-                        &abuf[..block_len]
-                    }
-                    ASrc::Packed(p) => {
-                        let blk = &p.data[packed_off..packed_off + block_len];
-                        packed_off += block_len;
-                        blk
-                    }
-                };
+                let ablock = a_block(a, abuf, ic, pc, mc, kc, &mut packed_off);
                 // The panels of this block inside `rows`.
                 let (r_lo, r_hi) = (rows.start.max(ic).min(ic + mc) - ic, rows.end.max(ic).min(ic + mc) - ic);
                 let (r_lo, r_hi) = (r_lo / MR, r_hi.div_ceil(MR));
