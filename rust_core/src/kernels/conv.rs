@@ -471,36 +471,38 @@ impl ImplicitConv {
         self.sh * self.sw * self.hs * self.ws
     }
 
-    /// Copy channels `c0..c1` of the group image `x` (`[cg][H][W]`) into `xp`, padding made
-    /// explicit (zeros) and split into phase sub-images.
-    fn pad_channels(&self, w: &Window3, x: &[f32], c0: usize, c1: usize, xp: &mut [f32]) {
+    /// Fill sub-images `k0..k1` (sub-image `k` is phase `k % (sh·sw)` of channel `k / (sh·sw)`)
+    /// of the prepared image from the group image `x` (`[cg][H][W]`): padding made explicit
+    /// (zeros), every `sw`-th column of every `sh`-th row. `xp` holds exactly those sub-images.
+    fn pad_sub_images(&self, w: &Window3, x: &[f32], k0: usize, k1: usize, xp: &mut [f32]) {
         let [_, ih_n, iw_n] = w.input;
         let (pt, pl) = (w.pad_begin[1], w.pad_begin[2]);
         let (sh, sw, ws) = (self.sh, self.sw, self.ws);
         let sub = self.hs * ws;
-        for c in c0..c1 {
+        for (k, dst) in (k0..k1).zip(xp.chunks_exact_mut(sub)) {
+            let c = k / (sh * sw);
+            let (ph, pw) = ((k % (sh * sw)) / sw, k % sw);
             let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
-            for (k, dst) in xp[(c - c0) * self.plane()..(c - c0 + 1) * self.plane()].chunks_exact_mut(sub).enumerate() {
-                let (ph, pw) = (k / sw, k % sw);
-                // Sub-columns j whose padded column j·sw + pw is inside the input.
-                let j0 = pl.saturating_sub(pw).div_ceil(sw).min(ws);
-                let j1 = if iw_n + pl > pw { (iw_n + pl - pw).div_ceil(sw).min(ws) } else { 0 }.max(j0);
-                for (r, row) in dst.chunks_exact_mut(ws).enumerate() {
-                    let rp = r * sh + ph;
-                    if rp < pt || rp >= pt + ih_n || j0 == j1 {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let srow = &src[(rp - pt) * iw_n..(rp - pt + 1) * iw_n];
-                    row[..j0].fill(0.0);
-                    row[j1..].fill(0.0);
-                    let first = j0 * sw + pw - pl;
-                    if sw == 1 {
-                        row[j0..j1].copy_from_slice(&srow[first..first + (j1 - j0)]);
-                    } else {
-                        for (d, v) in row[j0..j1].iter_mut().zip(srow[first..].iter().step_by(sw)) {
-                            *d = *v;
-                        }
+            // Sub-columns j whose padded column j·sw + pw is inside the input.
+            let j0 = pl.saturating_sub(pw).div_ceil(sw).min(ws);
+            let j1 = if iw_n + pl > pw { (iw_n + pl - pw).div_ceil(sw).min(ws) } else { 0 }.max(j0);
+            for (r, row) in dst.chunks_exact_mut(ws).enumerate() {
+                let rp = r * sh + ph;
+                if rp < pt || rp >= pt + ih_n || j0 == j1 {
+                    row.fill(0.0);
+                    continue;
+                }
+                let srow = &src[(rp - pt) * iw_n..(rp - pt + 1) * iw_n];
+                row[..j0].fill(0.0);
+                row[j1..].fill(0.0);
+                let first = j0 * sw + pw - pl;
+                if sw == 1 {
+                    row[j0..j1].copy_from_slice(&srow[first..first + (j1 - j0)]);
+                } else if sw == 2 {
+                    copy_stride2_f32(&srow[first..], &mut row[j0..j1]);
+                } else {
+                    for (d, v) in row[j0..j1].iter_mut().zip(srow[first..].iter().step_by(sw)) {
+                        *d = *v;
                     }
                 }
             }
@@ -518,16 +520,19 @@ impl ImplicitConv {
         let plane = self.plane();
         let (body, slack) = xp.split_at_mut(cg * plane);
         slack.fill(0.0);
+        // Split by sub-image (channel and phase), so that even a 3-channel image is shared
+        // evenly between threads.
+        let (subs, sub) = (cg * self.sh * self.sw, self.hs * self.ws);
         match pool {
             Some(pool) if pool.threads() > 1 => {
                 let xpp = SendPtr(body.as_mut_ptr());
-                pool.parallel_for(cg, 1.max((1 << 14) / plane.max(1)), |c0, c1| {
-                    // SAFETY: disjoint channel ranges of the padded image.
-                    let dst = unsafe { xpp.slice(c0 * plane, (c1 - c0) * plane) };
-                    self.pad_channels(w, x, c0, c1, dst);
+                pool.parallel_for(subs, 1.max((1 << 14) / sub.max(1)), |k0, k1| {
+                    // SAFETY: disjoint sub-image ranges of the padded image.
+                    let dst = unsafe { xpp.slice(k0 * sub, (k1 - k0) * sub) };
+                    self.pad_sub_images(w, x, k0, k1, dst);
                 });
             }
-            _ => self.pad_channels(w, x, 0, cg, body),
+            _ => self.pad_sub_images(w, x, 0, subs, body),
         }
         let b = ImplicitB { x: xp, offs: &self.offs, width: self.ws, rows: w.out[1], cols: w.out[2] };
         self.product(pool, &b, a, mg, epi, out_sz, y)
