@@ -570,6 +570,13 @@ impl ConvShape {
     fn mg(&self) -> usize {
         self.out_channels / self.group
     }
+    /// The window covers the whole input (no padding, unit dilation): one output per channel,
+    /// whose im2col column is the image itself (a 1x1 convolution of a 1x1 image, or a dense
+    /// layer written as a convolution).
+    fn covers_input(&self) -> bool {
+        let w = &self.window;
+        w.kernel == w.input && w.out == [1, 1, 1] && w.dilations == [1, 1, 1] && w.pad_begin == [0, 0, 0] && w.pad_end == [0, 0, 0]
+    }
     fn is_pointwise(&self) -> bool {
         let w = &self.window;
         w.kernel == [1, 1, 1]
@@ -658,6 +665,33 @@ pub fn conv_forward<T: GemmElem>(
     }
     let kdim = cg * ksz;
     let tasks = s.batch * group;
+    if let (true, Some(x32), Some(w32)) = (s.covers_input(), as_f32(x), as_f32(weights)) {
+        // One output per channel: a matrix-vector product per image and group (the weights
+        // are read once per image, not spread over GEMM tiles that would use one column).
+        let y32 = as_f32_mut(y).expect("y has the type of x");
+        let b32 = bias.and_then(as_f32);
+        let rows = s.batch * s.out_channels;
+        let yp = SendPtr(y32.as_mut_ptr());
+        pool.parallel_for(rows, 1.max((1 << 14) / kdim.max(1)), |r0, r1| {
+            let mut r = r0;
+            while r < r1 {
+                let (n, m) = (r / s.out_channels, r % s.out_channels);
+                let g = m / mg;
+                // Output channels of this image and group inside r0..r1.
+                let end = r1.min(n * s.out_channels + (g + 1) * mg);
+                let xg = &x32[(n * s.in_channels + g * cg) * in_sz..(n * s.in_channels + (g + 1) * cg) * in_sz];
+                // SAFETY: rows r..end of the output belong to this chunk only.
+                let yo = unsafe { yp.slice(r, end - r) };
+                crate::kernels::gemm::dots_f32(xg, &w32[m * kdim..], kdim, end - r, 1.0, 0.0, yo, 1);
+                if let Some(b) = b32 {
+                    yo.iter_mut().zip(&b[m..]).for_each(|(v, b)| *v += b);
+                }
+                crate::kernels::vmath::apply_inplace(act, yo);
+                r = end;
+            }
+        });
+        return Ok(());
+    }
     let pointwise = s.is_pointwise();
     let flops_per_task = mg * kdim * out_sz;
     let implicit = match (as_f32(x).is_some(), pointwise) {
@@ -814,6 +848,9 @@ mod tests {
             (2, 16, 40, 1, [9, 13], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 8, 30, 2, [5, 5], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 300, 20, 1, [1, 37], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            // The window covers the input: matrix-vector products (one output per channel).
+            (3, 40, 37, 1, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            (2, 6, 10, 2, [3, 4], [3, 4], [1, 1], [1, 1], [0, 0, 0, 0]),
         ];
         for (batch, c, m, group, [ih, iw], [kh, kw], st, dl, [pt, pl, pb, pr]) in cases {
             let out = |i: usize, k: usize, s: usize, d: usize, p: usize| (i + p - d * (k - 1) - 1) / s + 1;
