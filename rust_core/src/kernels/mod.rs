@@ -8,6 +8,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod float;
 pub mod gemm;
+pub mod maxpool;
 pub mod sgemm;
 #[macro_use]
 pub mod simd;

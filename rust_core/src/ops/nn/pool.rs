@@ -461,7 +461,9 @@ impl Op for Pool {
             _ => None,
         };
         let fast = fast && !matches!(self.kind, PoolKind::Lp { .. });
-        let cols = if fast { pool_columns(&w3) } else { Vec::new() };
+        // MaxPool rows of f32 entirely in registers where the CPU and window allow.
+        let in_registers = fast && avg.is_none() && crate::kernels::maxpool::applicable(&w3);
+        let cols = if fast && !in_registers { pool_columns(&w3) } else { Vec::new() };
         let mut indices = vec![0i64; if want_idx { planes * out_sz } else { 0 }];
         let y = crate::with_float!(xw.dtype(), self.name, T => {
             let xv = xw.as_slice::<T>()?;
@@ -478,6 +480,9 @@ impl Op for Pool {
                             let yo = unsafe { yp.slice(p * out_sz, out_sz) };
                             let xp = &xv[p * in_sz..(p + 1) * in_sz];
                             match (as_f32(xp), as_f32_mut(yo)) {
+                                (Some(x32), Some(y32)) if avg.is_none() && in_registers => {
+                                    crate::kernels::maxpool::max_plane_f32(&w3, x32, y32);
+                                }
                                 (Some(x32), Some(y32)) => pool_plane_2d_f32(&w3, avg, &cols, x32, y32, &mut tmp32, &mut hred32),
                                 _ => pool_plane_2d(&w3, avg, &cols, xp, yo, &mut tmp, &mut hred),
                             }

@@ -1,0 +1,230 @@
+//! 2-D MaxPool of one `f32` plane with AVX-512, entirely in registers.
+//!
+//! Sixteen consecutive outputs of a row need input columns `c0 .. c0 + 15·s + kw` of each
+//! window row (`c0` the first output's first column, `s` the stride, 1 or 2). They are loaded as
+//! three vectors (48 columns; columns outside the input masked to -inf, which never wins a max),
+//! combined over the window rows with vertical max instructions, then each tap `t` of the 16
+//! outputs (`column s·i + t` for output `i`) is picked out of the three vectors by a two-source
+//! permute and maxed in. No temporary row, no phase split in memory: the plane is read once per
+//! window row and each output written once.
+//!
+//! Same result as the per-output definition for every input without NaN (max is exact). NaN:
+//! taps are compared rows before columns and a padding tap is -inf, so the result depends on
+//! where the NaN sits; ONNX leaves this open (onnxruntime's result also depends on tap order).
+
+use crate::kernels::conv::Window3;
+
+/// Widest window row the kernel takes: tap `t` of output 15 must stay inside the 48 loaded
+/// columns (`15·s + t < 48`).
+const MAX_KW: usize = 16;
+
+/// Whether [`max_plane_f32`] computes window `w` on this CPU.
+pub fn applicable(w: &Window3) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let [_, kh, kw] = w.kernel;
+        crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512
+            && w.input[0] == 1
+            && w.kernel[0] == 1
+            && w.out[0] == 1
+            && (1..=2).contains(&w.strides[2])
+            && w.strides[1] >= 1
+            && w.dilations[2] == 1
+            && w.dilations[1] >= 1
+            && (1..=MAX_KW).contains(&kw)
+            && kh >= 1
+            && w.pad_begin[2] < kw
+            && w.input[1] > 0
+            && w.input[2] > 0
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = w;
+        false
+    }
+}
+
+/// `y = MaxPool(x)` for one plane (`x`: `[IH][IW]`, `y`: `[OH][OW]`, every output written).
+/// Returns `false` (and writes nothing) when the window is not [`applicable`].
+pub fn max_plane_f32(w: &Window3, x: &[f32], y: &mut [f32]) -> bool {
+    if !applicable(w) {
+        return false;
+    }
+    assert!(x.len() >= w.in_size() && y.len() >= w.out_size(), "max_plane_f32: plane too short");
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F checked by `applicable`; extents asserted above.
+    unsafe {
+        max_plane_avx512(w, x, y)
+    };
+    true
+}
+
+/// Lanes `i` of a 16-column vector starting at column `c` with `0 <= c + i < n`.
+#[inline(always)]
+fn col_mask(c: isize, n: usize) -> u16 {
+    let lo = (-c).clamp(0, 16);
+    let hi = (n as isize - c).clamp(0, 16);
+    if hi <= lo {
+        return 0;
+    }
+    let below_hi = if hi == 16 { u16::MAX } else { (1u16 << hi) - 1 };
+    below_hi & !((1u16 << lo) - 1)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn max_plane_avx512(w: &Window3, x: &[f32], y: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let [_, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let [_, kh_n, kw_n] = w.kernel;
+    let s = w.strides[2];
+    let pl = w.pad_begin[2] as isize;
+    // Tap t of output i is loaded column s·i + t: from vectors (0, 1) when below 32, else from
+    // vectors (1, 2) at index - 16.
+    let mut lo_idx = [_mm512_setzero_si512(); MAX_KW];
+    let mut hi_idx = [_mm512_setzero_si512(); MAX_KW];
+    let mut hi_mask = [0u16; MAX_KW];
+    for t in 0..kw_n {
+        let idx: [i32; 16] = std::array::from_fn(|i| (s * i + t) as i32);
+        lo_idx[t] = _mm512_loadu_si512(idx.as_ptr() as *const _);
+        let hi: [i32; 16] = std::array::from_fn(|i| (idx[i] - 16).max(0));
+        hi_idx[t] = _mm512_loadu_si512(hi.as_ptr() as *const _);
+        hi_mask[t] = (0..16).filter(|&i| idx[i] >= 32).fold(0u16, |m, i| m | (1 << i));
+    }
+    let need_third = s * 15 + kw_n > 32;
+    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let xp = x.as_ptr();
+    let mut rows = [0usize; 64];
+    for oh in 0..oh_n {
+        // Valid window rows (up to 64 rows tall in registers' worth of loads; taller windows
+        // are split into passes of 64 rows below).
+        let all_rows: Vec<usize>;
+        let mut n_rows = 0;
+        let tall = kh_n > rows.len();
+        if tall {
+            all_rows = (0..kh_n).map(|kh| w.coord(1, oh, kh)).filter(|&ih| ih >= 0 && ih < ih_n as isize).map(|ih| ih as usize).collect();
+        } else {
+            all_rows = Vec::new();
+            for kh in 0..kh_n {
+                let ih = w.coord(1, oh, kh);
+                if ih >= 0 && ih < ih_n as isize {
+                    rows[n_rows] = ih as usize;
+                    n_rows += 1;
+                }
+            }
+        }
+        let rows: &[usize] = if tall { &all_rows } else { &rows[..n_rows] };
+        let yrow = y.as_mut_ptr().add(oh * ow_n);
+        let mut ow = 0;
+        while ow < ow_n {
+            let n = (ow_n - ow).min(16);
+            let c0 = (ow * s) as isize - pl;
+            let (m0, m1) = (col_mask(c0, iw_n), col_mask(c0 + 16, iw_n));
+            let m2 = if need_third { col_mask(c0 + 32, iw_n) } else { 0 };
+            let (mut v0, mut v1, mut v2) = (ninf, ninf, ninf);
+            for (r, &ih) in rows.iter().enumerate() {
+                // Masked-out lanes are neither read nor faulted on, so the column pointer may
+                // point before the row (wrapping arithmetic, never dereferenced there).
+                let p = xp.add(ih * iw_n).wrapping_offset(c0);
+                let l0 = _mm512_mask_loadu_ps(ninf, m0, p);
+                let l1 = _mm512_mask_loadu_ps(ninf, m1, p.wrapping_add(16));
+                let l2 = _mm512_mask_loadu_ps(ninf, m2, p.wrapping_add(32));
+                if r == 0 {
+                    (v0, v1, v2) = (l0, l1, l2);
+                } else {
+                    v0 = _mm512_max_ps(l0, v0);
+                    v1 = _mm512_max_ps(l1, v1);
+                    v2 = _mm512_max_ps(l2, v2);
+                }
+            }
+            // (A macro, not a closure: the permutes must be compiled with AVX-512 enabled.)
+            macro_rules! tap {
+                ($t:expr) => {{
+                    let t = $t;
+                    let a = _mm512_permutex2var_ps(v0, lo_idx[t], v1);
+                    if hi_mask[t] == 0 {
+                        a
+                    } else {
+                        _mm512_mask_mov_ps(a, hi_mask[t], _mm512_permutex2var_ps(v1, hi_idx[t], v2))
+                    }
+                }};
+            }
+            let mut acc = tap!(0);
+            for t in 1..kw_n {
+                acc = _mm512_max_ps(tap!(t), acc);
+            }
+            let keep = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+            _mm512_mask_storeu_ps(yrow.add(ow), keep, acc);
+            ow += 16;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// MaxPool of one plane by definition (padding taps skipped).
+    fn naive(w: &Window3, x: &[f32]) -> Vec<f32> {
+        let [_, oh_n, ow_n] = w.out;
+        let [_, ih_n, iw_n] = w.input;
+        let mut y = vec![f32::NEG_INFINITY; oh_n * ow_n];
+        for oh in 0..oh_n {
+            for ow in 0..ow_n {
+                for kh in 0..w.kernel[1] {
+                    for kw in 0..w.kernel[2] {
+                        let (ih, iw) = (w.coord(1, oh, kh), w.coord(2, ow, kw));
+                        if ih >= 0 && iw >= 0 && (ih as usize) < ih_n && (iw as usize) < iw_n {
+                            let v = x[ih as usize * iw_n + iw as usize];
+                            let o = &mut y[oh * ow_n + ow];
+                            *o = o.max(v);
+                        }
+                    }
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn register_max_pool_matches_the_definition() {
+        if crate::kernels::simd::active() < crate::kernels::simd::Isa::Avx512 {
+            eprintln!("skipped: the register MaxPool kernel needs AVX-512");
+            return;
+        }
+        let mut n_cases = 0;
+        // Kernels 1-7 and 16, strides 1 and 2, vertical stride 3 and dilation 2, pads on both
+        // sides, ceil-mode overhang; widths from 1 to more than three vectors.
+        for (kh, kw, sh, sw, dh) in [(3, 3, 2, 2, 1), (2, 2, 2, 2, 1), (3, 3, 1, 1, 1), (1, 1, 1, 1, 1), (5, 5, 1, 2, 1), (2, 7, 3, 1, 2), (1, 16, 1, 2, 1), (4, 16, 1, 1, 1)] {
+            for (pb, pe, extra) in [(0, 0, 0), (1, 1, 0), (1, 0, 1), (0, 2, 1)] {
+                if pb >= kw.min(kh) || pe >= kw.min(kh) {
+                    continue;
+                }
+                for (ih, iw) in [(9, 17), (7, 40), (12, 11), (3, 1), (5, 111), (4, 16)] {
+                    let out = |n: usize, k: usize, s: usize, d: usize| (n + pb + pe + extra).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1);
+                    let (Some(oh), Some(ow)) = (out(ih, kh, sh, dh), out(iw, kw, sw, 1)) else { continue };
+                    let w = Window3 {
+                        input: [1, ih, iw],
+                        kernel: [1, kh, kw],
+                        strides: [1, sh, sw],
+                        dilations: [1, dh, 1],
+                        pad_begin: [0, pb, pb],
+                        pad_end: [0, pe, pe],
+                        out: [1, oh, ow],
+                    };
+                    let x: Vec<f32> = (0..ih * iw).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+                    let want = naive(&w, &x);
+                    let mut got = vec![f32::NAN; want.len() + 5];
+                    assert!(max_plane_f32(&w, &x, &mut got), "{w:?} not applicable");
+                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                        assert_eq!(g.to_bits(), e.to_bits(), "{w:?} [{i}]: {g} vs {e}");
+                    }
+                    assert!(got[want.len()..].iter().all(|v| v.is_nan()), "{w:?}: wrote past the plane");
+                    n_cases += 1;
+                }
+            }
+        }
+        assert!(n_cases > 100, "only {n_cases} cases ran");
+    }
+}
