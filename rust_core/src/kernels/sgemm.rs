@@ -236,6 +236,12 @@ trait BTile: Copy {
     /// # Safety
     /// `p` below the tile's depth and `w` below its panel count; the CPU has AVX-512F.
     unsafe fn load(self, p: usize, w: usize) -> std::arch::x86_64::__m512;
+    /// Hint the caches about data a later tile reads at step `p` (nothing by default).
+    ///
+    /// # Safety
+    /// As [`BTile::load`].
+    #[inline(always)]
+    unsafe fn prefetch(self, _p: usize) {}
 }
 
 /// Packed panels of `kc` rows: panel `w` holds `[p][NR]`.
@@ -261,6 +267,11 @@ struct RowsTile {
     base: *const f32,
     offs: *const usize,
     mask: [u16; 2],
+    /// Columns ahead whose rows are prefetched at every step (0: none). The first panel pair
+    /// over a block of tiles prefetches the next block: its rows of B come from L2 or L3 as up
+    /// to hundreds of concurrent streams (one per row), which the hardware prefetchers do not
+    /// follow.
+    ahead: usize,
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -268,6 +279,17 @@ impl BTile for RowsTile {
     #[inline(always)]
     unsafe fn load(self, p: usize, w: usize) -> std::arch::x86_64::__m512 {
         std::arch::x86_64::_mm512_maskz_loadu_ps(self.mask[w], self.base.add(*self.offs.add(p) + w * NR))
+    }
+    #[inline(always)]
+    unsafe fn prefetch(self, p: usize) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        if self.ahead != 0 {
+            // Prefetches never fault: the address may lie past the end of B.
+            let q = self.base.wrapping_add(*self.offs.add(p) + self.ahead) as *const i8;
+            _mm_prefetch::<_MM_HINT_T0>(q);
+            _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(64));
+            _mm_prefetch::<_MM_HINT_T0>(q.wrapping_add(124));
+        }
     }
 }
 
@@ -285,6 +307,7 @@ unsafe fn kernel_avx512<const R: usize, const W: usize, B: BTile>(kc: usize, a: 
     let mut acc = [[[_mm512_setzero_ps(); W]; MR]; R];
     let ap = a.as_ptr();
     for p in 0..kc {
+        b.prefetch(p);
         let mut bv = [_mm512_setzero_ps(); W];
         for (w, v) in bv.iter_mut().enumerate() {
             *v = b.load(p, w);
@@ -862,11 +885,13 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                         let apanel = &ablock[r * MR * kc..(r + h) * MR * kc];
                         let i0 = r * MR;
                         let mr = (h * MR).min(mc - i0);
+                        let first_pair = r == r_lo;
                         r += h;
                         for (v0, nr, c_off, plain, map) in &info[..t1 - t0] {
                             let (v0, nr, plain) = (*v0, *nr, *plain);
                             let lanes = |w: usize| ((1u32 << nr.saturating_sub(w * NR).min(NR)) - 1) as u16;
-                            let bt = RowsTile { base: b.x.as_ptr().add(v0), offs: b.offs.as_ptr().add(pc), mask: [lanes(0), lanes(1)] };
+                            let ahead = if first_pair { (t1 - t0) * 2 * NR } else { 0 };
+                            let bt = RowsTile { base: b.x.as_ptr().add(v0), offs: b.offs.as_ptr().add(pc), mask: [lanes(0), lanes(1)], ahead };
                             let cp = c.add((ic + i0) * rsc + if plain { *c_off } else { 0 });
                             let tt = TileOut {
                                 beta: if pc == 0 { 0.0 } else { 1.0 },
