@@ -471,22 +471,28 @@ impl ImplicitConv {
         self.sh * self.sw * self.hs * self.ws
     }
 
-    /// Fill sub-images `k0..k1` (sub-image `k` is phase `k % (sh·sw)` of channel `k / (sh·sw)`)
-    /// of the prepared image from the group image `x` (`[cg][H][W]`): padding made explicit
-    /// (zeros), every `sw`-th column of every `sh`-th row. `xp` holds exactly those sub-images.
-    fn pad_sub_images(&self, w: &Window3, x: &[f32], k0: usize, k1: usize, xp: &mut [f32]) {
+    /// Fill rows `rows` of every sub-image (sub-image `k` is phase `k % (sh·sw)` of channel
+    /// `k / (sh·sw)`) of the prepared image `xp` from the group image `x` (`[cg][H][W]`):
+    /// padding made explicit (zeros), every `sw`-th column of every `sh`-th row.
+    ///
+    /// # Safety
+    /// `xp` points to the prepared image (`cg · plane()` floats); no one else accesses these
+    /// rows meanwhile.
+    unsafe fn pad_rows(&self, w: &Window3, x: &[f32], cg: usize, rows: std::ops::Range<usize>, xp: &SendPtr<f32>) {
         let [_, ih_n, iw_n] = w.input;
         let (pt, pl) = (w.pad_begin[1], w.pad_begin[2]);
         let (sh, sw, ws) = (self.sh, self.sw, self.ws);
         let sub = self.hs * ws;
-        for (k, dst) in (k0..k1).zip(xp.chunks_exact_mut(sub)) {
+        for k in 0..cg * sh * sw {
             let c = k / (sh * sw);
             let (ph, pw) = ((k % (sh * sw)) / sw, k % sw);
             let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
             // Sub-columns j whose padded column j·sw + pw is inside the input.
             let j0 = pl.saturating_sub(pw).div_ceil(sw).min(ws);
             let j1 = if iw_n + pl > pw { (iw_n + pl - pw).div_ceil(sw).min(ws) } else { 0 }.max(j0);
-            for (r, row) in dst.chunks_exact_mut(ws).enumerate() {
+            for r in rows.clone() {
+                // SAFETY: row r of sub-image k, inside the prepared image (caller's contract).
+                let row = unsafe { xp.slice(k * sub + r * ws, ws) };
                 let rp = r * sh + ph;
                 if rp < pt || rp >= pt + ih_n || j0 == j1 {
                     row.fill(0.0);
@@ -520,19 +526,19 @@ impl ImplicitConv {
         let plane = self.plane();
         let (body, slack) = xp.split_at_mut(cg * plane);
         slack.fill(0.0);
-        // Split by sub-image (channel and phase), so that even a 3-channel image is shared
-        // evenly between threads.
-        let (subs, sub) = (cg * self.sh * self.sw, self.hs * self.ws);
+        // Split by rows of the sub-images: the GEMM below splits its columns (output rows)
+        // the same way, so each thread mostly reads the rows it wrote, from its own cache.
+        let xpp = SendPtr(body.as_mut_ptr());
+        let row_floats = cg * self.sh * self.sw * self.ws;
         match pool {
             Some(pool) if pool.threads() > 1 => {
-                let xpp = SendPtr(body.as_mut_ptr());
-                pool.parallel_for(subs, 1.max((1 << 14) / sub.max(1)), |k0, k1| {
-                    // SAFETY: disjoint sub-image ranges of the padded image.
-                    let dst = unsafe { xpp.slice(k0 * sub, (k1 - k0) * sub) };
-                    self.pad_sub_images(w, x, k0, k1, dst);
+                pool.parallel_for(self.hs, 1.max((1 << 14) / row_floats.max(1)), |r0, r1| {
+                    // SAFETY: disjoint row ranges of the prepared image.
+                    unsafe { self.pad_rows(w, x, cg, r0..r1, &xpp) };
                 });
             }
-            _ => self.pad_sub_images(w, x, 0, subs, body),
+            // SAFETY: the whole prepared image, this thread only.
+            _ => unsafe { self.pad_rows(w, x, cg, 0..self.hs, &xpp) },
         }
         let b = ImplicitB { x: xp, offs: &self.offs, width: self.ws, rows: w.out[1], cols: w.out[2] };
         self.product(pool, &b, a, mg, epi, out_sz, y)
