@@ -273,15 +273,20 @@ float_impl!(f64);
 
 /// Run a float kernel on `x` into a new tensor of `x`'s dtype and `out_shape`: f32 and f64
 /// run in place on the tensors' buffers; f16 and bf16 are widened to f32 and narrowed back.
+/// The kernels see a zero-filled output unless `overwrites` (they write every element: the
+/// output then starts with unspecified contents and is not zeroed first).
 pub fn with_float_buffers(
     x: &crate::tensor::Tensor,
     out_shape: &[usize],
+    overwrites: bool,
     f32k: impl FnOnce(&[f32], &mut [f32]) -> crate::error::Result<()>,
     f64k: impl FnOnce(&[f64], &mut [f64]) -> crate::error::Result<()>,
 ) -> crate::error::Result<crate::tensor::Tensor> {
     use crate::tensor::{DType, Tensor};
     let d = x.dtype();
     match d {
+        DType::Float32 if overwrites => Tensor::build_uninit::<f32>(d, out_shape, |o| f32k(x.as_slice::<f32>()?, o)),
+        DType::Float64 if overwrites => Tensor::build_uninit::<f64>(d, out_shape, |o| f64k(x.as_slice::<f64>()?, o)),
         DType::Float32 => Tensor::build::<f32>(d, out_shape, |o| f32k(x.as_slice::<f32>()?, o)),
         DType::Float64 => Tensor::build::<f64>(d, out_shape, |o| f64k(x.as_slice::<f64>()?, o)),
         DType::Float16 | DType::BFloat16 => {

@@ -314,6 +314,7 @@ fn reduce_float(pool: &ThreadPool, kind: Kind, x: &Tensor, shape: &[usize], mask
     with_float_buffers(
         x,
         out_shape,
+        false,
         |xs, o| {
             let p;
             let xs = match &perm {

@@ -219,6 +219,7 @@ impl Op for Softmax {
         let out: Tensor = with_float_buffers(
             x,
             shape,
+            true,
             |x, o| {
                 match d {
                     DType::BFloat16 if kind != Kind::Hardmax => {

@@ -442,7 +442,7 @@ impl Op for Rotary {
             let xv = xw.as_slice::<T>()?;
             let (cv, sv) = (cw.as_slice::<T>()?, sw.as_slice::<T>()?);
             let max_pos = cos.shape()[0];
-            Tensor::build::<T>(xw.dtype(), s, |o| {
+            Tensor::build_uninit::<T>(xw.dtype(), s, |o| {
                 o.copy_from_slice(xv);
                 for bi in 0..b {
                     for si in 0..sl {

@@ -279,7 +279,7 @@ impl Op for MatMul {
         if let (true, Some(pb)) = (sh.fold && dt == DType::Float32 && b.rank() == 2, self.b_packed.get(b, false, rows)?) {
             let av = a.as_slice::<f32>()?;
             let (k, n) = (sh.k, sh.n);
-            let out = Tensor::build::<f32>(dt, &sh.out_shape, |o| {
+            let out = Tensor::build_uninit::<f32>(dt, &sh.out_shape, |o| {
                 debug_assert!(av.len() >= rows * k && o.len() >= rows * n);
                 // SAFETY: A is rows×k and C rows×n row-major (checked by the shape), B packed k×n.
                 unsafe { sgemm_packed_b_par(ctx.pool, rows, n, k, (av.as_ptr(), k, 1, 1.0), pb, 0.0, o.as_mut_ptr(), n, Epilogue::NONE) };
@@ -423,7 +423,7 @@ impl Op for Gemm {
         let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
         if let (true, Some(pb)) = (dt == DType::Float32, self.b_packed.get(b, self.trans_b, m)?) {
             let av = a.as_slice::<f32>()?;
-            let out = Tensor::build::<f32>(dt, &[m, n], |o| {
+            let out = Tensor::build_uninit::<f32>(dt, &[m, n], |o| {
                 let mut beta = 0.0;
                 if let Some(c) = c {
                     if self.beta != 0.0 {

@@ -129,7 +129,7 @@ impl Op for BatchNorm {
             let eps = T::from_f32(self.epsilon);
             let a: Vec<T> = (0..c).map(|i| scale[i] / (var[i] + eps).sqrt()).collect();
             let b: Vec<T> = (0..c).map(|i| bias[i] - mean[i] * a[i]).collect();
-            let y = Tensor::build::<T>(xw.dtype(), x.shape(), |o| {
+            let y = Tensor::build_uninit::<T>(xw.dtype(), x.shape(), |o| {
                 let yp = SendPtr::new(o);
                 ctx.pool.parallel_for(n * c, (1 << 14) / inner.max(1) + 1, |s, e| {
                     for p in s..e {
@@ -233,7 +233,7 @@ impl Op for LayerNorm {
             let mut means = vec![T::ZERO; outer];
             let mut invs = vec![T::ZERO; outer];
             let eps = T::from_f32(self.epsilon);
-            let y = Tensor::build::<T>(xw.dtype(), x.shape(), |o| {
+            let y = Tensor::build_uninit::<T>(xw.dtype(), x.shape(), |o| {
                 let yp = SendPtr::new(o);
                 let mp = SendPtr::new(&mut means);
                 let ip = SendPtr::new(&mut invs);
@@ -363,7 +363,7 @@ impl Op for GroupNorm {
             let xv = xw.as_slice::<T>()?;
             let (sv, bv) = (params::<T>(scale)?, params::<T>(bias)?);
             let eps = T::from_f32(self.epsilon);
-            Tensor::build::<T>(xw.dtype(), x.shape(), |o| {
+            Tensor::build_uninit::<T>(xw.dtype(), x.shape(), |o| {
                 let yp = SendPtr::new(o);
                 ctx.pool.parallel_for(n * g, (1 << 14) / gsz.max(1) + 1, |s, e| {
                     for t in s..e {
