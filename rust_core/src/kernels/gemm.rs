@@ -201,6 +201,18 @@ unsafe fn gemm_unchecked<T: GemmElem>(
         && csb == 1
         && k > 0
         && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
+        && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512
+    {
+        // SAFETY: T is f32, the CPU has AVX-512F; extents are the caller's contract.
+        row_times_rows_avx512(k, n, alpha.to_f32(), a as *const f32, csa, b as *const f32, rsb, beta.to_f32(), c as *mut f32);
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if m == 1
+        && csc == 1
+        && csb == 1
+        && k > 0
+        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
         && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx2
     {
         // SAFETY: T is f32, the CPU has AVX2+FMA; extents are the caller's contract.
@@ -377,6 +389,53 @@ unsafe fn row_times_rows_avx2(k: usize, n: usize, alpha: f32, a: *const f32, csa
         let cj = c.add(j);
         *cj = if beta == 0.0 { d } else { beta.mul_add(*cj, d) };
         j += 1;
+    }
+}
+
+/// [`row_times_rows_avx2`] on sixteen lanes: 128 columns of C in eight registers per pass over
+/// the rows of B, then 16 at a time, the last partial vector under a mask.
+///
+/// # Safety
+/// AVX-512F CPU; `a` holds `k` values `csa` apart, `b` `k` rows of `n` values `rsb` apart, `c`
+/// `n` values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_times_rows_avx512(k: usize, n: usize, alpha: f32, a: *const f32, csa: usize, b: *const f32, rsb: usize, beta: f32, c: *mut f32) {
+    use std::arch::x86_64::*;
+    let finish = |acc: __m512, cj: *mut f32, mask: __mmask16| {
+        let v = if beta == 0.0 { acc } else { _mm512_fmadd_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(mask, cj), acc) };
+        _mm512_mask_storeu_ps(cj, mask, v);
+    };
+    let mut j = 0;
+    while j + 128 <= n {
+        let mut acc = [_mm512_setzero_ps(); 8];
+        for p in 0..k {
+            let x = _mm512_set1_ps(alpha * *a.add(p * csa));
+            let row = b.add(p * rsb + j);
+            for (q, v) in acc.iter_mut().enumerate() {
+                *v = _mm512_fmadd_ps(x, _mm512_loadu_ps(row.add(16 * q)), *v);
+            }
+        }
+        for (q, v) in acc.iter().enumerate() {
+            finish(*v, c.add(j + 16 * q), 0xFFFF);
+        }
+        j += 128;
+    }
+    while j < n {
+        let mask = if n - j >= 16 { 0xFFFF } else { ((1u32 << (n - j)) - 1) as __mmask16 };
+        let (mut v0, mut v1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut p = 0;
+        while p + 2 <= k {
+            v0 = _mm512_fmadd_ps(_mm512_set1_ps(alpha * *a.add(p * csa)), _mm512_maskz_loadu_ps(mask, b.add(p * rsb + j)), v0);
+            v1 = _mm512_fmadd_ps(_mm512_set1_ps(alpha * *a.add((p + 1) * csa)), _mm512_maskz_loadu_ps(mask, b.add((p + 1) * rsb + j)), v1);
+            p += 2;
+        }
+        if p < k {
+            v0 = _mm512_fmadd_ps(_mm512_set1_ps(alpha * *a.add(p * csa)), _mm512_maskz_loadu_ps(mask, b.add(p * rsb + j)), v0);
+        }
+        finish(_mm512_add_ps(v0, v1), c.add(j), mask);
+        j += 16;
     }
 }
 
@@ -572,6 +631,12 @@ pub fn dots_f32(a: &[f32], b: &[f32], ldb: usize, n: usize, alpha: f32, beta: f3
     let k = a.len();
     assert!(n == 0 || (b.len() >= (n - 1) * ldb + k && c.len() > (n - 1) * csc), "dots_f32: operands too short");
     #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        // SAFETY: the CPU has AVX-512F; extents asserted above.
+        unsafe { dots_avx512(a, b, ldb, n, alpha, beta, c, csc) };
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx2 {
         // SAFETY: the CPU has AVX2 and FMA (`active` never exceeds what it reports); extents
         // asserted above.
@@ -579,6 +644,63 @@ pub fn dots_f32(a: &[f32], b: &[f32], ldb: usize, n: usize, alpha: f32, beta: f3
         return;
     }
     dots_f32_auto(a, b, ldb, n, alpha, beta, c, csc)
+}
+
+/// [`dots_f32`] on sixteen lanes: four columns per pass over `a`, the last partial vector of
+/// each product loaded under a mask (no scalar tail).
+///
+/// # Safety
+/// AVX-512F CPU; extents as asserted by [`dots_f32`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn dots_avx512(a: &[f32], b: &[f32], ldb: usize, n: usize, alpha: f32, beta: f32, c: &mut [f32], csc: usize) {
+    use std::arch::x86_64::*;
+    let k = a.len();
+    let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+    let k16 = k - k % 16;
+    let tail = ((1u32 << (k - k16)) - 1) as __mmask16;
+    let store = |j: usize, d: f32| {
+        let cv = cp.add(j * csc);
+        *cv = if beta == 0.0 { alpha * d } else { alpha.mul_add(d, beta * *cv) };
+    };
+    let mut j = 0;
+    while j + 4 <= n {
+        let bq: [*const f32; 4] = std::array::from_fn(|q| bp.add((j + q) * ldb));
+        let mut s = [_mm512_setzero_ps(); 4];
+        let mut p = 0;
+        while p < k16 {
+            let x = _mm512_loadu_ps(ap.add(p));
+            for q in 0..4 {
+                s[q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(bq[q].add(p)), s[q]);
+            }
+            p += 16;
+        }
+        if tail != 0 {
+            let x = _mm512_maskz_loadu_ps(tail, ap.add(p));
+            for q in 0..4 {
+                s[q] = _mm512_fmadd_ps(x, _mm512_maskz_loadu_ps(tail, bq[q].add(p)), s[q]);
+            }
+        }
+        for (q, v) in s.iter().enumerate() {
+            store(j + q, _mm512_reduce_add_ps(*v));
+        }
+        j += 4;
+    }
+    while j < n {
+        let bj = bp.add(j * ldb);
+        let mut v = _mm512_setzero_ps();
+        let mut p = 0;
+        while p < k16 {
+            v = _mm512_fmadd_ps(_mm512_loadu_ps(ap.add(p)), _mm512_loadu_ps(bj.add(p)), v);
+            p += 16;
+        }
+        if tail != 0 {
+            v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(tail, ap.add(p)), _mm512_maskz_loadu_ps(tail, bj.add(p)), v);
+        }
+        store(j, _mm512_reduce_add_ps(v));
+        j += 1;
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
