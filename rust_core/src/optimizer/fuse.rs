@@ -490,6 +490,111 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
     count
 }
 
+/// Fuse the tanh form of GELU as tf2onnx (Keras `gelu(approximate=True)`) and PyTorch below
+/// opset 20 write it, `0.5 · x · (1 + tanh(√(2/π) · (x + 0.044715 · x³)))`: `Pow(x, 3)` →
+/// `Mul(0.044715, ·)` → `Add(x, ·)` → `Mul(√(2/π), ·)` → `Tanh` → `Add(1, ·)`, then either
+/// `Mul(Mul(x, 0.5), ·)` or `Mul(Mul(x, ·), 0.5)`, into one `Gelu` node of the private domain
+/// with `approximate = "tanh"` (one pass instead of eight). Every intermediate must have that
+/// chain as its only reader. Returns the number of fusions made.
+pub fn fuse_gelu_tanh(g: &mut Graph) -> usize {
+    let readers = readers_of(g);
+    let (inits, consts) = constant_maps(g);
+    let only_reader = |name: &str| sole_reader(&readers, name);
+    let is = |n: &Node, op: &str| n.op_type == op && is_default_domain(n) && n.outputs.len() == 1;
+    let producer = |name: &str| g.nodes.iter().position(|n| n.outputs.first().map(String::as_str) == Some(name));
+    let scalar_is = |name: &str, want: f32, tol: f32| const_scalar(name, &inits, &consts).is_some_and(|c| (c - want).abs() <= tol);
+    // Binary node `n` with one operand the scalar `want`: the other operand.
+    let with_scalar = |n: &Node, want: f32, tol: f32| -> Option<String> {
+        match n.inputs.as_slice() {
+            [a, b] if scalar_is(b, want, tol) => Some(a.clone()),
+            [a, b] if scalar_is(a, want, tol) => Some(b.clone()),
+            _ => None,
+        }
+    };
+    let sqrt_2_over_pi = (2.0 / std::f32::consts::PI).sqrt();
+    let mut plans: Vec<(usize, String, [usize; 7])> = Vec::new();
+    for (k, tanh) in g.nodes.iter().enumerate() {
+        if !is(tanh, "Tanh") {
+            continue;
+        }
+        // Mul(√(2/π), s) with s = Add(x, Mul(0.044715, Pow(x, 3))).
+        let Some(u) = tanh.inputs.first().and_then(|i| producer(i)) else { continue };
+        let un = &g.nodes[u];
+        let Some(sv) = is(un, "Mul").then(|| with_scalar(un, sqrt_2_over_pi, 1e-5)).flatten() else { continue };
+        let Some(sa) = producer(&sv) else { continue };
+        let sn = &g.nodes[sa];
+        if !is(sn, "Add") || sn.inputs.len() != 2 {
+            continue;
+        }
+        // One operand of the Add is the cube term, the other is x.
+        let mut found = None;
+        for (qi, xi) in [(0, 1), (1, 0)] {
+            let Some(q) = producer(&sn.inputs[qi]) else { continue };
+            let qn = &g.nodes[q];
+            let Some(pv) = is(qn, "Mul").then(|| with_scalar(qn, 0.044715, 1e-6)).flatten() else { continue };
+            let Some(pw) = producer(&pv) else { continue };
+            let pn = &g.nodes[pw];
+            let x = &sn.inputs[xi];
+            if is(pn, "Pow") && pn.inputs.len() == 2 && &pn.inputs[0] == x && scalar_is(&pn.inputs[1], 3.0, 0.0) {
+                found = Some((x.clone(), q, pw));
+                break;
+            }
+        }
+        let Some((x, q, pw)) = found else { continue };
+        let chain_ok = only_reader(&g.nodes[pw].outputs[0]) == Some(q)
+            && only_reader(&g.nodes[q].outputs[0]) == Some(sa)
+            && only_reader(&sv) == Some(u)
+            && only_reader(&un.outputs[0]) == Some(k);
+        if !chain_ok {
+            continue;
+        }
+        // Add(1, tanh), then the products with x and 0.5.
+        let Some(v) = only_reader(&tanh.outputs[0]) else { continue };
+        let vn = &g.nodes[v];
+        if !is(vn, "Add") || with_scalar(vn, 1.0, 0.0).as_deref() != Some(tanh.outputs[0].as_str()) {
+            continue;
+        }
+        let Some(m1) = only_reader(&vn.outputs[0]) else { continue };
+        let mn = &g.nodes[m1];
+        if !is(mn, "Mul") || mn.inputs.len() != 2 {
+            continue;
+        }
+        let o = if mn.inputs[0] == vn.outputs[0] { &mn.inputs[1] } else { &mn.inputs[0] };
+        let fused = if *o == x {
+            // Mul(x, 1 + tanh) then Mul(·, 0.5).
+            let Some(m2) = only_reader(&mn.outputs[0]) else { continue };
+            let hn = &g.nodes[m2];
+            if !is(hn, "Mul") || with_scalar(hn, 0.5, 0.0).as_deref() != Some(mn.outputs[0].as_str()) {
+                continue;
+            }
+            (m2, [pw, q, sa, u, k, v, m1])
+        } else {
+            // Mul(Mul(x, 0.5), 1 + tanh).
+            let Some(h) = producer(o) else { continue };
+            let hn = &g.nodes[h];
+            if !is(hn, "Mul") || with_scalar(hn, 0.5, 0.0).as_deref() != Some(x.as_str()) || only_reader(o) != Some(m1) {
+                continue;
+            }
+            (m1, [pw, q, sa, u, k, v, h])
+        };
+        plans.push((fused.0, x, fused.1));
+    }
+    let mut removed = vec![false; g.nodes.len()];
+    let count = plans.len();
+    for (k, x, gone) in plans {
+        let n = &mut g.nodes[k];
+        n.op_type = "Gelu".into();
+        n.domain = DOMAIN.into();
+        n.inputs = vec![x];
+        n.attrs = vec![("approximate".to_string(), AttrValue::String(b"tanh".to_vec()))];
+        for j in gone {
+            removed[j] = true;
+        }
+    }
+    drop_nodes(g, &removed);
+    count
+}
+
 /// Fuse the layer normalization PyTorch exports below opset 17 — `ReduceMean(x)` over the last
 /// axis, `Sub(x, mean)`, `Pow(·, 2)`, `ReduceMean`, `Add(·, eps)`, `Sqrt`, `Div`, then `Mul` by a
 /// constant 1-D scale and optionally `Add` of a constant 1-D bias — into one
@@ -750,6 +855,54 @@ mod tests {
         assert!(gelus.iter().all(|n| n.domain == DOMAIN && n.attrs.is_empty()));
         assert_eq!((gelus[0].inputs.as_slice(), gelus[0].outputs.as_slice()), (&["x".to_string()][..], &["y1".to_string()][..]));
         assert_eq!((gelus[1].inputs.as_slice(), gelus[1].outputs.as_slice()), (&["w".to_string()][..], &["y2".to_string()][..]));
+    }
+
+    #[test]
+    fn tanh_gelu_chains_are_fused_in_both_orders() {
+        let sc = |v: f32| Tensor::scalar(v);
+        let chain = |x: &str, p: &str, extra: &str| {
+            vec![
+                node("Pow", &[x, "three"], &[&format!("{p}pow")]),
+                node("Mul", &["c", &format!("{p}pow")], &[&format!("{p}q")]),
+                node("Add", &[x, &format!("{p}q")], &[&format!("{p}s")]),
+                node("Mul", &["k", &format!("{p}s")], &[&format!("{p}u")]),
+                node("Tanh", &[&format!("{p}u")], &[&format!("{p}t")]),
+                node("Add", &[extra, &format!("{p}t")], &[&format!("{p}v")]),
+            ]
+        };
+        let mut nodes = chain("x", "a", "one");
+        // tf2onnx: Mul(0.5, x) times (1 + tanh).
+        nodes.push(node("Mul", &["half", "x"], &["ah"]));
+        nodes.push(node("Mul", &["ah", "av"], &["y1"]));
+        // x times (1 + tanh), then 0.5.
+        nodes.extend(chain("w", "b", "one"));
+        nodes.push(node("Mul", &["w", "bv"], &["bm"]));
+        nodes.push(node("Mul", &["bm", "half"], &["y2"]));
+        // Not GELU: the Add constant is 2.
+        nodes.extend(chain("z", "c", "two"));
+        nodes.push(node("Mul", &["z", "cv"], &["cm"]));
+        nodes.push(node("Mul", &["cm", "half"], &["y3"]));
+        let mut g = graph(
+            nodes,
+            &["y1", "y2", "y3"],
+            vec![
+                ("three", sc(3.0)),
+                ("c", sc(0.044715)),
+                ("k", sc((2.0 / std::f32::consts::PI).sqrt())),
+                ("one", sc(1.0)),
+                ("two", sc(2.0)),
+                ("half", sc(0.5)),
+            ],
+        );
+        assert_eq!(fuse_gelu_tanh(&mut g), 2);
+        assert_eq!(g.nodes.len(), 10);
+        let gelus: Vec<_> = g.nodes.iter().filter(|n| n.op_type == "Gelu").collect();
+        assert_eq!(gelus.len(), 2);
+        for (n, (x, y)) in gelus.iter().zip([("x", "y1"), ("w", "y2")]) {
+            assert_eq!(n.domain, DOMAIN);
+            assert_eq!((n.inputs.as_slice(), n.outputs.as_slice()), (&[x.to_string()][..], &[y.to_string()][..]));
+            assert!(matches!(n.attrs.as_slice(), [(a, AttrValue::String(v))] if a == "approximate" && v == b"tanh"));
+        }
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub fn prepare(model: &Model) -> Result<Graph> {
         fuse::fold_conv_affine(&mut g);
         fuse::fuse_conv_activations(&mut g, opset);
         fuse::fuse_gelu(&mut g);
+        fuse::fuse_gelu_tanh(&mut g);
         fuse::fuse_layer_norm(&mut g);
         fuse::prune_unused_initializers(&mut g);
     }
