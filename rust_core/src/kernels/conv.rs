@@ -14,7 +14,7 @@ use crate::kernels::vmath::{apply_inplace_any, apply_inplace_body, Act};
 use crate::kernels::{Scratch, SendPtr};
 
 /// A window over exactly three spatial axes (D, H, W).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Window3 {
     pub input: [usize; 3],
     pub kernel: [usize; 3],
@@ -559,6 +559,41 @@ impl ImplicitConv {
     }
 }
 
+/// What an implicit-GEMM plan depends on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct PlanKey {
+    window: Window3,
+    cg: usize,
+    f32: bool,
+    isa: crate::kernels::simd::Isa,
+}
+
+/// The implicit-GEMM plan of one convolution node for its last input shape, kept across runs
+/// (building it allocates an offset per input channel and tap, so a steady run of a fixed-shape
+/// model allocates nothing for it). A new shape replaces the entry; concurrent runs share it.
+#[derive(Default)]
+pub struct PlanCache(std::sync::Mutex<Option<(PlanKey, Option<std::sync::Arc<ImplicitConv>>)>>);
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PlanCache")
+    }
+}
+
+impl PlanCache {
+    fn get(&self, key: PlanKey, build: impl FnOnce() -> Option<ImplicitConv>) -> Option<std::sync::Arc<ImplicitConv>> {
+        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((k, plan)) = g.as_ref() {
+            if *k == key {
+                return plan.clone();
+            }
+        }
+        let plan = build().map(std::sync::Arc::new);
+        *g = Some((key, plan.clone()));
+        plan
+    }
+}
+
 /// Shape of a grouped convolution.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
@@ -592,7 +627,8 @@ impl ConvShape {
     }
 }
 
-/// Forward convolution: `y = act(conv(x, weights) + bias)`.
+/// Forward convolution: `y = act(conv(x, weights) + bias)`. `plans` keeps the node's
+/// implicit-GEMM plan across runs (None: built for this call).
 /// `x`: `[N][C][in]`, `weights`: `[M][C/group][K]`, `y`: `[N][M][out]` (every element written).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_forward<T: GemmElem>(
@@ -603,6 +639,7 @@ pub fn conv_forward<T: GemmElem>(
     bias: Option<&[T]>,
     act: Act,
     packed: Option<&[PackedA]>,
+    plans: Option<&PlanCache>,
     y: &mut [T],
 ) -> Result<()> {
     let w = &s.window;
@@ -700,10 +737,14 @@ pub fn conv_forward<T: GemmElem>(
     }
     let pointwise = s.is_pointwise();
     let flops_per_task = mg * kdim * out_sz;
-    let implicit = match (as_f32(x).is_some(), pointwise) {
+    let build = || match (as_f32(x).is_some(), pointwise) {
         (false, _) => None,
         (true, true) => ImplicitConv::pointwise(cg, in_sz),
         (true, false) => ImplicitConv::plan(w, cg),
+    };
+    let implicit = match plans {
+        Some(cache) => cache.get(PlanKey { window: *w, cg, f32: as_f32(x).is_some(), isa: crate::kernels::simd::active() }, build),
+        None => build().map(std::sync::Arc::new),
     };
     let run_task = |t: usize, col: &mut Scratch, par: bool| -> Result<()> {
         let (n, g) = (t / group, t % group);
@@ -881,9 +922,11 @@ mod tests {
             for_each_isa(|isa| {
                 for threads in [1, 2] {
                     let pool = ThreadPool::new(threads);
-                    for pk in [None, Some(&packed[..])] {
+                    let cache = PlanCache::default();
+                    // Without a plan cache, then twice through one (built, then reused).
+                    for (pk, plans) in [(None, None), (Some(&packed[..]), Some(&cache)), (Some(&packed[..]), Some(&cache))] {
                         let mut y = vec![f32::NAN; want.len()];
-                        conv_forward(&pool, &s, &x, &wt, Some(&bias), Act::Relu, pk, &mut y).unwrap();
+                        conv_forward(&pool, &s, &x, &wt, Some(&bias), Act::Relu, pk, plans, &mut y).unwrap();
                         for (i, (g, w)) in y.iter().zip(&want).enumerate() {
                             assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{isa:?} t{threads} {:?} [{i}]: {g} vs {w}", s.window);
                         }

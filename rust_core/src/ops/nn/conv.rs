@@ -105,6 +105,8 @@ struct Conv {
     act: Act,
     /// Constant f32 weights packed for the GEMM, one per group (not for depthwise).
     packed: Option<Vec<PackedA>>,
+    /// The implicit-GEMM plan for the last input shape.
+    plans: crate::kernels::conv::PlanCache,
 }
 
 /// Pack constant f32 weights `[M][C/group][K...]` per group for the GEMM strategies.
@@ -125,7 +127,7 @@ fn pack_weights(ctx: &BuildContext, group: usize) -> Option<Vec<PackedA>> {
 fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let attrs = ConvAttrs::parse(ctx)?;
     let packed = pack_weights(ctx, attrs.group);
-    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act: Act::Identity, packed }))
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act: Act::Identity, packed, plans: Default::default() }))
 }
 
 fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -135,7 +137,7 @@ fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
         .ok_or_else(|| ctx.invalid(format!("unknown fused activation '{name}' with parameters {params:?}")))?;
     let attrs = ConvAttrs::parse(ctx)?;
     let packed = pack_weights(ctx, attrs.group);
-    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed }))
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed, plans: Default::default() }))
 }
 
 impl Op for Conv {
@@ -169,7 +171,7 @@ impl Op for Conv {
         let y = crate::with_float!(xw.dtype(), "Conv", T => {
             let bias = match &bw { Some(b) => Some(b.as_slice::<T>()?), None => None };
             let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
-            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, self.packed.as_deref(), o))
+            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, self.packed.as_deref(), Some(&self.plans), o))
         })?;
         Ok(vec![narrow(y, dt)?.into()])
     }
@@ -221,7 +223,7 @@ impl Op for ConvInteger {
         let wv = centered_f64(w, wz, 0, "w")?;
         let n: usize = out_shape.iter().product();
         let mut acc = vec![0f64; n];
-        conv_forward(ctx.pool, &shape, &xv, &wv, None, Act::Identity, None, &mut acc)?;
+        conv_forward(ctx.pool, &shape, &xv, &wv, None, Act::Identity, None, None, &mut acc)?;
         Ok(vec![Tensor::from_vec(
             &out_shape,
             acc.into_iter().map(|v| v as i32).collect::<Vec<i32>>(),
@@ -259,7 +261,7 @@ impl Op for QLinearConv {
         let bias = b.map(|b| b.to_f64_vec()).transpose()?;
         let n: usize = out_shape.iter().product();
         let mut acc = vec![0f64; n];
-        conv_forward(ctx.pool, &shape, &xv, &wv, bias.as_deref(), Act::Identity, None, &mut acc)?;
+        conv_forward(ctx.pool, &shape, &xv, &wv, bias.as_deref(), Act::Identity, None, None, &mut acc)?;
         let m = shape.out_channels;
         if xs.len() != 1 || ys.len() != 1 || (ws.len() != 1 && ws.len() != m) {
             return Err(Error::ShapeMismatch(format!("{OP}: x_scale and y_scale must be scalars and w_scale scalar or per output channel")));
