@@ -471,19 +471,19 @@ impl ImplicitConv {
         self.sh * self.sw * self.hs * self.ws
     }
 
-    /// Fill rows `rows` of every sub-image (sub-image `k` is phase `k % (sh·sw)` of channel
+    /// Fill rows `rows` of sub-images `subs` (sub-image `k` is phase `k % (sh·sw)` of channel
     /// `k / (sh·sw)`) of the prepared image `xp` from the group image `x` (`[cg][H][W]`):
     /// padding made explicit (zeros), every `sw`-th column of every `sh`-th row.
     ///
     /// # Safety
     /// `xp` points to the prepared image (`cg · plane()` floats); no one else accesses these
     /// rows meanwhile.
-    unsafe fn pad_rows(&self, w: &Window3, x: &[f32], cg: usize, rows: std::ops::Range<usize>, xp: &SendPtr<f32>) {
+    unsafe fn pad_rows(&self, w: &Window3, x: &[f32], subs: std::ops::Range<usize>, rows: std::ops::Range<usize>, xp: &SendPtr<f32>) {
         let [_, ih_n, iw_n] = w.input;
         let (pt, pl) = (w.pad_begin[1], w.pad_begin[2]);
         let (sh, sw, ws) = (self.sh, self.sw, self.ws);
         let sub = self.hs * ws;
-        for k in 0..cg * sh * sw {
+        for k in subs {
             let c = k / (sh * sw);
             let (ph, pw) = ((k % (sh * sw)) / sw, k % sw);
             let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
@@ -528,17 +528,24 @@ impl ImplicitConv {
         slack.fill(0.0);
         // Split by rows of the sub-images: the GEMM below splits its columns (output rows)
         // the same way, so each thread mostly reads the rows it wrote, from its own cache.
+        // Images of few rows (1-D convolutions: one) split by sub-image instead.
         let xpp = SendPtr(body.as_mut_ptr());
-        let row_floats = cg * self.sh * self.sw * self.ws;
+        let subs = cg * self.sh * self.sw;
         match pool {
-            Some(pool) if pool.threads() > 1 => {
-                pool.parallel_for(self.hs, 1.max((1 << 14) / row_floats.max(1)), |r0, r1| {
+            Some(pool) if pool.threads() > 1 && self.hs >= 2 * pool.threads() => {
+                pool.parallel_for(self.hs, 1.max((1 << 14) / (subs * self.ws).max(1)), |r0, r1| {
                     // SAFETY: disjoint row ranges of the prepared image.
-                    unsafe { self.pad_rows(w, x, cg, r0..r1, &xpp) };
+                    unsafe { self.pad_rows(w, x, 0..subs, r0..r1, &xpp) };
+                });
+            }
+            Some(pool) if pool.threads() > 1 => {
+                pool.parallel_for(subs, 1.max((1 << 14) / (self.hs * self.ws).max(1)), |k0, k1| {
+                    // SAFETY: disjoint sub-image ranges of the prepared image.
+                    unsafe { self.pad_rows(w, x, k0..k1, 0..self.hs, &xpp) };
                 });
             }
             // SAFETY: the whole prepared image, this thread only.
-            _ => unsafe { self.pad_rows(w, x, cg, 0..self.hs, &xpp) },
+            _ => unsafe { self.pad_rows(w, x, 0..subs, 0..self.hs, &xpp) },
         }
         let b = ImplicitB { x: xp, offs: &self.offs, width: self.ws, rows: w.out[1], cols: w.out[2] };
         self.product(pool, &b, a, mg, epi, out_sz, y)
