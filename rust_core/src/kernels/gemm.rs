@@ -201,22 +201,16 @@ unsafe fn gemm_unchecked<T: GemmElem>(
         && csb == 1
         && k > 0
         && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
-        && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512
-    {
-        // SAFETY: T is f32, the CPU has AVX-512F; extents are the caller's contract.
-        row_times_rows_avx512(k, n, alpha.to_f32(), a as *const f32, csa, b as *const f32, rsb, beta.to_f32(), c as *mut f32);
-        return;
-    }
-    #[cfg(target_arch = "x86_64")]
-    if m == 1
-        && csc == 1
-        && csb == 1
-        && k > 0
-        && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>()
         && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx2
     {
-        // SAFETY: T is f32, the CPU has AVX2+FMA; extents are the caller's contract.
-        row_times_rows_avx2(k, n, alpha.to_f32(), a as *const f32, csa, b as *const f32, rsb, beta.to_f32(), c as *mut f32);
+        let (alpha, a, b, beta, c) = (alpha.to_f32(), a as *const f32, b as *const f32, beta.to_f32(), c as *mut f32);
+        // SAFETY: T is f32, the CPU has AVX2+FMA (and AVX-512F for the first); extents are the
+        // caller's contract.
+        if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+            row_times_rows_avx512(k, n, alpha, a, csa, b, rsb, beta, c);
+        } else {
+            row_times_rows_avx2(k, n, alpha, a, csa, b, rsb, beta, c);
+        }
         return;
     }
     if m == 1 && csc == 1 && csb == 1 && k > 0 && std::any::TypeId::of::<T>() == std::any::TypeId::of::<f32>() {

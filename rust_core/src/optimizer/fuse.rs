@@ -474,6 +474,12 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
         };
         plans.push((fused.0, x, fused.1));
     }
+    rewrite_as_gelu(g, plans, &[])
+}
+
+/// Turn node `k` of each plan `(k, x, chain)` into the private-domain `Gelu(x)` with `attrs`,
+/// and drop the rest of its chain. Returns the number of rewrites.
+fn rewrite_as_gelu<const N: usize>(g: &mut Graph, plans: Vec<(usize, String, [usize; N])>, attrs: &[(String, AttrValue)]) -> usize {
     let mut removed = vec![false; g.nodes.len()];
     let count = plans.len();
     for (k, x, gone) in plans {
@@ -481,7 +487,7 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
         n.op_type = "Gelu".into();
         n.domain = DOMAIN.into();
         n.inputs = vec![x];
-        n.attrs.clear();
+        n.attrs = attrs.to_vec();
         for j in gone {
             removed[j] = true;
         }
@@ -579,20 +585,7 @@ pub fn fuse_gelu_tanh(g: &mut Graph) -> usize {
         };
         plans.push((fused.0, x, fused.1));
     }
-    let mut removed = vec![false; g.nodes.len()];
-    let count = plans.len();
-    for (k, x, gone) in plans {
-        let n = &mut g.nodes[k];
-        n.op_type = "Gelu".into();
-        n.domain = DOMAIN.into();
-        n.inputs = vec![x];
-        n.attrs = vec![("approximate".to_string(), AttrValue::String(b"tanh".to_vec()))];
-        for j in gone {
-            removed[j] = true;
-        }
-    }
-    drop_nodes(g, &removed);
-    count
+    rewrite_as_gelu(g, plans, &[("approximate".to_string(), AttrValue::String(b"tanh".to_vec()))])
 }
 
 /// Fuse the layer normalization PyTorch exports below opset 17 — `ReduceMean(x)` over the last
