@@ -105,6 +105,12 @@ fn readers_of(g: &Graph) -> HashMap<String, Vec<usize>> {
     readers
 }
 
+/// The node whose first output is each name (one pass, so pattern matchers look producers up
+/// in constant time instead of scanning the graph per candidate).
+fn first_output_producers(g: &Graph) -> HashMap<&str, usize> {
+    g.nodes.iter().enumerate().filter_map(|(k, n)| n.outputs.first().map(|o| (o.as_str(), k))).collect()
+}
+
 /// Initializers and `Constant` node outputs of `g`, by name.
 fn constant_maps(g: &Graph) -> (HashMap<&str, &Tensor>, HashMap<&str, &Tensor>) {
     let inits = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
@@ -425,6 +431,8 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
         }
     };
     let scalar_is = |name: &str, want: f32, tol: f32| const_scalar(name, &inits, &consts).is_some_and(|c| (c - want).abs() <= tol);
+    let producers = first_output_producers(g);
+    let producer = |name: &str| producers.get(name).copied();
     // (node to rewrite into Gelu, x, removed nodes)
     let mut plans: Vec<(usize, String, [usize; 4])> = Vec::new();
     for (k, erf) in g.nodes.iter().enumerate() {
@@ -432,7 +440,7 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
             continue;
         }
         // Div(x, √2) or Mul(x, 1/√2) before it.
-        let Some(d) = g.nodes.iter().position(|n| n.outputs.first() == erf.inputs.first()) else { continue };
+        let Some(d) = erf.inputs.first().and_then(|i| producer(i)) else { continue };
         let dn = &g.nodes[d];
         let x = match dn.inputs.as_slice() {
             [x, c] if is(dn, "Div") && scalar_is(c, std::f32::consts::SQRT_2, 1e-4) => x.clone(),
@@ -465,7 +473,7 @@ pub fn fuse_gelu(g: &mut Graph) -> usize {
             (m2, [d, k, a, m1])
         } else {
             // Mul(Mul(x, 0.5), 1 + erf).
-            let Some(h) = g.nodes.iter().position(|n| n.outputs.first() == Some(&p)) else { continue };
+            let Some(h) = producer(&p) else { continue };
             let hn = &g.nodes[h];
             if !is(hn, "Mul") || other(hn, &x).is_none_or(|c| !scalar_is(&c, 0.5, 0.0)) || only_reader(&p) != Some(m1) {
                 continue;
@@ -507,7 +515,8 @@ pub fn fuse_gelu_tanh(g: &mut Graph) -> usize {
     let (inits, consts) = constant_maps(g);
     let only_reader = |name: &str| sole_reader(&readers, name);
     let is = |n: &Node, op: &str| n.op_type == op && is_default_domain(n) && n.outputs.len() == 1;
-    let producer = |name: &str| g.nodes.iter().position(|n| n.outputs.first().map(String::as_str) == Some(name));
+    let producers = first_output_producers(g);
+    let producer = |name: &str| producers.get(name).copied();
     let scalar_is = |name: &str, want: f32, tol: f32| const_scalar(name, &inits, &consts).is_some_and(|c| (c - want).abs() <= tol);
     // Binary node `n` with one operand the scalar `want`: the other operand.
     let with_scalar = |n: &Node, want: f32, tol: f32| -> Option<String> {
