@@ -237,10 +237,13 @@ fn band_body<M: MulAdd, const CB: usize>(
         }
     }
     let (bp, op) = (band.as_ptr(), orow.as_mut_ptr());
-    // SAFETY (of the probe): M::AVX2 code runs on AVX2 CPUs only.
+    // SAFETY (of the probes): M::AVX2 code runs on AVX2 CPUs only, `avx512` on AVX-512 ones.
     #[cfg(target_arch = "x86_64")]
-    let act_in_regs = M::AVX2 && unsafe { crate::kernels::vmath::act_m256(act, std::arch::x86_64::_mm256_setzero_ps()) }.is_some();
-    // (act_m512 covers the same activations as act_m256.)
+    let act_in_regs = if avx512 {
+        unsafe { crate::kernels::vmath::act_m512(act, std::arch::x86_64::_mm512_setzero_ps()) }.is_some()
+    } else {
+        M::AVX2 && unsafe { crate::kernels::vmath::act_m256(act, std::arch::x86_64::_mm256_setzero_ps()) }.is_some()
+    };
     #[cfg(not(target_arch = "x86_64"))]
     let act_in_regs = false;
     for oh in b.oh0..b.oh1 {
