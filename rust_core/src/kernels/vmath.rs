@@ -339,21 +339,59 @@ unsafe fn clamp_sym_m512(x: std::arch::x86_64::__m512, c: f32) -> std::arch::x86
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 unsafe fn tanh_m512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    const CLAMP: f32 = 7.905_311;
+    let p = [-2.760_768_5e-16, 2.000_187_9e-13, -8.604_671_5e-11, 5.122_297e-8, 1.485_722_4e-5, 6.372_619_3e-4, 4.893_524_6e-3];
+    let q = [1.198_258_4e-6, 1.185_347_1e-4, 2.268_434_6e-3, 4.893_525e-3];
+    odd_rational_m512(x, CLAMP, CLAMP, p, q)
+}
+
+/// [`erf`] on sixteen lanes (same rational approximation, ±1 exactly beyond |x| = 3.9).
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn erf_m512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
+    let p = [-2.726_142_3e-10, 2.770_681_4e-8, -2.101_024e-6, -5.692_506_4e-5, -7.349_906_3e-4, -2.954_600_1e-3, -1.609_603_3e-2];
+    let q = [-1.456_607_2e-5, -2.133_740_6e-4, -1.682_827e-3, -7.373_329_2e-3, -1.426_474e-2];
+    odd_rational_m512(x, 4.0, 3.9, p, q)
+}
+
+/// `xc·P(xc²) / Q(xc²)` for `xc = x` clamped to `±clamp` (coefficients highest degree first,
+/// Horner steps with fused multiply-adds, as the scalar [`tanh`] and [`erf`]), then ±1 (the
+/// sign of `xc`) where `|xc| >= one_from`. NaN stays NaN.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn odd_rational_m512<const NP: usize, const NQ: usize>(
+    x: std::arch::x86_64::__m512,
+    clamp: f32,
+    one_from: f32,
+    p: [f32; NP],
+    q: [f32; NQ],
+) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
-    let xc = clamp_sym_m512(x, 7.905_311);
+    let xc = clamp_sym_m512(x, clamp);
     let x2 = _mm512_mul_ps(xc, xc);
-    let c = _mm512_set1_ps;
-    let mut p = _mm512_fmadd_ps(x2, c(-2.760_768_5e-16), c(2.000_187_9e-13));
-    p = _mm512_fmadd_ps(x2, p, c(-8.604_671_5e-11));
-    p = _mm512_fmadd_ps(x2, p, c(5.122_297e-8));
-    p = _mm512_fmadd_ps(x2, p, c(1.485_722_4e-5));
-    p = _mm512_fmadd_ps(x2, p, c(6.372_619_3e-4));
-    p = _mm512_fmadd_ps(x2, p, c(4.893_524_6e-3));
-    p = _mm512_mul_ps(p, xc);
-    let mut q = _mm512_fmadd_ps(x2, c(1.198_258_4e-6), c(1.185_347_1e-4));
-    q = _mm512_fmadd_ps(x2, q, c(2.268_434_6e-3));
-    q = _mm512_fmadd_ps(x2, q, c(4.893_525e-3));
-    sign_one_beyond(_mm512_div_ps(p, q), xc, 7.905_311)
+    let num = _mm512_mul_ps(horner_m512(x2, &p), xc);
+    sign_one_beyond(_mm512_div_ps(num, horner_m512(x2, &q)), xc, one_from)
+}
+
+/// The polynomial with coefficients `c` (highest degree first, at least two) at `x`.
+///
+/// # Safety
+/// The CPU must have AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn horner_m512(x: std::arch::x86_64::__m512, c: &[f32]) -> std::arch::x86_64::__m512 {
+    use std::arch::x86_64::*;
+    let mut v = _mm512_fmadd_ps(x, _mm512_set1_ps(c[0]), _mm512_set1_ps(c[1]));
+    for &k in &c[2..] {
+        v = _mm512_fmadd_ps(x, v, _mm512_set1_ps(k));
+    }
+    v
 }
 
 /// `v`, except ±1 (the sign of `xc`) where `|xc| >= bound` (false for NaN).
@@ -367,30 +405,6 @@ unsafe fn sign_one_beyond(v: std::arch::x86_64::__m512, xc: std::arch::x86_64::_
     _mm512_mask_mov_ps(v, big, one)
 }
 
-/// [`erf`] on sixteen lanes (same rational approximation, ±1 exactly beyond |x| = 3.9).
-///
-/// # Safety
-/// The CPU must have AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[inline(always)]
-unsafe fn erf_m512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
-    use std::arch::x86_64::*;
-    let xc = clamp_sym_m512(x, 4.0);
-    let x2 = _mm512_mul_ps(xc, xc);
-    let c = _mm512_set1_ps;
-    let mut p = _mm512_fmadd_ps(x2, c(-2.726_142_3e-10), c(2.770_681_4e-8));
-    p = _mm512_fmadd_ps(x2, p, c(-2.101_024e-6));
-    p = _mm512_fmadd_ps(x2, p, c(-5.692_506_4e-5));
-    p = _mm512_fmadd_ps(x2, p, c(-7.349_906_3e-4));
-    p = _mm512_fmadd_ps(x2, p, c(-2.954_600_1e-3));
-    p = _mm512_fmadd_ps(x2, p, c(-1.609_603_3e-2));
-    p = _mm512_mul_ps(p, xc);
-    let mut q = _mm512_fmadd_ps(x2, c(-1.456_607_2e-5), c(-2.133_740_6e-4));
-    q = _mm512_fmadd_ps(x2, q, c(-1.682_827e-3));
-    q = _mm512_fmadd_ps(x2, q, c(-7.373_329_2e-3));
-    q = _mm512_fmadd_ps(x2, q, c(-1.426_474e-2));
-    sign_one_beyond(_mm512_div_ps(p, q), xc, 3.9)
-}
 
 /// sigmoid on sixteen lanes, `1 / (1 + e^-v)` with [`exp_m512`] (a reciprocal estimate refined
 /// by a Newton step was no faster than the division on AVX-512 cores). NaN stays NaN.
