@@ -149,7 +149,7 @@ unsafe fn tile_avx512<const T: usize>(
         }
     }
     for (t, a) in acc.iter().enumerate() {
-        let v = if act_in_regs { crate::kernels::vmath::act_m512(act, *a).unwrap_or(*a) } else { *a };
+        let v = if act_in_regs { crate::kernels::vmath::act_m512(act, *a) } else { *a };
         _mm512_storeu_ps(out.add(t * CB16), v);
     }
 }
@@ -237,13 +237,10 @@ fn band_body<M: MulAdd, const CB: usize>(
         }
     }
     let (bp, op) = (band.as_ptr(), orow.as_mut_ptr());
-    // SAFETY (of the probes): M::AVX2 code runs on AVX2 CPUs only, `avx512` on AVX-512 ones.
+    // AVX-512 tiles apply every activation in registers, AVX2 ones the cheap ones.
+    // SAFETY (of the probe): M::AVX2 code runs on AVX2 CPUs only.
     #[cfg(target_arch = "x86_64")]
-    let act_in_regs = if avx512 {
-        unsafe { crate::kernels::vmath::act_m512(act, std::arch::x86_64::_mm512_setzero_ps()) }.is_some()
-    } else {
-        M::AVX2 && unsafe { crate::kernels::vmath::act_m256(act, std::arch::x86_64::_mm256_setzero_ps()) }.is_some()
-    };
+    let act_in_regs = avx512 || M::AVX2 && unsafe { crate::kernels::vmath::act_m256(act, std::arch::x86_64::_mm256_setzero_ps()) }.is_some();
     #[cfg(not(target_arch = "x86_64"))]
     let act_in_regs = false;
     for oh in b.oh0..b.oh1 {

@@ -360,20 +360,8 @@ unsafe fn kernel_avx512<const R: usize, const W: usize, B: BTile>(kc: usize, a: 
                 }
             }
             if t.last && t.act != Act::Identity {
-                if act_m512(t.act, out[0]).is_some() {
-                    for v in out.iter_mut() {
-                        *v = act_m512(t.act, *v).unwrap_or(*v);
-                    }
-                } else {
-                    // Transcendental activations: through a stack row, as in the AVX2 kernel.
-                    let mut buf = [0f32; 2 * NR];
-                    for (w, v) in out.iter().enumerate() {
-                        _mm512_storeu_ps(buf.as_mut_ptr().add(w * NR), *v);
-                    }
-                    apply_inplace_body::<crate::kernels::simd::Fused>(t.act, &mut buf[..W * NR]);
-                    for (w, v) in out.iter_mut().enumerate() {
-                        *v = _mm512_loadu_ps(buf.as_ptr().add(w * NR));
-                    }
+                for v in out.iter_mut() {
+                    *v = act_m512(t.act, *v);
                 }
             }
             for (w, v) in out.iter().enumerate() {

@@ -282,16 +282,16 @@ pub(crate) unsafe fn act_m256(act: Act, v: std::arch::x86_64::__m256) -> Option<
 
 /// Every activation on one AVX-512 register: the cheap ones as [`act_m256`] (same results, same
 /// NaN behaviour), the transcendental ones with the approximations of the scalar functions
-/// ([`exp_m512`] scales by `vscalefps`); always `Some`.
+/// ([`exp_m512`] scales by `vscalefps`).
 ///
 /// # Safety
 /// The CPU must have AVX-512F.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-pub(crate) unsafe fn act_m512(act: Act, v: std::arch::x86_64::__m512) -> Option<std::arch::x86_64::__m512> {
+pub(crate) unsafe fn act_m512(act: Act, v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     use std::arch::x86_64::*;
     let z = _mm512_setzero_ps();
-    Some(match act {
+    match act {
         Act::Identity => v,
         Act::Relu => _mm512_max_ps(z, v),
         Act::Clip(lo, hi) => _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), v)),
@@ -321,7 +321,7 @@ pub(crate) unsafe fn act_m512(act: Act, v: std::arch::x86_64::__m512) -> Option<
             let t = tanh_m512(_mm512_mul_ps(_mm512_set1_ps(0.797_884_6), inner));
             _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), v), _mm512_add_ps(_mm512_set1_ps(1.0), t))
         }
-    })
+    }
 }
 
 /// `x` clamped to `[-c, c]`, NaN kept (max/min return their second operand when either is NaN).
@@ -420,40 +420,38 @@ unsafe fn sigmoid_m512(v: std::arch::x86_64::__m512) -> std::arch::x86_64::__m51
     _mm512_div_ps(one, q)
 }
 
-/// `y[i] = act(x[i])` for `i < n` with [`act_m512`] (masked last vector); false (nothing
-/// done) for the activations it does not cover. `x` may equal `y` (in place).
+/// `y[i] = act(x[i])` for `i < n` with [`act_m512`] (masked last vector). `x` may equal `y`
+/// (in place).
 ///
 /// # Safety
 /// The CPU must have AVX-512F; `x` readable and `y` writable for `n` floats.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn map_avx512(act: Act, x: *const f32, y: *mut f32, n: usize) -> bool {
+unsafe fn map_avx512(act: Act, x: *const f32, y: *mut f32, n: usize) {
     use std::arch::x86_64::*;
-    if act_m512(act, _mm512_setzero_ps()).is_none() {
-        return false;
-    }
     let full = n / 16 * 16;
     let mut i = 0;
     while i < full {
-        let v = act_m512(act, _mm512_loadu_ps(x.add(i))).unwrap_or(_mm512_setzero_ps());
+        let v = act_m512(act, _mm512_loadu_ps(x.add(i)));
         _mm512_storeu_ps(y.add(i), v);
         i += 16;
     }
     if full < n {
         let tail: __mmask16 = ((1u32 << (n - full)) - 1) as __mmask16;
-        let v = act_m512(act, _mm512_maskz_loadu_ps(tail, x.add(full))).unwrap_or(_mm512_setzero_ps());
+        let v = act_m512(act, _mm512_maskz_loadu_ps(tail, x.add(full)));
         _mm512_mask_storeu_ps(y.add(full), tail, v);
     }
-    true
 }
 
-/// [`map_avx512`] when the CPU runs the AVX-512 path (`M::AVX2` code on an AVX-512 CPU).
+/// [`map_avx512`] when the CPU runs the AVX-512 path (`M::AVX2` code on an AVX-512 CPU);
+/// false (nothing done) otherwise.
 #[inline(always)]
 fn try_map_avx512<M: MulAdd>(act: Act, x: *const f32, y: *mut f32, n: usize) -> bool {
     #[cfg(target_arch = "x86_64")]
     if M::AVX2 && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
         // SAFETY: the CPU has AVX-512F; the callers pass slices of n floats.
-        return unsafe { map_avx512(act, x, y, n) };
+        unsafe { map_avx512(act, x, y, n) };
+        return true;
     }
     let _ = (act, x, y, n);
     false
