@@ -318,9 +318,12 @@ fn interleave<M: MulAdd, const CB: usize>(x: &[f32], plane: usize, start: usize,
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
     if M::AVX2 && nc == CB {
-        // SAFETY: AVX2 code; every 8x8 block lies inside the planes and `dst`.
+        // SAFETY: AVX2 code; every 16x16 and 8x8 block lies inside the planes and `dst`.
         unsafe {
             let src = x.as_ptr().add(start);
+            if CB == CB16 && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+                done = transpose16_blocks(src, plane, 16, dst.as_mut_ptr(), CB, 16 * CB, len / 16);
+            }
             while done + 8 <= len {
                 for g in 0..CB / 8 {
                     transpose8x8(src.add(g * 8 * plane + done), plane, dst.as_mut_ptr().add(done * CB + g * 8), CB);
@@ -351,6 +354,9 @@ fn deinterleave<M: MulAdd, const CB: usize>(src: &[f32], nc: usize, y: &SendPtr<
     if M::AVX2 && nc == CB {
         // SAFETY: AVX2 code; the caller owns `len` pixels of each of the CB planes at `y`.
         unsafe {
+            if CB == CB16 && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+                done = transpose16_blocks(src.as_ptr(), CB, 16 * CB, y.0, plane, 16, len / 16);
+            }
             while done + 8 <= len {
                 for g in 0..CB / 8 {
                     transpose8x8(src.as_ptr().add(done * CB + g * 8), CB, y.0.add(g * 8 * plane + done), plane);
@@ -366,6 +372,52 @@ fn deinterleave<M: MulAdd, const CB: usize>(src: &[f32], nc: usize, y: &SendPtr<
             *d = v[l];
         }
     }
+}
+
+/// `blocks` 16x16 transposes: in block `b`, row `i` of the source (16 floats at
+/// `src + b·sb + i·ss`) becomes column `i` of the destination (rows at `dst + b·db + j·ds`).
+/// Interleaving reads 16 planes (`ss` = plane size, `sb` = 16) into pixels of 16 lanes
+/// (`ds` = 16, `db` = 256); de-interleaving the reverse. Returns `16·blocks`, the pixels done.
+/// Four shuffle stages of 16 register operations: 4 shuffles per 16 floats, against 6 for the
+/// AVX2 8x8 transposes, and half the loads and stores.
+///
+/// # Safety
+/// AVX-512F CPU; every block's 16 rows of 16 floats readable at `src`, writable at `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16_blocks(src: *const f32, ss: usize, sb: usize, dst: *mut f32, ds: usize, db: usize, blocks: usize) -> usize {
+    use std::arch::x86_64::*;
+    for b in 0..blocks {
+        let (sp, dp) = (src.add(b * sb), dst.add(b * db));
+        let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(sp.add(i * ss)));
+        // a[2k], a[2k+1]: rows 2k, 2k+1 interleaved (low / high pairs of each 128-bit lane).
+        let mut a = [_mm512_setzero_ps(); 16];
+        for k in 0..8 {
+            a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+            a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+        }
+        // Lane L of t[4k + j]: column 4L + j of rows 4k..4k+3.
+        let mut t = [_mm512_setzero_ps(); 16];
+        for k in 0..4 {
+            t[4 * k] = _mm512_shuffle_ps::<0x44>(a[4 * k], a[4 * k + 2]);
+            t[4 * k + 1] = _mm512_shuffle_ps::<0xEE>(a[4 * k], a[4 * k + 2]);
+            t[4 * k + 2] = _mm512_shuffle_ps::<0x44>(a[4 * k + 1], a[4 * k + 3]);
+            t[4 * k + 3] = _mm512_shuffle_ps::<0xEE>(a[4 * k + 1], a[4 * k + 3]);
+        }
+        // Column 4L + j: lane L of t[j], t[4 + j], t[8 + j], t[12 + j] (a 4x4 transpose of
+        // 128-bit lanes).
+        for j in 0..4 {
+            let c0 = _mm512_shuffle_f32x4::<0x44>(t[j], t[4 + j]);
+            let c1 = _mm512_shuffle_f32x4::<0xEE>(t[j], t[4 + j]);
+            let c2 = _mm512_shuffle_f32x4::<0x44>(t[8 + j], t[12 + j]);
+            let c3 = _mm512_shuffle_f32x4::<0xEE>(t[8 + j], t[12 + j]);
+            _mm512_storeu_ps(dp.add(j * ds), _mm512_shuffle_f32x4::<0x88>(c0, c2));
+            _mm512_storeu_ps(dp.add((4 + j) * ds), _mm512_shuffle_f32x4::<0xDD>(c0, c2));
+            _mm512_storeu_ps(dp.add((8 + j) * ds), _mm512_shuffle_f32x4::<0x88>(c1, c3));
+            _mm512_storeu_ps(dp.add((12 + j) * ds), _mm512_shuffle_f32x4::<0xDD>(c1, c3));
+        }
+    }
+    16 * blocks
 }
 
 /// Transpose an 8x8 block: row `i` of the source (8 floats at `src + i·ss`) becomes column `i`
