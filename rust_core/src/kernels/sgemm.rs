@@ -22,6 +22,17 @@ pub const MR: usize = 6;
 pub const NR: usize = 16;
 /// Depth of a packed block (A panel of MR × KC and B panel of KC × NR stay in L1/L2).
 const KC: usize = 256;
+
+/// Depth of the blocks of a product of depth `k`: at most [`KC`], all of one depth but the last
+/// (576 = 3 x 192, not 256 + 256 + 64: a shallow last block pays a whole pass of C loads and
+/// stores for little arithmetic). Packed operands and every driver use the same blocks.
+fn block_depth(k: usize) -> usize {
+    if k == 0 {
+        KC
+    } else {
+        k.div_ceil(k.div_ceil(KC))
+    }
+}
 /// Rows of A packed at once (fits L2 with the B panel).
 const MC: usize = 96;
 /// Columns of B packed at once.
@@ -391,8 +402,8 @@ impl PackedA {
     pub fn new(m: usize, k: usize, a: &[f32], rsa: usize, csa: usize) -> PackedA {
         assert!(m == 0 || k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len(), "PackedA: A is too small");
         let mut data = Vec::with_capacity(m.div_ceil(MR) * MR * k);
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+        for pc in (0..k).step_by(block_depth(k)) {
+            let kc = block_depth(k).min(k - pc);
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
                 let start = data.len();
@@ -429,8 +440,8 @@ impl PackedB {
         assert!(k == 0 || n == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "PackedB: B is too small");
         let panels = n.div_ceil(NR);
         let mut data = vec![0f32; panels * NR * k];
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+        for pc in (0..k).step_by(block_depth(k)) {
+            let kc = block_depth(k).min(k - pc);
             // SAFETY: the block lies inside `b` (asserted above); `data` holds it.
             unsafe { pack_b(kc, n, b.as_ptr().add(pc * rsb), rsb, csb, &mut data[pc * panels * NR..]) };
         }
@@ -590,7 +601,7 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
     PACK.with(|cell| {
         let mut bufs = cell.borrow_mut();
         let (abuf, bbuf) = &mut *bufs;
-        let kc_max = KC.min(k);
+        let kc_max = block_depth(k).min(k);
         let a_need = MC.min(m).div_ceil(MR) * MR * kc_max;
         let b_need = NC.min(n).div_ceil(NR) * NR * kc_max;
         if matches!(a, ASrc::Raw { .. }) && abuf.len() < a_need {
@@ -602,8 +613,8 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
         for jc in (0..n).step_by(NC) {
             let nc = NC.min(n - jc);
             let mut packed_off = 0usize;
-            for pc in (0..k).step_by(KC) {
-                let kc = KC.min(k - pc);
+            for pc in (0..k).step_by(block_depth(k)) {
+                let kc = block_depth(k).min(k - pc);
                 let bpanels: &[f32] = match bsrc {
                     BSrc::Raw { b, rsb, csb } => {
                         pack_b(kc, nc, b.add(pc * rsb + jc * csb), rsb, csb, bbuf);
@@ -836,13 +847,13 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
     #[cfg(target_arch = "x86_64")]
     PACK.with(|cell| {
         let abuf = &mut cell.borrow_mut().0;
-        let a_need = MC.min(m).div_ceil(MR) * MR * KC.min(k);
+        let a_need = MC.min(m).div_ceil(MR) * MR * block_depth(k).min(k);
         if matches!(a, ASrc::Raw { .. }) && abuf.len() < a_need {
             abuf.resize(a_need, 0.0);
         }
         let mut packed_off = 0usize;
-        for pc in (0..k).step_by(KC) {
-            let kc = KC.min(k - pc);
+        for pc in (0..k).step_by(block_depth(k)) {
+            let kc = block_depth(k).min(k - pc);
             let last = pc + kc == k;
             for ic in (0..m).step_by(MC) {
                 let mc = MC.min(m - ic);
