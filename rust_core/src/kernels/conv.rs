@@ -4,7 +4,7 @@
 //! Layouts: an image is `[C][D][H][W]` contiguous; a column buffer is
 //! `[C][KD][KH][KW][OD][OH][OW]` so that `W_g (Mg × Cg·K) · col (Cg·K × OD·OH·OW)` is the output.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
 use crate::kernels::float::{as_f32, as_f32_mut, Float};
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
@@ -664,9 +664,47 @@ pub fn conv_forward<T: GemmElem>(
     plans: Option<&PlanCache>,
     y: &mut [T],
 ) -> Result<()> {
+    let image = s.out_channels * s.window.out_size();
+    conv_forward_into(pool, s, x, weights, bias, act, packed, plans, y, image)
+}
+
+/// [`conv_forward`] with image `n`'s output (`[M][out]`, contiguous) at `y[n * y_stride..]`:
+/// a channel slice of a larger tensor, such as a concatenation along channels. Only the
+/// output's elements are written; `y_stride` is at least `M · out`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_forward_into<T: GemmElem>(
+    pool: &ThreadPool,
+    s: &ConvShape,
+    x: &[T],
+    weights: &[T],
+    bias: Option<&[T]>,
+    act: Act,
+    packed: Option<&[PackedA]>,
+    plans: Option<&PlanCache>,
+    y: &mut [T],
+    y_stride: usize,
+) -> Result<()> {
     let w = &s.window;
     let (cg, mg, group) = (s.cg(), s.mg(), s.group);
     let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), w.kernel_size());
+    let image = s.out_channels * out_sz;
+    if s.batch > 0 && image > 0 {
+        let need = (s.batch - 1).checked_mul(y_stride).and_then(|v| v.checked_add(image));
+        if y_stride < image || need.is_none_or(|need| y.len() < need) {
+            return Err(Error::Internal(format!("conv: output of {} floats for {} images of {image} every {y_stride}", y.len(), s.batch)));
+        }
+    }
+    // Only the GEMM strategies over f32 address images by `y_stride`; the others run one
+    // image at a time when the images are not back to back.
+    let gemm_f32 = as_f32(x).is_some() && !(cg == 1 && group > 1) && !s.covers_input();
+    if y_stride != image && s.batch > 1 && !gemm_f32 {
+        let one = ConvShape { batch: 1, ..*s };
+        for n in 0..s.batch {
+            let xn = &x[n * s.in_channels * in_sz..(n + 1) * s.in_channels * in_sz];
+            conv_forward_into(pool, &one, xn, weights, bias, act, packed, plans, &mut y[n * y_stride..n * y_stride + image], image)?;
+        }
+        return Ok(());
+    }
     // f32 depthwise 1-D/2-D: the fused, vectorized plane kernel.
     if let (Some(x32), Some(w32)) = (as_f32(x), as_f32(weights)) {
         if cg == 1 && mg == 1 && group > 1 && w.input[0] == 1 && w.kernel[0] == 1 {
@@ -774,7 +812,7 @@ pub fn conv_forward<T: GemmElem>(
             &x[(n * s.in_channels + g * cg) * in_sz..(n * s.in_channels + (g + 1) * cg) * in_sz];
         let wg = &weights[g * mg * kdim..(g + 1) * mg * kdim];
         // SAFETY: task t owns output channels g*mg..(g+1)*mg of image n.
-        let yg = unsafe { yp.slice((n * s.out_channels + g * mg) * out_sz, mg * out_sz) };
+        let yg = unsafe { yp.slice(n * y_stride + g * mg * out_sz, mg * out_sz) };
         if let (Some(imp), Some(x32), Some(w32), Some(y32)) = (&implicit, as_f32(xg), as_f32(wg), as_f32_mut(yg)) {
             let a = match packed.and_then(|p| p.get(g)) {
                 Some(p) if p.rows() == mg && p.depth() == kdim => ASrc::Packed(p),

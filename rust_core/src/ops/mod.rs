@@ -32,6 +32,26 @@ pub trait Op: Send + Sync {
     /// Compute the outputs. `inputs[i]` is `None` for an omitted optional input. Returns one
     /// value per node output (omitted optional outputs may be given any value; they are dropped).
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>>;
+
+    /// Whether [`Op::output_shape_f32`] and [`Op::run_into_f32`] are implemented: the op's
+    /// single output can be written straight into a slice of a larger `f32` tensor. The
+    /// executor has the producers of a channel concatenation write their parts in place.
+    fn writes_into(&self) -> bool {
+        false
+    }
+
+    /// The output's shape for these inputs when [`Op::run_into_f32`] can compute it, else
+    /// `None` (not `f32`, or inputs [`Op::run`] rejects: it then reports the error).
+    fn output_shape_f32(&self, _inputs: &[Option<&Value>]) -> Option<Vec<usize>> {
+        None
+    }
+
+    /// Compute the output into `out`: image `n` (index `n` of axis 0), the product of
+    /// `shape[1..]` contiguous floats, at `out[n * image_stride..]`, for the shape
+    /// [`Op::output_shape_f32`] gave for the same inputs. Nothing else of `out` is written.
+    fn run_into_f32(&self, _inputs: &[Option<&Value>], _ctx: &RunContext, _out: &mut [f32], _image_stride: usize) -> Result<()> {
+        Err(Error::Internal("this operator cannot write into a larger tensor".into()))
+    }
 }
 
 /// A subgraph compiled for execution (the bodies of If/Loop/Scan), provided by the executor.

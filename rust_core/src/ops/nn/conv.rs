@@ -8,7 +8,7 @@ use super::float_io::{is_compute_float, narrow, widen};
 use super::window::{AutoPad, WindowAttrs};
 use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
-use crate::kernels::conv::{col2im_rows, conv_forward, ConvShape, Window3};
+use crate::kernels::conv::{col2im_rows, conv_forward, conv_forward_into, ConvShape, Window3};
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{GemmElem, MatRef};
 use crate::kernels::sgemm::PackedA;
@@ -140,8 +140,11 @@ fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed, plans: Default::default() }))
 }
 
-impl Op for Conv {
-    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+/// The checked inputs of a convolution: X, W, B, the geometry and the output shape.
+type ConvInputs<'a> = (&'a Tensor, &'a Tensor, Option<&'a Tensor>, ConvShape, Vec<usize>);
+
+impl Conv {
+    fn checked<'a>(&self, inputs: &[Option<&'a Value>]) -> Result<ConvInputs<'a>> {
         let x = tensor_in(inputs, 0, "Conv")?;
         let w = tensor_in(inputs, 1, "Conv")?;
         let b = opt_tensor_in(inputs, 2, "Conv")?;
@@ -162,6 +165,33 @@ impl Op for Conv {
                 )));
             }
         }
+        Ok((x, w, b, shape, out_shape))
+    }
+}
+
+impl Op for Conv {
+    fn writes_into(&self) -> bool {
+        true
+    }
+
+    fn output_shape_f32(&self, inputs: &[Option<&Value>]) -> Option<Vec<usize>> {
+        let (x, _, _, _, out_shape) = self.checked(inputs).ok()?;
+        (x.dtype() == DType::Float32).then_some(out_shape)
+    }
+
+    fn run_into_f32(&self, inputs: &[Option<&Value>], ctx: &RunContext, out: &mut [f32], image_stride: usize) -> Result<()> {
+        let (x, w, b, shape, _) = self.checked(inputs)?;
+        let wv = match &self.w_const {
+            Some(t) => t.as_slice::<f32>()?,
+            None => w.as_slice::<f32>()?,
+        };
+        let bias = b.map(|b| b.as_slice::<f32>()).transpose()?;
+        conv_forward_into(ctx.pool, &shape, x.as_slice::<f32>()?, wv, bias, self.act, self.packed.as_deref(), Some(&self.plans), out, image_stride)
+    }
+
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let (x, w, b, shape, out_shape) = self.checked(inputs)?;
+        let dt = x.dtype();
         let xw = widen(x)?;
         let ww = match &self.w_const {
             Some(t) => Cow::Borrowed(t),
