@@ -24,6 +24,8 @@ struct Step {
     label: String,
     /// The node's op_type, for profiles.
     op_type: String,
+    /// `axis` of a `Concat` of the default domain (a candidate for [`fuse_concats`]).
+    concat_axis: Option<i64>,
 }
 
 /// Opset versions by domain, shared by a graph and its subgraphs.
@@ -141,9 +143,7 @@ impl Plan {
             captured.push((name.clone(), s));
         }
         let mut steps = Vec::with_capacity(graph.nodes.len());
-        let mut last_use: HashMap<usize, usize> = HashMap::new();
         for (_, node) in graph.nodes.iter().enumerate().filter(|(k, _)| !folded.contains(k)) {
-            let k = steps.len();
             let label = node.describe();
             // Explicit inputs.
             let mut in_slots = Vec::with_capacity(node.inputs.len());
@@ -166,9 +166,6 @@ impl Plan {
                     Error::InvalidModel(format!("{label}: subgraph uses '{name}', which is not defined"))
                 })?;
                 in_slots.push(Some(s));
-            }
-            for s in in_slots.iter().flatten() {
-                last_use.insert(*s, k);
             }
             let opset = opsets.get(crate::ops::normalize_domain(&node.domain)).copied().unwrap_or(0);
             let const_inputs = in_slots
@@ -196,13 +193,14 @@ impl Plan {
                 if name.is_empty() {
                     out_slots.push(None);
                 } else {
-                    let s = new_slot(&mut slots, name);
-                    // An output nobody reads is freed right after its step.
-                    last_use.insert(s, k);
-                    out_slots.push(Some(s));
+                    out_slots.push(Some(new_slot(&mut slots, name)));
                 }
             }
-            steps.push(Step { op, inputs: in_slots, outputs: out_slots, frees: Vec::new(), label, op_type: node.op_type.clone() });
+            let concat_axis = match (node.op_type.as_str(), node.domain.as_str(), node.attr("axis")) {
+                ("Concat", "" | "ai.onnx", Some(AttrValue::Int(axis))) => Some(*axis),
+                _ => None,
+            };
+            steps.push(Step { op, inputs: in_slots, outputs: out_slots, frees: Vec::new(), label, op_type: node.op_type.clone(), concat_axis });
         }
         let mut outputs = Vec::new();
         let mut keep: HashSet<usize> = HashSet::new();
@@ -213,6 +211,18 @@ impl Plan {
             keep.insert(s);
             outputs.push((o.name.clone(), s));
         }
+        let mut steps = fuse_concats(steps, &keep);
+        // Each runtime value is freed after its last reader (an output nobody reads, right
+        // after its step).
+        let mut last_use: HashMap<usize, usize> = HashMap::new();
+        for (k, step) in steps.iter().enumerate() {
+            for s in step.outputs.iter().flatten() {
+                last_use.entry(*s).or_insert(k);
+            }
+            for s in step.inputs.iter().flatten() {
+                last_use.insert(*s, k);
+            }
+        }
         for (slot, k) in last_use {
             if slot >= nc && !keep.contains(&slot) {
                 steps[k].frees.push(slot);
@@ -222,6 +232,12 @@ impl Plan {
             per_step: steps.iter().map(|_| std::sync::Mutex::new(Default::default())).collect(),
         });
         Ok(Plan { consts, n_runtime, inputs, captured, captured_names, steps, outputs, profile })
+    }
+
+    /// The label of every step, in execution order (`Conv node 'c1'`; a concatenation whose
+    /// parts are written in place names its producers).
+    pub fn step_labels(&self) -> impl Iterator<Item = &str> {
+        self.steps.iter().map(|s| s.label.as_str())
     }
 
     /// Formal input names, in order.
@@ -325,6 +341,92 @@ impl Plan {
             })
             .collect()
     }
+}
+
+/// Channel concatenations whose parts are written in place (see [`super::concat`]): each
+/// `Concat` step absorbs the producers of its inputs that can write into a slice
+/// ([`Op::writes_into`], one output) and that nothing else reads (not another node, not a graph
+/// output, not twice by the concatenation). The producers run at the concatenation's step
+/// instead of their own, which keeps their inputs alive until then.
+fn fuse_concats(steps: Vec<Step>, keep: &HashSet<usize>) -> Vec<Step> {
+    use super::concat::{ConcatInPlace, Part};
+    let mut readers: HashMap<usize, usize> = HashMap::new();
+    let mut producer: HashMap<usize, usize> = HashMap::new();
+    for (k, step) in steps.iter().enumerate() {
+        for s in step.inputs.iter().flatten() {
+            *readers.entry(*s).or_default() += 1;
+        }
+        for s in step.outputs.iter().flatten() {
+            producer.insert(*s, k);
+        }
+    }
+    // For each concatenation, the steps it absorbs (by input position).
+    let mut absorbed: Vec<Option<usize>> = vec![None; steps.len()];
+    let mut groups: HashMap<usize, Vec<Option<usize>>> = HashMap::new();
+    for (k, step) in steps.iter().enumerate() {
+        if step.concat_axis.is_none() || step.inputs.is_empty() || step.inputs.iter().any(|s| s.is_none()) {
+            continue;
+        }
+        let parts: Vec<Option<usize>> = step
+            .inputs
+            .iter()
+            .flatten()
+            .map(|s| {
+                let j = *producer.get(s)?;
+                let p = &steps[j];
+                let sole = readers.get(s) == Some(&1) && !keep.contains(s);
+                (sole && p.op.writes_into() && p.outputs.len() == 1 && absorbed[j].is_none()).then_some(j)
+            })
+            .collect();
+        if parts.iter().any(|p| p.is_some()) {
+            for j in parts.iter().flatten() {
+                absorbed[*j] = Some(k);
+            }
+            groups.insert(k, parts);
+        }
+    }
+    if groups.is_empty() {
+        return steps;
+    }
+    let mut taken: Vec<Option<Step>> = steps.into_iter().map(Some).collect();
+    let mut out = Vec::with_capacity(taken.len());
+    for k in 0..taken.len() {
+        if absorbed[k].is_some() {
+            continue;
+        }
+        let Some(step) = taken[k].take() else { continue };
+        let Some(parts) = groups.remove(&k) else {
+            out.push(step);
+            continue;
+        };
+        let mut inputs = Vec::new();
+        let mut fused = Vec::with_capacity(parts.len());
+        let mut names = Vec::new();
+        for (slot, part) in step.inputs.iter().zip(&parts) {
+            match part.and_then(|j| taken[j].take()) {
+                Some(p) => {
+                    fused.push(Part::Produced { op: p.op, args: p.inputs.len(), label: p.label.clone() });
+                    inputs.extend(p.inputs);
+                    names.push(p.label);
+                }
+                None => {
+                    fused.push(Part::Given);
+                    inputs.push(*slot);
+                }
+            }
+        }
+        let op = ConcatInPlace { concat: step.op, axis: step.concat_axis.unwrap_or(0), parts: fused };
+        out.push(Step {
+            op: Box::new(op),
+            inputs,
+            outputs: step.outputs,
+            frees: Vec::new(),
+            label: format!("{} (written in place by {})", step.label, names.join(", ")),
+            op_type: step.op_type,
+            concat_axis: None,
+        });
+    }
+    out
 }
 
 impl SubgraphRunner for Plan {
