@@ -370,6 +370,14 @@ fn fill_bias<T: Copy + std::ops::Mul<Output = T>>(
             "Gemm: C of shape {c_shape:?} cannot be broadcast to ({m}, {n})"
         )));
     }
+    let out = &mut out[..m * n];
+    if c.len() == n && n > 0 && c_shape.last() == Some(&n) {
+        // One row for every row (a bias per column, the usual C).
+        for row in out.chunks_exact_mut(n) {
+            row.iter_mut().zip(c).for_each(|(o, &v)| *o = beta * v);
+        }
+        return Ok(());
+    }
     let st = broadcast_strides(c_shape, &target);
     for_each_broadcast(&target, [&st], |i, [ic]| out[i] = beta * c[ic]);
     Ok(())
