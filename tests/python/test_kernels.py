@@ -262,3 +262,41 @@ def test_layer_norm_chain_matches_onnxruntime(with_bias):
         nodes.append(helper.make_node("Add", ["beta", "y"], ["out"]))
     model = _model(nodes, [_vi("x", [2, 7, c])], [_vi("out", None)], inits, opset=14)
     _compare(model, {"x": (rng.standard_normal((2, 7, c)) * 3 + 1).astype(np.float32)}, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_inception_block_concat_written_in_place_matches_onnxruntime(threads, batch):
+    """Four branches concatenated along channels (1x1, 1x1 -> 3x3, 1x1 -> 5x5, max pool -> 1x1),
+    with fused activations; the convolutions write their channels straight into the Concat's
+    output. A fifth part is a graph input copied in, and one branch's output is also a graph
+    output (so that convolution keeps its own tensor)."""
+    rng = np.random.default_rng(11)
+    c = 6
+
+    def conv(x, out, m, cin, k, act=None, **kw):
+        w = (rng.standard_normal((m, cin, k, k)) * 0.3).astype(np.float32)
+        b = rng.standard_normal(m).astype(np.float32)
+        inits.extend([_const(out + "_w", w), _const(out + "_b", b)])
+        y = out + "_c" if act else out
+        n = [helper.make_node("Conv", [x, out + "_w", out + "_b"], [y], kernel_shape=[k, k], pads=[k // 2] * 4, **kw)]
+        return n + (ACTIVATIONS[act](y, out) if act else [])
+
+    inits = []
+    nodes = (conv("x", "b1", 5, c, 1, "relu") + conv("x", "r3", 4, c, 1, "relu") + conv("r3", "b3", 7, 4, 3, "silu")
+             + conv("x", "r5", 3, c, 1) + conv("r5", "b5", 4, 3, 5, "clip")
+             + [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1])]
+             + conv("p", "bp", 3, c, 1, "relu")
+             + [helper.make_node("Concat", ["b1", "b3", "extra", "b5", "bp"], ["out"], axis=1)])
+    inits += [_const("lo", np.array(-0.5, np.float32)), _const("hi", np.array(1.5, np.float32))]
+    model = _model(nodes, [_vi("x", [batch, c, 11, 13]), _vi("extra", [batch, 2, 11, 13])],
+                   [_vi("out", None), _vi("b5", None)], inits)
+    feeds = {"x": rng.standard_normal((batch, c, 11, 13)).astype(np.float32),
+             "extra": rng.standard_normal((batch, 2, 11, 13)).astype(np.float32)}
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    so = pmi.SessionOptions()
+    so.intra_op_num_threads = threads
+    got = pmi.InferenceSession(model, so).run(None, feeds)
+    assert got[0].shape == (batch, 21, 11, 13)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
