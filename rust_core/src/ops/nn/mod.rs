@@ -14,6 +14,7 @@ pub mod float_io;
 pub mod grid;
 pub mod loss;
 pub mod matmul;
+pub mod nms;
 pub mod normalization;
 pub mod pool;
 pub mod quantize;
@@ -36,6 +37,7 @@ pub fn register(r: &mut Registry) {
     attention::register(r);
     col2im::register(r);
     grid::register(r);
+    nms::register(r);
     roi::register(r);
 }
 
