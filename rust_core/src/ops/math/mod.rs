@@ -21,6 +21,7 @@ mod broadcast;
 mod cast;
 mod minifloat;
 mod reduce;
+mod signal;
 mod softmax;
 mod variadic;
 mod compare;
@@ -35,6 +36,10 @@ use super::Registry;
 /// Register this family's operators.
 pub fn register(r: &mut Registry) {
     r.add("Add", arith::build_add);
+    r.add("DFT", signal::build_dft);
+    r.add("HannWindow", signal::build_hann);
+    r.add("HammingWindow", signal::build_hamming);
+    r.add("BlackmanWindow", signal::build_blackman);
     r.add("Sub", arith::build_sub);
     r.add("Mul", arith::build_mul);
     r.add("Div", arith::build_div);

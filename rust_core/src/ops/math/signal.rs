@@ -1,0 +1,301 @@
+//! Signal processing: the discrete Fourier transform (DFT, opsets 17 and 20) and the window
+//! functions HannWindow, HammingWindow, BlackmanWindow (opset 17), as exported with
+//! `torch.stft` / `torch.fft` pipelines.
+//!
+//! DFT computes in `f64`: a radix-2 FFT for power-of-two lengths, the direct sum over a table of
+//! twiddle factors otherwise (O(n²) per signal).
+//!
+//! Windows: `size` values `w[n] = Σ_k a_k·cos(2πkn / N')`, `N' = size` when `periodic` (the default, for
+//! spectral analysis) and `size - 1` otherwise (symmetric, for filter design), computed in
+//! `f64` and cast to `output_datatype` (default float).
+
+use crate::error::{Error, Result};
+use crate::ops::math::cast::{cast, CastOptions};
+use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, RunContext, Value};
+use crate::tensor::{DType, Tensor};
+
+/// Cosine-sum coefficients of each window.
+const HANN: [f64; 3] = [0.5, -0.5, 0.0];
+/// ONNX's Hamming: α = 25/46, β = 1 - α (torch's 0.54 / 0.46 rounded).
+const HAMMING: [f64; 3] = [25.0 / 46.0, -(21.0 / 46.0), 0.0];
+const BLACKMAN: [f64; 3] = [0.42, -0.5, 0.08];
+
+struct CosineWindow {
+    name: &'static str,
+    coeffs: [f64; 3],
+    periodic: bool,
+    dtype: DType,
+}
+
+fn build(ctx: &BuildContext, name: &'static str, coeffs: [f64; 3]) -> Result<Box<dyn Op>> {
+    let code = ctx.attr_i("output_datatype", 1)?;
+    let dtype = i32::try_from(code).ok().and_then(|c| DType::from_code(c).ok()).ok_or_else(|| ctx.invalid(format!("output_datatype {code} is not a tensor element type")))?;
+    if matches!(dtype, DType::String) {
+        return Err(ctx.invalid("output_datatype cannot be string"));
+    }
+    let periodic = ctx.attr_i("periodic", 1)? != 0;
+    Ok(Box::new(CosineWindow { name, coeffs, periodic, dtype }))
+}
+
+pub fn build_hann(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    build(ctx, "HannWindow", HANN)
+}
+
+pub fn build_hamming(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    build(ctx, "HammingWindow", HAMMING)
+}
+
+pub fn build_blackman(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    build(ctx, "BlackmanWindow", BLACKMAN)
+}
+
+/// Longest window generated (a corrupt `size` must not allocate the machine away).
+const MAX_WINDOW: i64 = 1 << 28;
+
+impl Op for CosineWindow {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        let size = tensor_in(inputs, 0, self.name)?;
+        let v = size.to_i64_vec()?;
+        let n = match v.as_slice() {
+            [n] if (0..=MAX_WINDOW).contains(n) => *n as usize,
+            [n] => return Err(Error::InvalidArgument(format!("{}: size {n} is out of range 0..={MAX_WINDOW}", self.name))),
+            _ => return Err(Error::ShapeMismatch(format!("{}: size must be a scalar, got shape {:?}", self.name, size.shape()))),
+        };
+        let denom = if self.periodic { n as f64 } else { n as f64 - 1.0 };
+        let w: Vec<f64> = (0..n)
+            .map(|i| {
+                let t = 2.0 * std::f64::consts::PI * i as f64 / denom;
+                self.coeffs[0] + self.coeffs[1] * t.cos() + self.coeffs[2] * (2.0 * t).cos()
+            })
+            .collect();
+        let t = Tensor::from_vec(&[n], w)?;
+        Ok(vec![cast(&t, self.dtype, CastOptions::default())?.into()])
+    }
+}
+
+/// `DFT`: forward or inverse transform along one axis of `[..., signal..., 1 | 2]` (real or
+/// complex), optionally one-sided (a real signal's first `n/2 + 1` frequencies forward, or an
+/// inverse from them back to the real signal).
+struct Dft {
+    /// Opset 17-19 `axis` attribute; opset 20 takes it as input 2 (default -2).
+    axis_attr: Option<i64>,
+    inverse: bool,
+    onesided: bool,
+}
+
+pub fn build_dft(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let axis_attr = if ctx.opset >= 20 { None } else { Some(ctx.attr_i("axis", 1)?) };
+    Ok(Box::new(Dft { axis_attr, inverse: ctx.attr_i("inverse", 0)? != 0, onesided: ctx.attr_i("onesided", 0)? != 0 }))
+}
+
+/// Longest transform (corrupt `dft_length` values must not allocate the machine away).
+const MAX_DFT: i64 = 1 << 26;
+
+/// In-place complex transform of `re`/`im` (length n): `X[k] = Σ_j x[j]·e^(∓2πi·jk/n)`, the
+/// minus sign forward. Unnormalized.
+fn transform(re: &mut [f64], im: &mut [f64], inverse: bool, tw: &[(f64, f64)], tmp: &mut Vec<(f64, f64)>) {
+    let n = re.len();
+    if n <= 1 {
+        return;
+    }
+    let sign = if inverse { -1.0 } else { 1.0 };
+    if n.is_power_of_two() {
+        // Iterative radix-2: bit-reversal permutation, then butterflies of growing span.
+        let bits = n.trailing_zeros();
+        for i in 0..n {
+            let j = i.reverse_bits() >> (usize::BITS - bits);
+            if j > i {
+                re.swap(i, j);
+                im.swap(i, j);
+            }
+        }
+        let mut len = 2;
+        while len <= n {
+            let step = n / len;
+            for start in (0..n).step_by(len) {
+                for k in 0..len / 2 {
+                    let (wr, wi) = tw[k * step];
+                    let wi = wi * sign;
+                    let (a, b) = (start + k, start + k + len / 2);
+                    let (xr, xi) = (re[b] * wr - im[b] * wi, re[b] * wi + im[b] * wr);
+                    re[b] = re[a] - xr;
+                    im[b] = im[a] - xi;
+                    re[a] += xr;
+                    im[a] += xi;
+                }
+            }
+            len *= 2;
+        }
+        return;
+    }
+    tmp.clear();
+    for k in 0..n {
+        let (mut sr, mut si) = (0.0, 0.0);
+        for j in 0..n {
+            let (wr, wi) = tw[(j * k) % n];
+            let wi = wi * sign;
+            sr += re[j] * wr - im[j] * wi;
+            si += re[j] * wi + im[j] * wr;
+        }
+        tmp.push((sr, si));
+    }
+    for (k, (r, i)) in tmp.iter().enumerate() {
+        re[k] = *r;
+        im[k] = *i;
+    }
+}
+
+impl Op for Dft {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        let x = tensor_in(inputs, 0, "DFT")?;
+        let shape = x.shape().to_vec();
+        let rank = shape.len();
+        let dt = x.dtype();
+        if !matches!(dt, DType::Float32 | DType::Float64 | DType::Float16 | DType::BFloat16) {
+            return Err(Error::UnsupportedDtype(format!("DFT: input must be a float tensor, got {dt}")));
+        }
+        if rank < 2 || !(1..=2).contains(&shape[rank - 1]) {
+            return Err(Error::ShapeMismatch(format!("DFT: input must be [..., signal, 1 or 2] (real or complex), got {shape:?}")));
+        }
+        let scalar_i = |i: usize, what: &str| -> Result<Option<i64>> {
+            match opt_tensor_in(inputs, i, "DFT")? {
+                None => Ok(None),
+                Some(t) => match t.to_i64_vec()?.as_slice() {
+                    [] => Ok(None),
+                    [v] => Ok(Some(*v)),
+                    _ => Err(Error::ShapeMismatch(format!("DFT: {what} must be a scalar, got shape {:?}", t.shape()))),
+                },
+            }
+        };
+        let axis = match self.axis_attr {
+            Some(a) => a,
+            None => scalar_i(2, "axis")?.unwrap_or(-2),
+        };
+        let a = axis.rem_euclid(rank as i64) as usize;
+        if a == rank - 1 || axis < -(rank as i64) || axis >= rank as i64 {
+            return Err(Error::InvalidArgument(format!("DFT: axis {axis} is not a signal axis of a rank-{rank} input (the last axis holds real/imaginary parts)")));
+        }
+        let len = shape[a];
+        let n = match scalar_i(1, "dft_length")? {
+            Some(v) if (1..=MAX_DFT).contains(&v) => v as usize,
+            Some(v) => return Err(Error::InvalidArgument(format!("DFT: dft_length {v} is out of range 1..={MAX_DFT}"))),
+            None if self.inverse && self.onesided => 2 * len.saturating_sub(1),
+            None => len,
+        };
+        if n == 0 {
+            return Err(Error::InvalidArgument(format!("DFT: the transform length is 0 (signal axis of {len})")));
+        }
+        let complex_in = shape[rank - 1] == 2;
+        let (out_len, complex_out) = match (self.inverse, self.onesided) {
+            (false, true) => (n / 2 + 1, true),
+            (true, true) => (n, false),
+            _ => (n, true),
+        };
+        let outer: usize = shape[..a].iter().product();
+        let inner: usize = shape[a + 1..rank - 1].iter().product();
+        let mut out_shape = shape.clone();
+        out_shape[a] = out_len;
+        out_shape[rank - 1] = if complex_out { 2 } else { 1 };
+        let xv = x.to_f64_vec()?;
+        let c_in = shape[rank - 1];
+        let c_out = out_shape[rank - 1];
+        let mut y = vec![0f64; outer * out_len * inner * c_out];
+        let tw: Vec<(f64, f64)> = (0..n)
+            .map(|m| {
+                let t = -2.0 * std::f64::consts::PI * m as f64 / n as f64;
+                (t.cos(), t.sin())
+            })
+            .collect();
+        let (mut re, mut im, mut tmp) = (vec![0f64; n], vec![0f64; n], Vec::new());
+        for o in 0..outer {
+            for i in 0..inner {
+                re.fill(0.0);
+                im.fill(0.0);
+                let at = |j: usize| ((o * len + j) * inner + i) * c_in;
+                if self.inverse && self.onesided {
+                    // Hermitian spectrum from its first n/2 + 1 values (the imaginary parts of
+                    // the DC and, for even n, Nyquist terms are ignored, as numpy's irfft does).
+                    let half = n / 2;
+                    for k in 0..=half.min(len.saturating_sub(1)) {
+                        let (r, im_k) = (xv[at(k)], if complex_in { xv[at(k) + 1] } else { 0.0 });
+                        let im_k = if k == 0 || (n % 2 == 0 && k == half) { 0.0 } else { im_k };
+                        re[k] = r;
+                        im[k] = im_k;
+                        if k != 0 && n - k != k {
+                            re[n - k] = r;
+                            im[n - k] = -im_k;
+                        }
+                    }
+                } else {
+                    for j in 0..len.min(n) {
+                        re[j] = xv[at(j)];
+                        im[j] = if complex_in { xv[at(j) + 1] } else { 0.0 };
+                    }
+                }
+                transform(&mut re, &mut im, self.inverse, &tw, &mut tmp);
+                let scale = if self.inverse { 1.0 / n as f64 } else { 1.0 };
+                for k in 0..out_len {
+                    let dst = ((o * out_len + k) * inner + i) * c_out;
+                    y[dst] = re[k] * scale;
+                    if complex_out {
+                        y[dst + 1] = im[k] * scale;
+                    }
+                }
+            }
+        }
+        let t = Tensor::from_vec(&out_shape, y)?;
+        Ok(vec![cast(&t, dt, CastOptions::default())?.into()])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hann_is_sine_squared_and_symmetric_windows_end_on_their_first_value() {
+        let pool = crate::executor::pool::ThreadPool::new(1);
+        let run = |coeffs, periodic, n: i64| {
+            let w = CosineWindow { name: "w", coeffs, periodic, dtype: DType::Float64 };
+            let size = Value::Tensor(Tensor::from_vec(&[], vec![n]).unwrap());
+            match w.run(&[Some(&size)], &RunContext { pool: &pool }).unwrap().swap_remove(0) {
+                Value::Tensor(t) => t.to_f64_vec().unwrap(),
+                _ => panic!(),
+            }
+        };
+        let h = run(HANN, true, 10);
+        for (i, v) in h.iter().enumerate() {
+            assert!((v - (std::f64::consts::PI * i as f64 / 10.0).sin().powi(2)).abs() < 1e-12);
+        }
+        for c in [HANN, HAMMING, BLACKMAN] {
+            let s = run(c, false, 9);
+            assert!((s[0] - s[8]).abs() < 1e-12 && (s[4] - 1.0).abs() < 1e-12, "{s:?}");
+        }
+        assert!(run(HANN, true, 0).is_empty());
+    }
+
+    #[test]
+    fn fft_and_direct_sum_agree_with_the_definition() {
+        for n in [1usize, 2, 3, 5, 8, 12, 16, 64] {
+            let x: Vec<(f64, f64)> = (0..n).map(|j| ((j * 7 % 5) as f64 - 2.0, (j * 3 % 4) as f64 * 0.5)).collect();
+            let tw: Vec<(f64, f64)> = (0..n).map(|m| {
+                let t = -2.0 * std::f64::consts::PI * m as f64 / n as f64;
+                (t.cos(), t.sin())
+            }).collect();
+            for inverse in [false, true] {
+                let (mut re, mut im): (Vec<f64>, Vec<f64>) = x.iter().copied().unzip();
+                transform(&mut re, &mut im, inverse, &tw, &mut Vec::new());
+                let sign = if inverse { 1.0 } else { -1.0 };
+                for k in 0..n {
+                    let (mut wr, mut wi) = (0.0, 0.0);
+                    for (j, (xr, xi)) in x.iter().enumerate() {
+                        let t = sign * 2.0 * std::f64::consts::PI * (j * k) as f64 / n as f64;
+                        wr += xr * t.cos() - xi * t.sin();
+                        wi += xr * t.sin() + xi * t.cos();
+                    }
+                    assert!((re[k] - wr).abs() < 1e-9 && (im[k] - wi).abs() < 1e-9, "n={n} inverse={inverse} k={k}");
+                }
+            }
+        }
+    }
+}
