@@ -37,6 +37,7 @@ use super::Registry;
 pub fn register(r: &mut Registry) {
     r.add("Add", arith::build_add);
     r.add("DFT", signal::build_dft);
+    r.add("STFT", signal::build_stft);
     r.add("HannWindow", signal::build_hann);
     r.add("HammingWindow", signal::build_hamming);
     r.add("BlackmanWindow", signal::build_blackman);

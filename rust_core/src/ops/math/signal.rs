@@ -1,5 +1,5 @@
-//! Signal processing: the discrete Fourier transform (DFT, opsets 17 and 20) and the window
-//! functions HannWindow, HammingWindow, BlackmanWindow (opset 17), as exported with
+//! Signal processing: the discrete Fourier transform (DFT, opsets 17 and 20), the short-time
+//! Fourier transform (STFT, opset 17) and the window functions HannWindow, HammingWindow, BlackmanWindow (opset 17), as exported with
 //! `torch.stft` / `torch.fft` pipelines.
 //!
 //! DFT computes in `f64`: a radix-2 FFT for power-of-two lengths, the direct sum over a table of
@@ -248,6 +248,92 @@ impl Op for Dft {
     }
 }
 
+/// `STFT`: frames of `frame_length` samples every `frame_step`, each multiplied by `window`
+/// (when given) and transformed: `[batch, frames, bins, 2]`, `bins = frame_length / 2 + 1`
+/// when `onesided` (the default), else `frame_length`.
+struct Stft {
+    onesided: bool,
+}
+
+pub fn build_stft(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    Ok(Box::new(Stft { onesided: ctx.attr_i("onesided", 1)? != 0 }))
+}
+
+impl Op for Stft {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        let x = tensor_in(inputs, 0, "STFT")?;
+        let shape = x.shape();
+        let dt = x.dtype();
+        if !matches!(dt, DType::Float32 | DType::Float64 | DType::Float16 | DType::BFloat16) {
+            return Err(Error::UnsupportedDtype(format!("STFT: signal must be a float tensor, got {dt}")));
+        }
+        if shape.len() != 3 || !(1..=2).contains(&shape[2]) {
+            return Err(Error::ShapeMismatch(format!("STFT: signal must be [batch, length, 1 or 2], got {shape:?}")));
+        }
+        let scalar_i = |i: usize, what: &str| -> Result<Option<i64>> {
+            match opt_tensor_in(inputs, i, "STFT")? {
+                None => Ok(None),
+                Some(t) => match t.to_i64_vec()?.as_slice() {
+                    [v] => Ok(Some(*v)),
+                    _ => Err(Error::ShapeMismatch(format!("STFT: {what} must be a scalar, got shape {:?}", t.shape()))),
+                },
+            }
+        };
+        let step = match scalar_i(1, "frame_step")? {
+            Some(v) if v >= 1 => v as usize,
+            Some(v) => return Err(Error::InvalidArgument(format!("STFT: frame_step must be positive, got {v}"))),
+            None => return Err(Error::InvalidArgument("STFT: frame_step is required".into())),
+        };
+        let window = match opt_tensor_in(inputs, 2, "STFT")? {
+            Some(w) if w.rank() == 1 => Some(w.to_f64_vec()?),
+            Some(w) => return Err(Error::ShapeMismatch(format!("STFT: window must be 1-D, got shape {:?}", w.shape()))),
+            None => None,
+        };
+        let flen = match (scalar_i(3, "frame_length")?, &window) {
+            (Some(f), Some(w)) if f != w.len() as i64 => {
+                return Err(Error::ShapeMismatch(format!("STFT: frame_length {f} differs from the window's {} values", w.len())))
+            }
+            (Some(f), _) if (1..=MAX_DFT).contains(&f) => f as usize,
+            (Some(f), _) => return Err(Error::InvalidArgument(format!("STFT: frame_length {f} is out of range 1..={MAX_DFT}"))),
+            (None, Some(w)) if !w.is_empty() => w.len(),
+            _ => return Err(Error::InvalidArgument("STFT: needs a frame_length or a non-empty window".into())),
+        };
+        let (batch, len, c_in) = (shape[0], shape[1], shape[2]);
+        if len < flen {
+            return Err(Error::ShapeMismatch(format!("STFT: signal of {len} samples is shorter than a frame of {flen}")));
+        }
+        let frames = 1 + (len - flen) / step;
+        let bins = if self.onesided { flen / 2 + 1 } else { flen };
+        let xv = x.to_f64_vec()?;
+        let tw: Vec<(f64, f64)> = (0..flen)
+            .map(|m| {
+                let t = -2.0 * std::f64::consts::PI * m as f64 / flen as f64;
+                (t.cos(), t.sin())
+            })
+            .collect();
+        let mut y = vec![0f64; batch * frames * bins * 2];
+        let (mut re, mut im, mut tmp) = (vec![0f64; flen], vec![0f64; flen], Vec::new());
+        for b in 0..batch {
+            for f in 0..frames {
+                for j in 0..flen {
+                    let at = (b * len + f * step + j) * c_in;
+                    let w = window.as_ref().map_or(1.0, |w| w[j]);
+                    re[j] = xv[at] * w;
+                    im[j] = if c_in == 2 { xv[at + 1] * w } else { 0.0 };
+                }
+                transform(&mut re, &mut im, false, &tw, &mut tmp);
+                let out = &mut y[(b * frames + f) * bins * 2..(b * frames + f + 1) * bins * 2];
+                for k in 0..bins {
+                    out[2 * k] = re[k];
+                    out[2 * k + 1] = im[k];
+                }
+            }
+        }
+        let t = Tensor::from_vec(&[batch, frames, bins, 2], y)?;
+        Ok(vec![cast(&t, dt, CastOptions::default())?.into()])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,6 +358,35 @@ mod tests {
             assert!((s[0] - s[8]).abs() < 1e-12 && (s[4] - 1.0).abs() < 1e-12, "{s:?}");
         }
         assert!(run(HANN, true, 0).is_empty());
+    }
+
+    #[test]
+    fn stft_frames_a_signal_and_names_bad_inputs() {
+        let pool = crate::executor::pool::ThreadPool::new(1);
+        let run = |ins: Vec<Option<Tensor>>| {
+            let vals: Vec<Option<Value>> = ins.into_iter().map(|t| t.map(Value::Tensor)).collect();
+            let args: Vec<Option<&Value>> = vals.iter().map(|v| v.as_ref()).collect();
+            Stft { onesided: true }.run(&args, &RunContext { pool: &pool }).map(|mut v| match v.swap_remove(0) {
+                Value::Tensor(t) => t,
+                _ => panic!(),
+            })
+        };
+        let i = |v: i64| Some(Tensor::from_vec(&[], vec![v]).unwrap());
+        // A constant signal: every frame's spectrum is its DC term only.
+        let sig = Some(Tensor::from_vec(&[1, 10, 1], vec![1f32; 10]).unwrap());
+        let y = run(vec![sig.clone(), i(2), None, i(4)]).unwrap();
+        assert_eq!(y.shape(), &[1, 4, 3, 2]);
+        let v = y.to_f64_vec().unwrap();
+        for f in 0..4 {
+            assert_eq!(&v[f * 6..f * 6 + 6], &[4.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+        }
+        let w = Some(Tensor::from_vec(&[3], vec![1f32; 3]).unwrap());
+        let e = run(vec![sig.clone(), i(2), w, i(4)]).unwrap_err().to_string();
+        assert!(e.contains("frame_length 4 differs from the window's 3 values"), "{e}");
+        let e = run(vec![sig.clone(), i(2), None, i(11)]).unwrap_err().to_string();
+        assert!(e.contains("shorter than a frame of 11"), "{e}");
+        let e = run(vec![sig, i(0), None, i(4)]).unwrap_err().to_string();
+        assert!(e.contains("frame_step must be positive"), "{e}");
     }
 
     #[test]
