@@ -38,6 +38,7 @@ pub fn register(r: &mut Registry) {
     r.add("Add", arith::build_add);
     r.add("DFT", signal::build_dft);
     r.add("STFT", signal::build_stft);
+    r.add("MelWeightMatrix", signal::build_mel_weight_matrix);
     r.add("HannWindow", signal::build_hann);
     r.add("HammingWindow", signal::build_hamming);
     r.add("BlackmanWindow", signal::build_blackman);

@@ -1,5 +1,5 @@
 //! Signal processing: the discrete Fourier transform (DFT, opsets 17 and 20), the short-time
-//! Fourier transform (STFT, opset 17) and the window functions HannWindow, HammingWindow, BlackmanWindow (opset 17), as exported with
+//! Fourier transform (STFT, opset 17), MelWeightMatrix (opset 17) and the window functions HannWindow, HammingWindow, BlackmanWindow (opset 17), as exported with
 //! `torch.stft` / `torch.fft` pipelines.
 //!
 //! DFT computes in `f64`: a radix-2 FFT for power-of-two lengths, the direct sum over a table of
@@ -334,6 +334,76 @@ impl Op for Stft {
     }
 }
 
+/// `MelWeightMatrix`: `[dft_length / 2 + 1, num_mel_bins]` triangular filters, evenly spaced on
+/// the mel scale (`2595·log10(1 + f/700)`) between the edges, each rising from its left edge's
+/// spectrogram bin to its center's and falling to its right edge's (the ONNX reference's
+/// spacing: the mel range split in `num_mel_bins + 2` steps, bins `⌊(dft_length + 1)·f / rate⌋`).
+struct MelWeightMatrix {
+    dtype: DType,
+}
+
+pub fn build_mel_weight_matrix(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let code = ctx.attr_i("output_datatype", 1)?;
+    let dtype = i32::try_from(code).ok().and_then(|c| DType::from_code(c).ok()).ok_or_else(|| ctx.invalid(format!("output_datatype {code} is not a tensor element type")))?;
+    if matches!(dtype, DType::String) {
+        return Err(ctx.invalid("output_datatype cannot be string"));
+    }
+    Ok(Box::new(MelWeightMatrix { dtype }))
+}
+
+impl Op for MelWeightMatrix {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        let scalar = |i: usize, what: &str| -> Result<f64> {
+            let t = tensor_in(inputs, i, "MelWeightMatrix")?;
+            match t.to_f64_vec()?.as_slice() {
+                [v] => Ok(*v),
+                _ => Err(Error::ShapeMismatch(format!("MelWeightMatrix: {what} must be a scalar, got shape {:?}", t.shape()))),
+            }
+        };
+        let (mels, dft, rate) = (scalar(0, "num_mel_bins")?, scalar(1, "dft_length")?, scalar(2, "sample_rate")?);
+        let (lo, hi) = (scalar(3, "lower_edge_hertz")?, scalar(4, "upper_edge_hertz")?);
+        if !(1.0..=65536.0).contains(&mels) || !(1.0..=MAX_DFT as f64).contains(&dft) || rate <= 0.0 || !(lo >= 0.0 && lo < hi) {
+            return Err(Error::InvalidArgument(format!(
+                "MelWeightMatrix: needs 1 <= num_mel_bins ({mels}), 1 <= dft_length ({dft}), sample_rate > 0 ({rate}) and 0 <= lower_edge_hertz < upper_edge_hertz ({lo}, {hi})"
+            )));
+        }
+        let (mels, dft) = (mels as usize, dft as usize);
+        let spec = dft / 2 + 1;
+        let mel = |f: f64| 2595.0 * (f / 700.0).ln_1p() / std::f64::consts::LN_10;
+        let (mlo, mhi) = (mel(lo), mel(hi));
+        let step = (mhi - mlo) / (mels + 2) as f64;
+        let bins: Vec<i64> = (0..mels + 2)
+            .map(|i| {
+                let f = 700.0 * ((i as f64 * step + mlo) / 2595.0 * std::f64::consts::LN_10).exp_m1();
+                (((dft + 1) as f64 * f) / rate).floor() as i64
+            })
+            .collect();
+        let mut w = vec![0f64; spec * mels];
+        let mut set = |j: i64, i: usize, v: f64| -> Result<()> {
+            let j = usize::try_from(j).ok().filter(|&j| j < spec).ok_or_else(|| {
+                Error::InvalidArgument(format!("MelWeightMatrix: filter {i} reaches spectrogram bin {j} of {spec} (upper_edge_hertz {hi} beyond half the sample rate {rate}?)"))
+            })?;
+            w[j * mels + i] = v;
+            Ok(())
+        };
+        for i in 0..mels {
+            let (l, c, h) = (bins[i], bins[i + 1], bins[i + 2]);
+            if c == l {
+                set(c, i, 1.0)?;
+            } else {
+                for j in l..=c {
+                    set(j, i, (j - l) as f64 / (c - l) as f64)?;
+                }
+            }
+            for j in c..h {
+                set(j, i, (h - j) as f64 / (h - c) as f64)?;
+            }
+        }
+        let t = Tensor::from_vec(&[spec, mels], w)?;
+        Ok(vec![cast(&t, self.dtype, CastOptions::default())?.into()])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +457,29 @@ mod tests {
         assert!(e.contains("shorter than a frame of 11"), "{e}");
         let e = run(vec![sig, i(0), None, i(4)]).unwrap_err().to_string();
         assert!(e.contains("frame_step must be positive"), "{e}");
+    }
+
+    #[test]
+    fn mel_filters_peak_at_one_and_stay_below_nyquist() {
+        let pool = crate::executor::pool::ThreadPool::new(1);
+        let run = |hi: f32| {
+            let ins = [Tensor::from_vec(&[], vec![8i64]), Tensor::from_vec(&[], vec![64i64]), Tensor::from_vec(&[], vec![8000i64]), Tensor::from_vec(&[], vec![0f32]), Tensor::from_vec(&[], vec![hi])];
+            let vals: Vec<Option<Value>> = ins.into_iter().map(|t| Some(Value::Tensor(t.unwrap()))).collect();
+            let args: Vec<Option<&Value>> = vals.iter().map(|v| v.as_ref()).collect();
+            MelWeightMatrix { dtype: DType::Float32 }.run(&args, &RunContext { pool: &pool }).map(|mut v| match v.swap_remove(0) {
+                Value::Tensor(t) => t,
+                _ => panic!(),
+            })
+        };
+        let m = run(4000.0).unwrap();
+        assert_eq!(m.shape(), &[33, 8]);
+        let v = m.to_f64_vec().unwrap();
+        for i in 0..8 {
+            let col: Vec<f64> = (0..33).map(|j| v[j * 8 + i]).collect();
+            assert!(col.iter().all(|&x| (0.0..=1.0).contains(&x)) && col.contains(&1.0), "filter {i}: {col:?}");
+        }
+        let e = run(8000.0).unwrap_err().to_string();
+        assert!(e.contains("beyond half the sample rate"), "{e}");
     }
 
     #[test]
