@@ -27,12 +27,30 @@ struct CosineWindow {
     dtype: DType,
 }
 
-fn build(ctx: &BuildContext, name: &'static str, coeffs: [f64; 3]) -> Result<Box<dyn Op>> {
+/// The `output_datatype` attribute (default float).
+fn output_dtype(ctx: &BuildContext) -> Result<DType> {
     let code = ctx.attr_i("output_datatype", 1)?;
     let dtype = i32::try_from(code).ok().and_then(|c| DType::from_code(c).ok()).ok_or_else(|| ctx.invalid(format!("output_datatype {code} is not a tensor element type")))?;
     if matches!(dtype, DType::String) {
         return Err(ctx.invalid("output_datatype cannot be string"));
     }
+    Ok(dtype)
+}
+
+/// An optional integer scalar input `i` of `op` (absent or empty: `None`).
+fn opt_scalar_i64(inputs: &[Option<&Value>], i: usize, op: &str, what: &str) -> Result<Option<i64>> {
+    match opt_tensor_in(inputs, i, op)? {
+        None => Ok(None),
+        Some(t) => match t.to_i64_vec()?.as_slice() {
+            [] => Ok(None),
+            [v] => Ok(Some(*v)),
+            _ => Err(Error::ShapeMismatch(format!("{op}: {what} must be a scalar, got shape {:?}", t.shape()))),
+        },
+    }
+}
+
+fn build(ctx: &BuildContext, name: &'static str, coeffs: [f64; 3]) -> Result<Box<dyn Op>> {
+    let dtype = output_dtype(ctx)?;
     let periodic = ctx.attr_i("periodic", 1)? != 0;
     Ok(Box::new(CosineWindow { name, coeffs, periodic, dtype }))
 }
@@ -157,16 +175,7 @@ impl Op for Dft {
         if rank < 2 || !(1..=2).contains(&shape[rank - 1]) {
             return Err(Error::ShapeMismatch(format!("DFT: input must be [..., signal, 1 or 2] (real or complex), got {shape:?}")));
         }
-        let scalar_i = |i: usize, what: &str| -> Result<Option<i64>> {
-            match opt_tensor_in(inputs, i, "DFT")? {
-                None => Ok(None),
-                Some(t) => match t.to_i64_vec()?.as_slice() {
-                    [] => Ok(None),
-                    [v] => Ok(Some(*v)),
-                    _ => Err(Error::ShapeMismatch(format!("DFT: {what} must be a scalar, got shape {:?}", t.shape()))),
-                },
-            }
-        };
+        let scalar_i = |i: usize, what: &str| opt_scalar_i64(inputs, i, "DFT", what);
         let axis = match self.axis_attr {
             Some(a) => a,
             None => scalar_i(2, "axis")?.unwrap_or(-2),
@@ -270,15 +279,7 @@ impl Op for Stft {
         if shape.len() != 3 || !(1..=2).contains(&shape[2]) {
             return Err(Error::ShapeMismatch(format!("STFT: signal must be [batch, length, 1 or 2], got {shape:?}")));
         }
-        let scalar_i = |i: usize, what: &str| -> Result<Option<i64>> {
-            match opt_tensor_in(inputs, i, "STFT")? {
-                None => Ok(None),
-                Some(t) => match t.to_i64_vec()?.as_slice() {
-                    [v] => Ok(Some(*v)),
-                    _ => Err(Error::ShapeMismatch(format!("STFT: {what} must be a scalar, got shape {:?}", t.shape()))),
-                },
-            }
-        };
+        let scalar_i = |i: usize, what: &str| opt_scalar_i64(inputs, i, "STFT", what);
         let step = match scalar_i(1, "frame_step")? {
             Some(v) if v >= 1 => v as usize,
             Some(v) => return Err(Error::InvalidArgument(format!("STFT: frame_step must be positive, got {v}"))),
@@ -343,12 +344,7 @@ struct MelWeightMatrix {
 }
 
 pub fn build_mel_weight_matrix(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let code = ctx.attr_i("output_datatype", 1)?;
-    let dtype = i32::try_from(code).ok().and_then(|c| DType::from_code(c).ok()).ok_or_else(|| ctx.invalid(format!("output_datatype {code} is not a tensor element type")))?;
-    if matches!(dtype, DType::String) {
-        return Err(ctx.invalid("output_datatype cannot be string"));
-    }
-    Ok(Box::new(MelWeightMatrix { dtype }))
+    Ok(Box::new(MelWeightMatrix { dtype: output_dtype(ctx)? }))
 }
 
 impl Op for MelWeightMatrix {
