@@ -939,6 +939,8 @@ mod tests {
 
     #[test]
     fn implicit_rows_share_their_zero_columns_with_unit_column_strides() {
+        // The ISA level must not be lowered by a concurrent test between here and the plan.
+        let _isa = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if !crate::kernels::sgemm::implicit_available() {
             eprintln!("skipped: the implicit GEMM needs AVX-512");
             return;

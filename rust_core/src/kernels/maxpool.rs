@@ -189,6 +189,9 @@ mod tests {
 
     #[test]
     fn register_max_pool_matches_the_definition() {
+        // Tests that force an ISA level hold this lock: without it, one of them could lower the
+        // level between the check below and the kernel call (a race seen in a CI run).
+        let _isa = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if crate::kernels::simd::active() < crate::kernels::simd::Isa::Avx512 {
             eprintln!("skipped: the register MaxPool kernel needs AVX-512");
             return;
