@@ -1017,13 +1017,17 @@ mod tests {
             let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.05 - 0.3).collect();
             let want = naive(&s, &x, &wt, &bias);
             let mg = m / group;
-            let packed: Vec<PackedA> = (0..group).map(|g| PackedA::new(mg, kdim, &wt[g * mg * kdim..(g + 1) * mg * kdim], kdim, 1)).collect();
+            let pack = |f: fn(usize, usize, &[f32], usize, usize) -> PackedA| -> Vec<PackedA> {
+                (0..group).map(|g| f(mg, kdim, &wt[g * mg * kdim..(g + 1) * mg * kdim], kdim, 1)).collect()
+            };
+            // Weights packed in either depth blocks serve every path.
+            let (packed, deep) = (pack(PackedA::new), pack(PackedA::for_implicit));
             for_each_isa(|isa| {
                 for threads in [1, 2] {
                     let pool = ThreadPool::new(threads);
                     let cache = PlanCache::default();
                     // Without a plan cache, then twice through one (built, then reused).
-                    for (pk, plans) in [(None, None), (Some(&packed[..]), Some(&cache)), (Some(&packed[..]), Some(&cache))] {
+                    for (pk, plans) in [(None, None), (Some(&packed[..]), Some(&cache)), (Some(&packed[..]), Some(&cache)), (Some(&deep[..]), None)] {
                         let mut y = vec![f32::NAN; want.len()];
                         conv_forward(&pool, &s, &x, &wt, Some(&bias), Act::Relu, pk, plans, &mut y).unwrap();
                         for (i, (g, w)) in y.iter().zip(&want).enumerate() {

@@ -121,7 +121,9 @@ fn pack_weights(ctx: &BuildContext, group: usize) -> Option<Vec<PackedA>> {
     }
     let v = w.as_slice::<f32>().ok()?;
     let (mg, kdim) = (m / group, v.len() / m.max(1));
-    Some((0..group).map(|g| PackedA::new(mg, kdim, &v[g * mg * kdim..(g + 1) * mg * kdim], kdim, 1)).collect())
+    // Deeper blocks where the implicit GEMM will run (every driver accepts either).
+    let pack = if crate::kernels::sgemm::implicit_available() { PackedA::for_implicit } else { PackedA::new };
+    Some((0..group).map(|g| pack(mg, kdim, &v[g * mg * kdim..(g + 1) * mg * kdim], kdim, 1)).collect())
 }
 
 fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
