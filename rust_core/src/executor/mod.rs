@@ -1,5 +1,6 @@
 //! Execution: plans, sessions and the thread pool.
 
+pub mod batch;
 pub mod concat;
 pub mod plan;
 pub mod pool;

@@ -31,6 +31,10 @@ pub struct Session {
     input_slots: Vec<usize>,
     /// Plan input positions by name, for models with many inputs (a linear scan otherwise).
     input_by_name: Option<HashMap<String, usize>>,
+    /// Batches of large images run one image at a time (see [`super::batch`]).
+    split: bool,
+    /// A pool of the calling thread alone, for images run on the threads of `pool`.
+    single: ThreadPool,
 }
 
 impl std::fmt::Debug for Session {
@@ -85,7 +89,20 @@ impl Session {
         let input_by_name = (plan.input_count() > LINEAR_LOOKUP_MAX)
             .then(|| plan.input_names().enumerate().map(|(i, n)| (n.to_string(), i)).collect());
         let outputs = graph.outputs.clone();
-        Ok(Session { model, plan, pool: ThreadPool::new(threads), inputs, outputs, defaults, input_slots, input_by_name })
+        // PYML_INTEROP_BATCH_SPLIT=0 runs every batch whole (for comparisons).
+        let split = std::env::var("PYML_INTEROP_BATCH_SPLIT").map_or(true, |v| v != "0") && super::batch::separable(&graph);
+        Ok(Session {
+            model,
+            plan,
+            pool: ThreadPool::new(threads),
+            inputs,
+            outputs,
+            defaults,
+            input_slots,
+            input_by_name,
+            split,
+            single: ThreadPool::new(1),
+        })
     }
 
     /// The model this session runs.
@@ -197,7 +214,11 @@ impl Session {
         let ctx = RunContext { pool: &self.pool };
         let _running = self.pool.run_scope();
         let defaults = |n: &str| self.defaults.get(n).cloned();
-        let mut all = self.plan.execute(slots, &defaults, &[], &ctx)?;
+        let split = self.split_images(&slots).and_then(|n| self.run_split(&slots, n, &defaults));
+        let mut all = match split {
+            Some(all) => all,
+            None => self.plan.execute(slots, &defaults, &[], &ctx)?,
+        };
         match outputs {
             None => Ok(all),
             // The common case of one output, taken without a clone.
@@ -205,6 +226,101 @@ impl Session {
             Some(idx) => Ok(idx.iter().map(|&j| all[j].clone()).collect()),
         }
     }
+}
+
+impl Session {
+    /// The number of images when this run is split (see [`super::batch`]): every input fed,
+    /// a tensor of one batch size of at least 2, and large enough images; initializer-backed
+    /// inputs left at their defaults (the graph was analysed with them as constants).
+    fn split_images(&self, slots: &[Option<Value>]) -> Option<usize> {
+        if !self.split {
+            return None;
+        }
+        let mut n = None;
+        let mut image_bytes = 0;
+        for (k, s) in slots.iter().enumerate() {
+            let is_input = self.input_slots.contains(&k);
+            match s {
+                Some(Value::Tensor(t)) if is_input && t.dtype() != crate::tensor::DType::String && t.rank() >= 1 => {
+                    let b = t.shape()[0];
+                    if b < 2 || *n.get_or_insert(b) != b {
+                        return None;
+                    }
+                    image_bytes += t.nbytes() / b;
+                }
+                None if !is_input => {}
+                _ => return None,
+            }
+        }
+        (image_bytes >= super::batch::SPLIT_MIN_BYTES).then_some(n?)
+    }
+
+    /// Run `n` images one at a time and stack their outputs along the first axis; None when
+    /// any image fails (the caller then runs the batch whole, for its result or its error).
+    /// With several threads, the largest multiple of the thread count of images are shared
+    /// between the threads, each running its images alone; the rest use the whole pool.
+    fn run_split(&self, slots: &[Option<Value>], n: usize, defaults: &(dyn Fn(&str) -> Option<Value> + Sync)) -> Option<Vec<Value>> {
+        let image = |i: usize| -> Option<Vec<Option<Value>>> {
+            slots
+                .iter()
+                .map(|s| match s {
+                    None => Some(None),
+                    Some(Value::Tensor(t)) => image_of(t, i, n).map(|t| Some(Value::Tensor(t))),
+                    Some(_) => None,
+                })
+                .collect()
+        };
+        let results: Vec<std::sync::Mutex<Option<Vec<Value>>>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+        let run_one = |i: usize, pool: &ThreadPool| {
+            let ctx = RunContext { pool };
+            let out = image(i).and_then(|slots| self.plan.execute(slots, defaults, &[], &ctx).ok());
+            *results[i].lock().unwrap_or_else(|e| e.into_inner()) = out;
+        };
+        let threads = self.pool.threads();
+        let shared = if threads > 1 { n / threads * threads } else { 0 };
+        if shared > 0 {
+            self.pool.parallel_for(shared, shared / threads, |s, e| (s..e).for_each(|i| run_one(i, &self.single)));
+        }
+        (shared..n).for_each(|i| run_one(i, &self.pool));
+        let per_image: Vec<Vec<Value>> = results.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect::<Option<_>>()?;
+        (0..per_image.first()?.len()).map(|j| stack(per_image.iter().map(|o| &o[j]))).collect()
+    }
+}
+
+/// Image `i` of `n` (a view of its block of the first axis, kept alive by the batch).
+fn image_of(t: &crate::tensor::Tensor, i: usize, n: usize) -> Option<crate::tensor::Tensor> {
+    let per = t.nbytes() / n;
+    let mut shape = t.shape().to_vec();
+    shape[0] /= n;
+    let bytes = t.bytes().ok()?.get(i * per..(i + 1) * per)?;
+    // SAFETY: the bytes lie in the batch's storage, which the Arc keeps alive and which no
+    // one writes while the run that borrows it lasts.
+    unsafe { crate::tensor::Tensor::from_shared_bytes(t.dtype(), &shape, Arc::new(t.clone()), bytes).ok() }
+}
+
+/// The tensors of `parts` stacked along their first axis (None unless they are tensors of one
+/// dtype and equal trailing dimensions).
+fn stack<'a>(parts: impl Iterator<Item = &'a Value> + Clone) -> Option<Value> {
+    let tensors: Vec<&crate::tensor::Tensor> = parts.map(|v| if let Value::Tensor(t) = v { Some(t) } else { None }).collect::<Option<_>>()?;
+    let first = tensors.first()?;
+    if first.rank() == 0 || first.dtype() == crate::tensor::DType::String {
+        return None;
+    }
+    let tail = &first.shape()[1..];
+    if tensors.iter().any(|t| t.dtype() != first.dtype() || t.rank() != first.rank() || &t.shape()[1..] != tail) {
+        return None;
+    }
+    let mut shape = first.shape().to_vec();
+    shape[0] = tensors.iter().map(|t| t.shape()[0]).sum();
+    let mut out = crate::tensor::Tensor::for_overwrite(first.dtype(), &shape).ok()?;
+    let dst = out.make_mut_bytes().ok()?;
+    let mut at = 0;
+    for t in &tensors {
+        let b = t.bytes().ok()?;
+        dst[at..at + b.len()].copy_from_slice(b);
+        at += b.len();
+    }
+    Some(Value::Tensor(out))
 }
 
 /// `tensor(float) [batch, 3, 224, 224]`, for messages.
