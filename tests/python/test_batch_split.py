@@ -34,17 +34,18 @@ def _model(nodes, inits, outputs, shape=(None, C, H, H)):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
-def _classifier(head_axis: int = 1) -> bytes:
+def _classifier(head_axis: int = 1, first_stride: int = 1) -> bytes:
     """Conv+Relu -> MaxPool -> 1x1 Conv -> per-channel scale -> GlobalAveragePool -> Flatten ->
-    Gemm -> Softmax(head_axis); the pooled map is a second output."""
+    Gemm -> Softmax(head_axis); the pooled map is a second output. The first convolution's
+    output is 16 x 128 x 128 floats per image (1 MB, the smallest that splits) at stride 1."""
     rng = np.random.default_rng(3)
-    inits = [_const("w1", rng.standard_normal((8, C, 3, 3)).astype(np.float32) * 0.2),
-             _const("b1", rng.standard_normal(8).astype(np.float32)),
-             _const("w2", rng.standard_normal((6, 8, 1, 1)).astype(np.float32) * 0.3),
+    inits = [_const("w1", rng.standard_normal((16, C, 3, 3)).astype(np.float32) * 0.2),
+             _const("b1", rng.standard_normal(16).astype(np.float32)),
+             _const("w2", rng.standard_normal((6, 16, 1, 1)).astype(np.float32) * 0.3),
              _const("s", rng.standard_normal((1, 6, 1, 1)).astype(np.float32)),
              _const("wg", rng.standard_normal((5, 6)).astype(np.float32)),
              _const("bg", rng.standard_normal(5).astype(np.float32))]
-    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], strides=[2, 2], pads=[1] * 4),
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], kernel_shape=[3, 3], strides=[first_stride] * 2, pads=[1] * 4),
              helper.make_node("Relu", ["c1"], ["r1"]),
              helper.make_node("MaxPool", ["r1"], ["pool"], kernel_shape=[2, 2], strides=[2, 2]),
              helper.make_node("Conv", ["pool", "w2"], ["c2"]),
@@ -98,6 +99,8 @@ def test_split_runs_once_per_image_and_can_be_turned_off(threads, tmp_path):
     assert _calls(model, 3, threads, tmp_path)["Softmax"] == 3
     assert _calls(model, 3, threads, tmp_path, split="0")["Softmax"] == 1
     assert _calls(model, 1, threads, tmp_path)["Softmax"] == 1
+    # Smaller first activations (stride 2: 256 KB per image) run whole.
+    assert _calls(_classifier(first_stride=2), 3, threads, tmp_path)["Softmax"] == 1
 
 
 def test_graphs_mixing_the_images_run_whole(tmp_path):
@@ -111,16 +114,16 @@ def test_graphs_mixing_the_images_run_whole(tmp_path):
 
 
 def test_failed_split_falls_back_to_the_whole_batch():
-    # Reshape(-1, 2) of an odd number of values per image: each image alone cannot be reshaped,
-    # the batch of two can. The result is the whole batch's.
+    # Reshape(-1, 8) of 4 x 257 x 257 values per image (4 times an odd number): each image alone
+    # cannot be reshaped, the batch of two can. The result is the whole batch's.
     side = 257
-    inits = [_const("w", np.full((1, 1, 1, 1), 2.0, np.float32)),
-             helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 2])]
+    inits = [_const("w", np.full((4, 1, 1, 1), 2.0, np.float32)),
+             helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 8])]
     nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Reshape", ["c", "shape"], ["y"])]
     model = _model(nodes, inits, ["y"], shape=(None, 1, side, side))
     x = np.random.default_rng(2).standard_normal((2, 1, side, side)).astype(np.float32)
     got = pmi.InferenceSession(model).run(None, {"x": x})[0]
-    np.testing.assert_array_equal(got, (2 * x).reshape(-1, 2))
+    np.testing.assert_array_equal(got, np.broadcast_to(2 * x, (2, 4, side, side)).reshape(-1, 8))
     # A batch of one gets the engine's own error, naming the node.
     with pytest.raises(pmi.Error, match="Reshape"):
         pmi.InferenceSession(model).run(None, {"x": x[:1]})

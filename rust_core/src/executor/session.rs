@@ -31,8 +31,9 @@ pub struct Session {
     input_slots: Vec<usize>,
     /// Plan input positions by name, for models with many inputs (a linear scan otherwise).
     input_by_name: Option<HashMap<String, usize>>,
-    /// Batches of large images run one image at a time (see [`super::batch`]).
-    split: bool,
+    /// Batches of large images run one image at a time (see [`super::batch`]): the graph's
+    /// first convolution when it may.
+    split: Option<super::batch::FirstConv>,
     /// A pool of the calling thread alone, for images run on the threads of `pool`.
     single: ThreadPool,
 }
@@ -90,7 +91,7 @@ impl Session {
             .then(|| plan.input_names().enumerate().map(|(i, n)| (n.to_string(), i)).collect());
         let outputs = graph.outputs.clone();
         // PYML_INTEROP_BATCH_SPLIT=0 runs every batch whole (for comparisons).
-        let split = std::env::var("PYML_INTEROP_BATCH_SPLIT").map_or(true, |v| v != "0") && super::batch::separable(&graph);
+        let split = if std::env::var("PYML_INTEROP_BATCH_SPLIT").is_ok_and(|v| v == "0") { None } else { super::batch::separable(&graph) };
         Ok(Session {
             model,
             plan,
@@ -230,14 +231,13 @@ impl Session {
 
 impl Session {
     /// The number of images when this run is split (see [`super::batch`]): every input fed,
-    /// a tensor of one batch size of at least 2, and large enough images; initializer-backed
-    /// inputs left at their defaults (the graph was analysed with them as constants).
+    /// a tensor of one batch size of at least 2, large enough images and first activations;
+    /// initializer-backed inputs left at their defaults (the graph was analysed with them as
+    /// constants).
     fn split_images(&self, slots: &[Option<Value>]) -> Option<usize> {
-        if !self.split {
-            return None;
-        }
+        let first = self.split?;
         let mut n = None;
-        let mut image_bytes = 0;
+        let (mut image_bytes, mut image_elems) = (0, 0);
         for (k, s) in slots.iter().enumerate() {
             let is_input = self.input_slots.contains(&k);
             match s {
@@ -247,12 +247,14 @@ impl Session {
                         return None;
                     }
                     image_bytes += t.nbytes() / b;
+                    image_elems += t.len() / b;
                 }
                 None if !is_input => {}
                 _ => return None,
             }
         }
-        (image_bytes >= super::batch::SPLIT_MIN_BYTES).then_some(n?)
+        let large = image_bytes >= super::batch::SPLIT_MIN_BYTES && first.output_bytes(image_elems) >= super::batch::SPLIT_MIN_ACTIVATION;
+        large.then_some(n?)
     }
 
     /// Run `n` images one at a time and stack their outputs along the first axis; None when
