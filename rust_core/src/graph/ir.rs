@@ -143,6 +143,20 @@ pub struct Node {
 }
 
 impl Node {
+    /// A default-domain node without a name, for tests.
+    #[cfg(test)]
+    pub fn for_test(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, AttrValue)>) -> Node {
+        Node {
+            name: String::new(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            doc_string: String::new(),
+        }
+    }
+
     /// A display name for messages: `Conv node 'conv1'` (or its first output when unnamed).
     pub fn describe(&self) -> String {
         if self.name.is_empty() {

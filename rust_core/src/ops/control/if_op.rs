@@ -61,21 +61,8 @@ mod tests {
         }
     }
 
-    pub fn simple_node(
-        op: &str,
-        inputs: &[&str],
-        outputs: &[&str],
-        attrs: Vec<(&str, AttrValue)>,
-    ) -> Node {
-        Node {
-            name: String::new(),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
-            doc_string: String::new(),
-        }
+    pub fn simple_node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, AttrValue)>) -> Node {
+        Node::for_test(op, inputs, outputs, attrs)
     }
 
     #[test]

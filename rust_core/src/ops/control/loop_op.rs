@@ -149,15 +149,7 @@ mod tests {
     }
 
     fn n(op: &str, inputs: &[&str], outputs: &[&str]) -> Node {
-        Node {
-            name: String::new(),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            attrs: vec![],
-            doc_string: String::new(),
-        }
+        Node::for_test(op, inputs, outputs, vec![])
     }
 
     #[test]
