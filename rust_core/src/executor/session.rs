@@ -302,7 +302,7 @@ fn image_of(t: &crate::tensor::Tensor, i: usize, n: usize) -> Option<crate::tens
 
 /// The tensors of `parts` stacked along their first axis (None unless they are tensors of one
 /// dtype and equal trailing dimensions).
-fn stack<'a>(parts: impl Iterator<Item = &'a Value> + Clone) -> Option<Value> {
+fn stack<'a>(parts: impl Iterator<Item = &'a Value>) -> Option<Value> {
     let tensors: Vec<&crate::tensor::Tensor> = parts.map(|v| if let Value::Tensor(t) = v { Some(t) } else { None }).collect::<Option<_>>()?;
     let first = tensors.first()?;
     if first.rank() == 0 || first.dtype() == crate::tensor::DType::String {
