@@ -387,8 +387,14 @@ crate::multiversion! {
     ) = depthwise_plane_body;
 }
 
-/// Deepest pointwise convolution whose GEMM reads the image unpacked.
+/// Deepest pointwise convolution whose GEMM reads the image unpacked whatever its output
+/// channels.
 const POINTWISE_MAX_DEPTH: usize = 256;
+/// Output channels from which a pointwise convolution deeper than [`POINTWISE_MAX_DEPTH`]
+/// packs B: the packing is shared by every pass of A's rows over B, so it pays for tall
+/// products only (1000 x 512 on 13x13: 12% faster packed; 96 x 576 on 7x7: 14% slower,
+/// 192 x 1152 on 7x7: 3% slower, 288 x 576 on 7x7: equal).
+const POINTWISE_DEEP_MAX_ROWS: usize = 256;
 
 /// Least fraction of the vector lanes doing useful work for [`ImplicitConv`].
 const IMPLICIT_MIN_USE: f32 = 0.6;
@@ -471,10 +477,12 @@ impl ImplicitConv {
 
     /// The plan for a pointwise window (1×1, unit strides, no padding) over `cg` channels of
     /// `plane` floats: the GEMM reads the image in place, a plain product without packing B.
-    /// Only up to [`POINTWISE_MAX_DEPTH`] channels: deeper products ran 5-15% slower on one
-    /// thread than with packed B panels (each tile reads hundreds of strided rows).
-    fn pointwise(cg: usize, plane: usize) -> Option<ImplicitConv> {
-        if !crate::kernels::sgemm::implicit_available() || cg == 0 || cg > POINTWISE_MAX_DEPTH || plane == 0 {
+    /// Deeper than [`POINTWISE_MAX_DEPTH`] channels only for fewer than
+    /// [`POINTWISE_DEEP_MAX_ROWS`] output channels `mg`: every pass of A's rows reads hundreds
+    /// of strided rows of B, which packed B panels avoid at the cost of one copy.
+    fn pointwise(cg: usize, mg: usize, plane: usize) -> Option<ImplicitConv> {
+        let deep = cg > POINTWISE_MAX_DEPTH && mg >= POINTWISE_DEEP_MAX_ROWS;
+        if !crate::kernels::sgemm::implicit_available() || cg == 0 || deep || plane == 0 {
             return None;
         }
         let offs = (0..cg).map(|c| c * plane).collect();
@@ -586,6 +594,7 @@ impl ImplicitConv {
 struct PlanKey {
     window: Window3,
     cg: usize,
+    mg: usize,
     f32: bool,
     isa: crate::kernels::simd::Isa,
 }
@@ -799,11 +808,11 @@ pub fn conv_forward_into<T: GemmElem>(
     let flops_per_task = mg * kdim * out_sz;
     let build = || match (as_f32(x).is_some(), pointwise) {
         (false, _) => None,
-        (true, true) => ImplicitConv::pointwise(cg, in_sz),
+        (true, true) => ImplicitConv::pointwise(cg, mg, in_sz),
         (true, false) => ImplicitConv::plan(w, cg),
     };
     let implicit = match plans {
-        Some(cache) => cache.get(PlanKey { window: *w, cg, f32: as_f32(x).is_some(), isa: crate::kernels::simd::active() }, build),
+        Some(cache) => cache.get(PlanKey { window: *w, cg, mg, f32: as_f32(x).is_some(), isa: crate::kernels::simd::active() }, build),
         None => build().map(std::sync::Arc::new),
     };
     let run_task = |t: usize, col: &mut Scratch, par: bool| -> Result<()> {
@@ -967,6 +976,18 @@ mod tests {
     }
 
     #[test]
+    fn deep_pointwise_convolutions_read_the_image_in_place_unless_tall() {
+        let _isa = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if !crate::kernels::sgemm::implicit_available() {
+            eprintln!("skipped: the implicit GEMM needs AVX-512");
+            return;
+        }
+        for (cg, mg, direct) in [(256, 1000, true), (576, 96, true), (1152, 192, true), (512, 1000, false), (300, 256, false)] {
+            assert_eq!(ImplicitConv::pointwise(cg, mg, 49).is_some(), direct, "{cg} -> {mg}");
+        }
+    }
+
+    #[test]
     fn gemm_convolutions_match_the_definition_on_every_path() {
         // (batch, C, M, group, input HxW, kernel, strides, dilations, pads t/l/b/r): windows
         // take the implicit GEMM on AVX-512 (rows of 1, 7 and 56 outputs, asymmetric pads,
@@ -993,7 +1014,9 @@ mod tests {
             (1, 2, 8, 1, [8, 700], [2, 20], [2, 20], [1, 1], [0, 1, 0, 0]),
             (2, 16, 40, 1, [9, 13], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 8, 30, 2, [5, 5], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            // Deep pointwise: in place for few output channels, packed B for many.
             (1, 300, 20, 1, [1, 37], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            (1, 300, 260, 1, [5, 7], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             // The window covers the input: matrix-vector products (one output per channel).
             (3, 40, 37, 1, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (2, 6, 10, 2, [3, 4], [3, 4], [1, 1], [1, 1], [0, 0, 0, 0]),
