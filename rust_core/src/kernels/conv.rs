@@ -599,11 +599,16 @@ struct PlanKey {
     isa: crate::kernels::simd::Isa,
 }
 
-/// The implicit-GEMM plan of one convolution node for its last input shape, kept across runs
-/// (building it allocates an offset per input channel and tap, so a steady run of a fixed-shape
-/// model allocates nothing for it). A new shape replaces the entry; concurrent runs share it.
+/// What one convolution node keeps across runs: the implicit-GEMM plan for its last input
+/// shape (building it allocates an offset per input channel and tap, so a steady run of a
+/// fixed-shape model allocates nothing for it; a new shape replaces the entry; concurrent runs
+/// share it), and for a depthwise node with constant weights, its taps interleaved at session
+/// creation.
 #[derive(Default)]
-pub struct PlanCache(std::sync::Mutex<Option<(PlanKey, Option<std::sync::Arc<ImplicitConv>>)>>);
+pub struct PlanCache {
+    plan: std::sync::Mutex<Option<(PlanKey, Option<std::sync::Arc<ImplicitConv>>)>>,
+    depthwise: Option<crate::kernels::depthwise::DepthwiseTaps>,
+}
 
 impl std::fmt::Debug for PlanCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -612,8 +617,14 @@ impl std::fmt::Debug for PlanCache {
 }
 
 impl PlanCache {
+    /// The state of a depthwise convolution whose constant weights are `weights`
+    /// (`[channels][taps]`).
+    pub fn depthwise(weights: &[f32], channels: usize) -> PlanCache {
+        PlanCache { depthwise: crate::kernels::depthwise::DepthwiseTaps::new(weights, channels), ..Default::default() }
+    }
+
     fn get(&self, key: PlanKey, build: impl FnOnce() -> Option<ImplicitConv>) -> Option<std::sync::Arc<ImplicitConv>> {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut g = self.plan.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((k, plan)) = g.as_ref() {
             if *k == key {
                 return plan.clone();
@@ -719,7 +730,8 @@ pub fn conv_forward_into<T: GemmElem>(
         if cg == 1 && mg == 1 && group > 1 && w.input[0] == 1 && w.kernel[0] == 1 {
             let y32 = as_f32_mut(y).expect("y has the type of x");
             let b32 = bias.and_then(as_f32);
-            return crate::kernels::depthwise::depthwise_f32(pool, w, s.batch, group, x32, w32, b32, act, y32);
+            let taps = plans.and_then(|p| p.depthwise.as_ref());
+            return crate::kernels::depthwise::depthwise_f32(pool, w, s.batch, group, x32, w32, taps, b32, act, y32);
         }
         if cg == 1 && group > 1 && w.input[0] == 1 && w.kernel[0] == 1 && s.batch > 0 && out_sz > 0 {
             // Depthwise with a channel multiplier: the per-plane kernel.

@@ -317,13 +317,26 @@ fn narrow_planes(w: &Window3) -> bool {
 fn interleave<M: MulAdd, const CB: usize>(x: &[f32], plane: usize, start: usize, len: usize, nc: usize, dst: &mut [f32]) {
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
+    if M::AVX2 && CB == CB16 && nc <= CB && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        assert!(dst.len() >= len * CB && (nc == 0 || x.len() >= (nc - 1) * plane + start + len));
+        // SAFETY: AVX-512 code; source rows are the nc planes' pixels start..start+len (checked
+        // above), destination rows the len pixels of dst; lanes past them are masked.
+        unsafe {
+            let (src, d) = (x.as_ptr().add(start), dst.as_mut_ptr());
+            while done < len {
+                let n = (len - done).min(16);
+                let mask = ((1u32 << n) - 1) as u16;
+                transpose16_part(src.add(done), plane, nc, mask, d.add(done * CB), CB, n, 0xFFFF);
+                done += n;
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if M::AVX2 && nc == CB {
-        // SAFETY: AVX2 code; every 16x16 and 8x8 block lies inside the planes and `dst`.
+        // SAFETY: AVX2 code; every 8x8 block lies inside the planes and `dst`.
         unsafe {
             let src = x.as_ptr().add(start);
-            if CB == CB16 && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
-                done = transpose16_blocks(src, plane, 16, dst.as_mut_ptr(), CB, 16 * CB, len / 16);
-            }
             while done + 8 <= len {
                 for g in 0..CB / 8 {
                     transpose8x8(src.add(g * 8 * plane + done), plane, dst.as_mut_ptr().add(done * CB + g * 8), CB);
@@ -351,12 +364,23 @@ fn deinterleave<M: MulAdd, const CB: usize>(src: &[f32], nc: usize, y: &SendPtr<
     let len = src.len() / CB;
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
+    if M::AVX2 && CB == CB16 && nc <= CB && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        // SAFETY: AVX-512 code; the source holds len pixels of 16 lanes, the caller owns len
+        // pixels of each of the nc planes at y (lanes past them are masked).
+        unsafe {
+            while done < len {
+                let n = (len - done).min(16);
+                let mask = ((1u32 << n) - 1) as u16;
+                transpose16_part(src.as_ptr().add(done * CB), CB, n, 0xFFFF, y.0.add(done), plane, nc, mask);
+                done += n;
+            }
+        }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
     if M::AVX2 && nc == CB {
         // SAFETY: AVX2 code; the caller owns `len` pixels of each of the CB planes at `y`.
         unsafe {
-            if CB == CB16 && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
-                done = transpose16_blocks(src.as_ptr(), CB, 16 * CB, y.0, plane, 16, len / 16);
-            }
             while done + 8 <= len {
                 for g in 0..CB / 8 {
                     transpose8x8(src.as_ptr().add(done * CB + g * 8), CB, y.0.add(g * 8 * plane + done), plane);
@@ -374,50 +398,65 @@ fn deinterleave<M: MulAdd, const CB: usize>(src: &[f32], nc: usize, y: &SendPtr<
     }
 }
 
-/// `blocks` 16x16 transposes: in block `b`, row `i` of the source (16 floats at
-/// `src + b·sb + i·ss`) becomes column `i` of the destination (rows at `dst + b·db + j·ds`).
-/// Interleaving reads 16 planes (`ss` = plane size, `sb` = 16) into pixels of 16 lanes
-/// (`ds` = 16, `db` = 256); de-interleaving the reverse. Returns `16·blocks`, the pixels done.
+/// One 16x16 transpose of a part of a block: rows `0..rows_in` of the source (lanes
+/// `lanes_in` of the 16 floats at `src + i·ss`; the other rows and lanes read as zero) become
+/// the columns of the destination, whose rows `0..rows_out` are stored (lanes `lanes_out` of
+/// the 16 floats at `dst + j·ds`). Only the masked lanes are read and written, so a part of a
+/// block (fewer channels, or the last pixels of a row) needs no scalar loop.
 /// Four shuffle stages of 16 register operations: 4 shuffles per 16 floats, against 6 for the
 /// AVX2 8x8 transposes, and half the loads and stores.
 ///
 /// # Safety
-/// AVX-512F CPU; every block's 16 rows of 16 floats readable at `src`, writable at `dst`.
+/// AVX-512F CPU; the masked lanes of the `rows_in` source rows readable, those of the
+/// `rows_out` destination rows writable.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn transpose16_blocks(src: *const f32, ss: usize, sb: usize, dst: *mut f32, ds: usize, db: usize, blocks: usize) -> usize {
+#[allow(clippy::too_many_arguments)]
+unsafe fn transpose16_part(src: *const f32, ss: usize, rows_in: usize, lanes_in: u16, dst: *mut f32, ds: usize, rows_out: usize, lanes_out: u16) {
     use std::arch::x86_64::*;
-    for b in 0..blocks {
-        let (sp, dp) = (src.add(b * sb), dst.add(b * db));
-        let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(sp.add(i * ss)));
-        // a[2k], a[2k+1]: rows 2k, 2k+1 interleaved (low / high pairs of each 128-bit lane).
-        let mut a = [_mm512_setzero_ps(); 16];
-        for k in 0..8 {
-            a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-            a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    let r: [__m512; 16] = std::array::from_fn(|i| {
+        if i >= rows_in {
+            _mm512_setzero_ps()
+        } else if lanes_in == 0xFFFF {
+            _mm512_loadu_ps(src.add(i * ss))
+        } else {
+            _mm512_maskz_loadu_ps(lanes_in, src.add(i * ss))
         }
-        // Lane L of t[4k + j]: column 4L + j of rows 4k..4k+3.
-        let mut t = [_mm512_setzero_ps(); 16];
-        for k in 0..4 {
-            t[4 * k] = _mm512_shuffle_ps::<0x44>(a[4 * k], a[4 * k + 2]);
-            t[4 * k + 1] = _mm512_shuffle_ps::<0xEE>(a[4 * k], a[4 * k + 2]);
-            t[4 * k + 2] = _mm512_shuffle_ps::<0x44>(a[4 * k + 1], a[4 * k + 3]);
-            t[4 * k + 3] = _mm512_shuffle_ps::<0xEE>(a[4 * k + 1], a[4 * k + 3]);
-        }
-        // Column 4L + j: lane L of t[j], t[4 + j], t[8 + j], t[12 + j] (a 4x4 transpose of
-        // 128-bit lanes).
-        for j in 0..4 {
-            let c0 = _mm512_shuffle_f32x4::<0x44>(t[j], t[4 + j]);
-            let c1 = _mm512_shuffle_f32x4::<0xEE>(t[j], t[4 + j]);
-            let c2 = _mm512_shuffle_f32x4::<0x44>(t[8 + j], t[12 + j]);
-            let c3 = _mm512_shuffle_f32x4::<0xEE>(t[8 + j], t[12 + j]);
-            _mm512_storeu_ps(dp.add(j * ds), _mm512_shuffle_f32x4::<0x88>(c0, c2));
-            _mm512_storeu_ps(dp.add((4 + j) * ds), _mm512_shuffle_f32x4::<0xDD>(c0, c2));
-            _mm512_storeu_ps(dp.add((8 + j) * ds), _mm512_shuffle_f32x4::<0x88>(c1, c3));
-            _mm512_storeu_ps(dp.add((12 + j) * ds), _mm512_shuffle_f32x4::<0xDD>(c1, c3));
+    });
+    // a[2k], a[2k+1]: rows 2k, 2k+1 interleaved (low / high pairs of each 128-bit lane).
+    let mut a = [_mm512_setzero_ps(); 16];
+    for k in 0..8 {
+        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+    // Lane L of t[4k + j]: column 4L + j of rows 4k..4k+3.
+    let mut t = [_mm512_setzero_ps(); 16];
+    for k in 0..4 {
+        t[4 * k] = _mm512_shuffle_ps::<0x44>(a[4 * k], a[4 * k + 2]);
+        t[4 * k + 1] = _mm512_shuffle_ps::<0xEE>(a[4 * k], a[4 * k + 2]);
+        t[4 * k + 2] = _mm512_shuffle_ps::<0x44>(a[4 * k + 1], a[4 * k + 3]);
+        t[4 * k + 3] = _mm512_shuffle_ps::<0xEE>(a[4 * k + 1], a[4 * k + 3]);
+    }
+    // Column 4L + j: lane L of t[j], t[4 + j], t[8 + j], t[12 + j] (a 4x4 transpose of
+    // 128-bit lanes).
+    let mut out = [_mm512_setzero_ps(); 16];
+    for j in 0..4 {
+        let c0 = _mm512_shuffle_f32x4::<0x44>(t[j], t[4 + j]);
+        let c1 = _mm512_shuffle_f32x4::<0xEE>(t[j], t[4 + j]);
+        let c2 = _mm512_shuffle_f32x4::<0x44>(t[8 + j], t[12 + j]);
+        let c3 = _mm512_shuffle_f32x4::<0xEE>(t[8 + j], t[12 + j]);
+        out[j] = _mm512_shuffle_f32x4::<0x88>(c0, c2);
+        out[4 + j] = _mm512_shuffle_f32x4::<0xDD>(c0, c2);
+        out[8 + j] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
+        out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
+    }
+    for (j, v) in out.iter().enumerate().take(rows_out) {
+        if lanes_out == 0xFFFF {
+            _mm512_storeu_ps(dst.add(j * ds), *v);
+        } else {
+            _mm512_mask_storeu_ps(dst.add(j * ds), lanes_out, *v);
         }
     }
-    16 * blocks
 }
 
 /// Transpose an 8x8 block: row `i` of the source (8 floats at `src + i·ss`) becomes column `i`
@@ -503,9 +542,62 @@ crate::multiversion! {
     ) = band_body16;
 }
 
+/// The block width of [`depthwise_f32`] on this CPU.
+fn block_width() -> usize {
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        CB16
+    } else {
+        CB8
+    }
+}
+
+/// Constant depthwise weights interleaved once, at session creation, the way every run's
+/// blocks read them: `[block][tap][CB]`, lanes past the last channel zero. Interleaving them on
+/// each run cost a scalar gather per tap and channel (576 channels of 5x5 taps: 14,400 per
+/// run, a sixth of that convolution's time on 7x7 planes).
+#[derive(Debug, Clone)]
+pub struct DepthwiseTaps {
+    cb: usize,
+    channels: usize,
+    ksz: usize,
+    taps: Vec<f32>,
+}
+
+impl DepthwiseTaps {
+    /// `weights` as `[channels][ksz]`, interleaved for this CPU's block width.
+    pub fn new(weights: &[f32], channels: usize) -> Option<DepthwiseTaps> {
+        if channels == 0 || weights.is_empty() || weights.len() % channels != 0 {
+            return None;
+        }
+        let (cb, ksz) = (block_width(), weights.len() / channels);
+        let mut taps = vec![0f32; channels.div_ceil(cb) * ksz * cb];
+        for (blk, dst) in taps.chunks_exact_mut(ksz * cb).enumerate() {
+            interleave_taps(weights, blk * cb, cb.min(channels - blk * cb), ksz, dst);
+        }
+        Some(DepthwiseTaps { cb, channels, ksz, taps })
+    }
+
+    /// Block `blk`'s taps when they were interleaved for `cb` lanes, `channels` and `ksz`.
+    fn block(&self, cb: usize, channels: usize, ksz: usize, blk: usize) -> Option<&[f32]> {
+        (self.cb == cb && self.channels == channels && self.ksz == ksz).then(|| &self.taps[blk * ksz * cb..(blk + 1) * ksz * cb])
+    }
+}
+
+/// The `ksz` taps of channels `c0..c0 + nc` into `dst` as `[tap][CB]` (`CB = dst.len() / ksz`),
+/// lanes past `nc` zero.
+fn interleave_taps(weights: &[f32], c0: usize, nc: usize, ksz: usize, dst: &mut [f32]) {
+    let cb = dst.len() / ksz;
+    for (k, tv) in dst.chunks_exact_mut(cb).enumerate() {
+        for (l, v) in tv.iter_mut().enumerate() {
+            *v = if l < nc { weights[(c0 + l) * ksz + k] } else { 0.0 };
+        }
+    }
+}
+
 /// `y = act(depthwise_conv(x, weights) + bias)` for a 2-D (or 1-D, as height 1) window with one
 /// output per input channel. `x`: `[N][C][IH·IW]`, `weights`: `[C][KH·KW]`, `y`: `[N][C][OH·OW]`
-/// (every element written).
+/// (every element written). `taps`, when given, are `weights` interleaved at session creation
+/// (used when they match this CPU's block width and the shapes).
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_f32(
     pool: &ThreadPool,
@@ -514,14 +606,15 @@ pub fn depthwise_f32(
     channels: usize,
     x: &[f32],
     weights: &[f32],
+    taps: Option<&DepthwiseTaps>,
     bias: Option<&[f32]>,
     act: Act,
     y: &mut [f32],
 ) -> Result<()> {
-    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
-        depthwise_blocks::<CB16>(pool, w, batch, channels, x, weights, bias, act, y)
+    if block_width() == CB16 {
+        depthwise_blocks::<CB16>(pool, w, batch, channels, x, weights, taps, bias, act, y)
     } else {
-        depthwise_blocks::<CB8>(pool, w, batch, channels, x, weights, bias, act, y)
+        depthwise_blocks::<CB8>(pool, w, batch, channels, x, weights, taps, bias, act, y)
     }
 }
 
@@ -534,6 +627,7 @@ fn depthwise_blocks<const CB: usize>(
     channels: usize,
     x: &[f32],
     weights: &[f32],
+    packed: Option<&DepthwiseTaps>,
     bias: Option<&[f32]>,
     act: Act,
     y: &mut [f32],
@@ -593,12 +687,12 @@ fn depthwise_blocks<const CB: usize>(
             let (blk, band) = (rest / bands, rest % bands);
             let c0 = blk * CB;
             let nc = CB.min(channels - c0);
+            // This block's taps ([tap][CB], zero past the last channel): interleaved at session
+            // creation, or here.
+            let pre = packed.and_then(|p| p.block(CB, channels, ksz, blk));
             if blk != last_block {
-                // Interleave this block's taps ([tap][CB], zero past the last channel).
-                for (k, tv) in taps.chunks_exact_mut(CB).enumerate() {
-                    for (l, v) in tv.iter_mut().enumerate() {
-                        *v = if l < nc { weights[(c0 + l) * ksz + k] } else { 0.0 };
-                    }
+                if pre.is_none() {
+                    interleave_taps(weights, c0, nc, ksz, taps);
                 }
                 for (l, v) in bias_v[..CB].iter_mut().enumerate() {
                     *v = if l < nc { bias.map_or(0.0, |b| b[c0 + l]) } else { 0.0 };
@@ -613,10 +707,11 @@ fn depthwise_blocks<const CB: usize>(
             // SAFETY: inside y (n < batch, c0 < channels).
             let yb = unsafe { yp.offset((n * channels + c0) * out_sz) };
             let buf = &mut buf[..buf_need(b.rows, oh1 - oh0)];
+            let block_taps: &[f32] = pre.unwrap_or(taps);
             if CB == CB16 {
-                band_f32_16(w, xb, nc, taps, &bias_v[..CB], act, b, &yb, buf);
+                band_f32_16(w, xb, nc, block_taps, &bias_v[..CB], act, b, &yb, buf);
             } else {
-                band_f32_8(w, xb, nc, taps, &bias_v[..CB], act, b, &yb, buf);
+                band_f32_8(w, xb, nc, block_taps, &bias_v[..CB], act, b, &yb, buf);
             }
         }
     });
@@ -658,6 +753,9 @@ mod tests {
             // Wide rows (interleaved row by row; the others a band at a time), partial blocks.
             (window(20, 37, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 19),
             (window(9, 33, [5, 5], [2, 2], [1, 1], [2, 2, 2, 2]), 40),
+            // Rows of 28 (a whole and a partial 16-pixel transpose), whole blocks, stride 2.
+            (window(10, 28, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 24),
+            (window(6, 34, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]), 32),
             // Taps past the on-stack buffer (9x9).
             (window(12, 13, [9, 9], [1, 1], [1, 1], [4, 4, 4, 4]), 9),
         ];
@@ -676,13 +774,19 @@ mod tests {
                     yo.iter_mut().for_each(|v| *v = v.max(0.0));
                 }
             }
+            // Taps interleaved for the native block width serve the native ISA only; the
+            // lowered ones fall back to interleaving per run.
+            let native = DepthwiseTaps::new(&wt, c).unwrap();
             for threads in [1, 2] {
                 let pool = ThreadPool::new(threads);
                 for_each_isa(|isa| {
-                    let mut y = vec![f32::NAN; want.len()];
-                    depthwise_f32(&pool, &w, batch, c, &x, &wt, Some(&bias), Act::Relu, &mut y).unwrap();
-                    for (i, (a, b)) in y.iter().zip(&want).enumerate() {
-                        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{w:?} c={c} {isa:?} t={threads} [{i}]: {a} vs {b}");
+                    let here = DepthwiseTaps::new(&wt, c).unwrap();
+                    for packed in [None, Some(&native), Some(&here)] {
+                        let mut y = vec![f32::NAN; want.len()];
+                        depthwise_f32(&pool, &w, batch, c, &x, &wt, packed, Some(&bias), Act::Relu, &mut y).unwrap();
+                        for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{w:?} c={c} {isa:?} t={threads} [{i}]: {a} vs {b}");
+                        }
                     }
                 });
             }

@@ -105,8 +105,21 @@ struct Conv {
     act: Act,
     /// Constant f32 weights packed for the GEMM, one per group (not for depthwise).
     packed: Option<Vec<PackedA>>,
-    /// The implicit-GEMM plan for the last input shape.
+    /// The implicit-GEMM plan for the last input shape, or the interleaved depthwise taps.
     plans: crate::kernels::conv::PlanCache,
+}
+
+/// The per-node convolution state: depthwise taps interleaved now when the weights are
+/// constant f32 `[C][1][K...]` with `group == C`.
+fn conv_plans(ctx: &BuildContext, group: usize) -> crate::kernels::conv::PlanCache {
+    let w = ctx.const_inputs.get(1).copied().flatten();
+    match w {
+        Some(w) if w.dtype() == DType::Float32 && w.rank() >= 3 && group > 1 && w.shape()[0] == group && w.shape()[1] == 1 => match w.as_slice::<f32>() {
+            Ok(v) => crate::kernels::conv::PlanCache::depthwise(v, group),
+            Err(_) => Default::default(),
+        },
+        _ => Default::default(),
+    }
 }
 
 /// Pack constant f32 weights `[M][C/group][K...]` per group for the GEMM strategies.
@@ -128,8 +141,8 @@ fn pack_weights(ctx: &BuildContext, group: usize) -> Option<Vec<PackedA>> {
 
 fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let attrs = ConvAttrs::parse(ctx)?;
-    let packed = pack_weights(ctx, attrs.group);
-    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act: Act::Identity, packed, plans: Default::default() }))
+    let (packed, plans) = (pack_weights(ctx, attrs.group), conv_plans(ctx, attrs.group));
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act: Act::Identity, packed, plans }))
 }
 
 fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -138,8 +151,8 @@ fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let act = Act::from_attrs(&name, &params)
         .ok_or_else(|| ctx.invalid(format!("unknown fused activation '{name}' with parameters {params:?}")))?;
     let attrs = ConvAttrs::parse(ctx)?;
-    let packed = pack_weights(ctx, attrs.group);
-    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed, plans: Default::default() }))
+    let (packed, plans) = (pack_weights(ctx, attrs.group), conv_plans(ctx, attrs.group));
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed, plans }))
 }
 
 /// The checked inputs of a convolution: X, W, B, the geometry and the output shape.
