@@ -178,3 +178,79 @@ pub fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
     }
     acc.iter().fold(s, |a, b| a + *b)
 }
+
+/// `out[p]` = the mean of plane `p` of `x` (`out.len()` planes of `sz` floats; `x` holds at
+/// least that many). On AVX-512, sixteen partial sums per plane in one register (the last
+/// vector masked) and a register reduction: the global average pools of squeeze-excitation
+/// blocks average hundreds of 7x7 to 56x56 planes, which the baseline build of [`lane_sum`]
+/// summed two SSE registers wide.
+pub fn plane_means_f32(x: &[f32], sz: usize, out: &mut [f32]) {
+    if sz == 0 {
+        out.fill(0.0);
+        return;
+    }
+    assert!(x.len() >= out.len() * sz, "plane_means_f32: {} floats for {} planes of {sz}", x.len(), out.len());
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        // SAFETY: AVX-512 CPU; every plane read is inside x (checked above).
+        unsafe { plane_means_avx512(x, sz, out) };
+        return;
+    }
+    for (o, p) in out.iter_mut().zip(x.chunks_exact(sz)) {
+        *o = lane_sum(p, |v| v) / sz as f32;
+    }
+}
+
+/// See [`plane_means_f32`].
+///
+/// # Safety
+/// AVX-512F CPU; `x` holds `out.len() · sz` floats, `sz > 0`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn plane_means_avx512(x: &[f32], sz: usize, out: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (whole, rest) = (sz / 16, sz % 16);
+    let tail = ((1u32 << rest) - 1) as u16;
+    for (p, o) in out.iter_mut().enumerate() {
+        let base = x.as_ptr().add(p * sz);
+        let (mut a0, mut a1) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut i = 0;
+        while i + 2 <= whole {
+            a0 = _mm512_add_ps(a0, _mm512_loadu_ps(base.add(16 * i)));
+            a1 = _mm512_add_ps(a1, _mm512_loadu_ps(base.add(16 * i + 16)));
+            i += 2;
+        }
+        if i < whole {
+            a0 = _mm512_add_ps(a0, _mm512_loadu_ps(base.add(16 * i)));
+        }
+        if rest > 0 {
+            a1 = _mm512_add_ps(a1, _mm512_maskz_loadu_ps(tail, base.add(16 * whole)));
+        }
+        *o = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1)) / sz as f32;
+    }
+}
+
+#[cfg(test)]
+mod plane_mean_tests {
+    use super::*;
+    use crate::kernels::simd::test_util::for_each_isa;
+
+    #[test]
+    fn plane_means_match_f64_sums_on_every_isa() {
+        for sz in [1usize, 7, 15, 16, 17, 49, 196, 3136] {
+            let planes = 5;
+            let x: Vec<f32> = (0..planes * sz).map(|i| ((i * 31 % 97) as f32 - 48.0) / 16.0).collect();
+            let want: Vec<f64> = x.chunks_exact(sz).map(|p| p.iter().map(|v| *v as f64).sum::<f64>() / sz as f64).collect();
+            for_each_isa(|isa| {
+                let mut out = vec![f32::NAN; planes];
+                plane_means_f32(&x, sz, &mut out);
+                for (g, w) in out.iter().zip(&want) {
+                    assert!((*g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()), "{isa:?} sz {sz}: {g} vs {w}");
+                }
+            });
+        }
+        let mut out = [f32::NAN; 3];
+        plane_means_f32(&[], 0, &mut out);
+        assert_eq!(out, [0.0; 3]);
+    }
+}
