@@ -717,6 +717,13 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
     });
 }
 
+/// Multiply-adds below which a product runs on one thread. A split costs a wake-up and, after
+/// it, the other thread's cache holds part of the output: 48x8x576 (221k) took 7 us alone and
+/// 12 us split in two. At 2^18 instead of 2^17, alternating processes on 2 threads:
+/// tf_mobilenetv2 -2 to -3%, mobilenet_v3_small -1 to -2%, the others within noise (raising
+/// it further, to 2^19, cost mobilenet_v3_small 12%).
+const PAR_MIN_MACS: usize = 1 << 18;
+
 /// [`sgemm_ex`] split over `pool` by column blocks (each thread packs its own part of B and
 /// reads the shared A); single-threaded when there are too few columns or too little work.
 ///
@@ -739,7 +746,7 @@ pub unsafe fn sgemm_ex_par(
 ) {
     let threads = pool.threads();
     let blocks = n.div_ceil(NR);
-    if threads <= 1 || blocks < 2 * threads || m * n * k < (1 << 17) {
+    if threads <= 1 || blocks < 2 * threads || m * n * k < PAR_MIN_MACS {
         return sgemm_ex(m, n, k, a, b, rsb, csb, beta, c, rsc, epi);
     }
     let (bp, cp) = (b as usize, c as usize);
@@ -775,7 +782,7 @@ pub unsafe fn sgemm_packed_b_par(
 ) {
     const ROWS: usize = 2 * MR;
     let blocks = m.div_ceil(ROWS);
-    if pool.threads() <= 1 || blocks < pool.threads() || m * n * k < (1 << 17) {
+    if pool.threads() <= 1 || blocks < pool.threads() || m * n * k < PAR_MIN_MACS {
         return sgemm_packed_b(m, n, k, ASrc::Raw { a, rsa, csa, alpha }, b, 0, beta, c, rsc, epi);
     }
     let (ap, cp) = (a as usize, c as usize);
@@ -982,7 +989,7 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
 pub unsafe fn sgemm_implicit_par(pool: &crate::executor::pool::ThreadPool, m: usize, k: usize, a: ASrc, b: &ImplicitB, c: *mut f32, rsc: usize, epi: Epilogue) {
     let (tiles, threads) = (b.tiles(), pool.threads());
     let row_blocks = m.div_ceil(2 * MR);
-    if threads <= 1 || m * k * b.rows * b.cols < (1 << 17) || (tiles < 2 * threads && row_blocks < 2 * threads) {
+    if threads <= 1 || m * k * b.rows * b.cols < PAR_MIN_MACS || (tiles < 2 * threads && row_blocks < 2 * threads) {
         return sgemm_implicit(m, k, a, b, 0..tiles, 0..m, c, rsc, epi);
     }
     struct Shared<'a>(ASrc<'a>);
