@@ -223,6 +223,19 @@ fn fold_view<F: Float, K: Fold<F>>(pool: &ThreadPool, x: &[F], out: &mut [F], n:
 
 /// Reduce `x` viewed as `[outer, n, inner]` along n into `out` (`outer * inner` values).
 fn reduce_view<F: Float>(pool: &ThreadPool, kind: Kind, x: &[F], out: &mut [F], n: usize, inner: usize) {
+    if let (Kind::Mean, 1, true) = (kind, inner, n > 0) {
+        if let (Some(x32), Some(o32)) = (crate::kernels::float::as_f32(x), crate::kernels::float::as_f32_mut(out)) {
+            // Means of contiguous rows (the spatial means of squeeze-excitation blocks).
+            let optr = SendPtr(o32.as_mut_ptr());
+            pool.parallel_for(o32.len(), (1 << 15) / n + 1, |r0, r1| {
+                let optr = optr;
+                // SAFETY: disjoint ranges of `out`.
+                let out = unsafe { std::slice::from_raw_parts_mut(optr.0.add(r0), r1 - r0) };
+                crate::kernels::float::plane_means_f32(&x32[r0 * n..r1 * n], n, out);
+            });
+            return;
+        }
+    }
     match kind {
         Kind::Sum | Kind::Mean | Kind::LogSum => fold_view::<F, SumK>(pool, x, out, n, inner, None),
         Kind::Max => fold_view::<F, MaxK>(pool, x, out, n, inner, None),
