@@ -159,6 +159,46 @@ pub fn col2im_rows<T: Float>(w: &Window3, col: &[T], rows: std::ops::Range<usize
     }
 }
 
+/// `even[i] = src[2i]` and `odd[i] = src[2i + 1]` (the two column phases of an input row;
+/// `even` holds at most `⌈len/2⌉` values, `odd` at most `⌊len/2⌋`). AVX-512: two loads and two
+/// two-source permutes per 32 floats, against eight shuffles for two stride-2 copies.
+fn split_columns2(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+    assert!(2 * even.len() <= src.len() + 1 && 2 * odd.len() <= src.len(), "split_columns2: {} + {} columns from {}", even.len(), odd.len(), src.len());
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        // SAFETY: AVX-512 CPU.
+        i = unsafe { split_columns2_avx512(src, even, odd) };
+    }
+    for (j, d) in even.iter_mut().enumerate().skip(i) {
+        *d = src[2 * j];
+    }
+    for (j, d) in odd.iter_mut().enumerate().skip(i) {
+        *d = src[2 * j + 1];
+    }
+}
+
+/// The whole groups of 16 columns of [`split_columns2`]; returns how many of each were written.
+///
+/// # Safety
+/// AVX-512F CPU.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn split_columns2_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32]) -> usize {
+    use std::arch::x86_64::*;
+    let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let mut i = 0;
+    // Every load reads src[2i..2i + 32] inside src, every store 16 values inside even and odd.
+    while i + 16 <= even.len() && i + 16 <= odd.len() && 2 * i + 32 <= src.len() {
+        let (v0, v1) = (_mm512_loadu_ps(src.as_ptr().add(2 * i)), _mm512_loadu_ps(src.as_ptr().add(2 * i + 16)));
+        _mm512_storeu_ps(even.as_mut_ptr().add(i), _mm512_permutex2var_ps(v0, ie, v1));
+        _mm512_storeu_ps(odd.as_mut_ptr().add(i), _mm512_permutex2var_ps(v0, io, v1));
+        i += 16;
+    }
+    i
+}
+
 /// `dst[j] = src[2j]` (the columns of one stride-2 im2col row).
 fn copy_stride2_f32(src: &[f32], dst: &mut [f32]) {
     let n = dst.len();
@@ -506,13 +546,45 @@ impl ImplicitConv {
         let (pt, pl) = (w.pad_begin[1], self.lead);
         let (sh, sw, ws) = (self.sh, self.sw, self.ws);
         let sub = self.hs * ws;
-        for k in subs {
-            let c = k / (sh * sw);
-            let (ph, pw) = ((k % (sh * sw)) / sw, k % sw);
-            let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
-            // Sub-columns j whose padded column j·sw + pw is inside the input.
+        let phase_cols = |pw: usize| {
+            // Sub-columns j whose padded column j·sw + pw is inside the input, and the input
+            // column of the first.
             let j0 = pl.saturating_sub(pw).div_ceil(sw).min(ws);
             let j1 = if iw_n + pl > pw { (iw_n + pl - pw).div_ceil(sw).min(ws) } else { 0 }.max(j0);
+            (j0, j1, (j0 * sw + pw).saturating_sub(pl))
+        };
+        let mut k = subs.start;
+        while k < subs.end {
+            let c = k / (sh * sw);
+            let (ph, pw) = ((k % (sh * sw)) / sw, k % sw);
+            // Stride 2 along rows: both column phases of an input row in one pass (each input
+            // row is read once and split into its even and odd columns).
+            let (p0, p1) = if sw == 2 { (phase_cols(0), phase_cols(1)) } else { ((0, 0, 0), (0, 0, 0)) };
+            if sw == 2 && pw == 0 && k + 1 < subs.end && p0.0 < p0.1 && p1.0 < p1.1 && p0.2.abs_diff(p1.2) == 1 {
+                let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
+                for r in rows.clone() {
+                    // SAFETY: row r of sub-images k and k + 1 (caller's contract).
+                    let (row0, row1) = unsafe { (xp.slice(k * sub + r * ws, ws), xp.slice((k + 1) * sub + r * ws, ws)) };
+                    let rp = r * sh + ph;
+                    if rp < pt || rp >= pt + ih_n {
+                        row0.fill(0.0);
+                        row1.fill(0.0);
+                        continue;
+                    }
+                    let srow = &src[(rp - pt) * iw_n..(rp - pt + 1) * iw_n];
+                    for (row, (j0, j1, _)) in [(&mut *row0, p0), (&mut *row1, p1)] {
+                        row[..j0].fill(0.0);
+                        row[j1..].fill(0.0);
+                    }
+                    // The phase whose first column is even in the input takes the even ones.
+                    let ((e, (ej0, ej1, ef)), (o, (oj0, oj1, _))) = if p0.2 < p1.2 { ((row0, p0), (row1, p1)) } else { ((row1, p1), (row0, p0)) };
+                    split_columns2(&srow[ef..], &mut e[ej0..ej1], &mut o[oj0..oj1]);
+                }
+                k += 2;
+                continue;
+            }
+            let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
+            let (j0, j1, first) = phase_cols(pw);
             for r in rows.clone() {
                 // SAFETY: row r of sub-image k, inside the prepared image (caller's contract).
                 let row = unsafe { xp.slice(k * sub + r * ws, ws) };
@@ -524,7 +596,6 @@ impl ImplicitConv {
                 let srow = &src[(rp - pt) * iw_n..(rp - pt + 1) * iw_n];
                 row[..j0].fill(0.0);
                 row[j1..].fill(0.0);
-                let first = j0 * sw + pw - pl;
                 if sw == 1 {
                     row[j0..j1].copy_from_slice(&srow[first..first + (j1 - j0)]);
                 } else if sw == 2 {
@@ -535,6 +606,7 @@ impl ImplicitConv {
                     }
                 }
             }
+            k += 1;
         }
     }
 
@@ -1014,6 +1086,10 @@ mod tests {
             (2, 3, 32, 1, [64, 64], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
             (1, 4, 12, 2, [40, 41], [3, 5], [2, 3], [2, 2], [2, 1, 0, 3]),
             (1, 5, 7, 1, [30, 33], [2, 3], [3, 1], [1, 1], [0, 0, 0, 0]),
+            // Stride-2 columns split in one pass per input row: no left pad (the even columns
+            // go to phase 0), odd widths, and images of few rows (split by sub-image).
+            (1, 3, 8, 1, [9, 37], [3, 3], [2, 2], [1, 1], [1, 0, 1, 2]),
+            (1, 2, 8, 1, [3, 40], [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]),
             // Unit column strides: rows share their zeros (left pads of 0 to 3 columns, right
             // ones of 1 to 3, dilated taps, row phases).
             (1, 16, 24, 1, [13, 13], [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]),
