@@ -1030,14 +1030,21 @@ mod tests {
         y
     }
 
+    /// Holds the ISA lock (no concurrent test may lower the level between the check and the
+    /// plan) when the implicit GEMM runs on this CPU; `None` (test skipped) otherwise.
+    fn implicit_isa() -> Option<std::sync::MutexGuard<'static, ()>> {
+        let guard = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if crate::kernels::sgemm::implicit_available() {
+            Some(guard)
+        } else {
+            eprintln!("skipped: the implicit GEMM needs AVX-512");
+            None
+        }
+    }
+
     #[test]
     fn implicit_rows_share_their_zero_columns_with_unit_column_strides() {
-        // The ISA level must not be lowered by a concurrent test between here and the plan.
-        let _isa = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if !crate::kernels::sgemm::implicit_available() {
-            eprintln!("skipped: the implicit GEMM needs AVX-512");
-            return;
-        }
+        let Some(_isa) = implicit_isa() else { return };
         let win = |iw: usize, kw: usize, sw: usize, dw: usize, pl: usize, pr: usize| {
             let ow = (iw + pl + pr - dw * (kw - 1) - 1) / sw + 1;
             Window3 { input: [1, 13, iw], kernel: [1, 3, kw], strides: [1, 1, sw], dilations: [1, 1, dw], pad_begin: [0, 1, pl], pad_end: [0, 1, pr], out: [1, 13, ow] }
@@ -1061,11 +1068,7 @@ mod tests {
 
     #[test]
     fn deep_pointwise_convolutions_read_the_image_in_place_unless_tall() {
-        let _isa = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if !crate::kernels::sgemm::implicit_available() {
-            eprintln!("skipped: the implicit GEMM needs AVX-512");
-            return;
-        }
+        let Some(_isa) = implicit_isa() else { return };
         for (cg, mg, direct) in [(256, 1000, true), (576, 96, true), (1152, 192, true), (512, 1000, false), (300, 256, false)] {
             assert_eq!(ImplicitConv::pointwise(cg, mg, 49).is_some(), direct, "{cg} -> {mg}");
         }
