@@ -554,7 +554,7 @@ fn block_width() -> usize {
 /// Constant depthwise weights interleaved once, at session creation, the way every run's
 /// blocks read them: `[block][tap][CB]`, lanes past the last channel zero. Interleaving them on
 /// each run cost a scalar gather per tap and channel (576 channels of 5x5 taps: 14,400 per
-/// run, a sixth of that convolution's time on 7x7 planes).
+/// run, 13% of that convolution's time on 7x7 planes).
 #[derive(Debug, Clone)]
 pub struct DepthwiseTaps {
     cb: usize,

@@ -180,8 +180,8 @@ pub fn lane_sum<T: Float>(x: &[T], f: impl Fn(T) -> T) -> T {
 }
 
 /// `out[p]` = the mean of plane `p` of `x` (`out.len()` planes of `sz` floats; `x` holds at
-/// least that many). On AVX-512, sixteen partial sums per plane in one register (the last
-/// vector masked) and a register reduction: the global average pools of squeeze-excitation
+/// least that many). On AVX-512, 32 partial sums per plane in two registers (the last vector
+/// masked) and a register reduction: the global average pools of squeeze-excitation
 /// blocks average hundreds of 7x7 to 56x56 planes, which the baseline build of [`lane_sum`]
 /// summed two SSE registers wide.
 pub fn plane_means_f32(x: &[f32], sz: usize, out: &mut [f32]) {
