@@ -18,7 +18,7 @@ use crate::kernels::conv::Window3;
 /// columns (`15·s + t < 48`).
 const MAX_KW: usize = 16;
 
-/// Whether [`max_plane_f32`] computes window `w` on this CPU.
+/// Whether [`max_planes_f32`] computes window `w` on this CPU.
 pub fn applicable(w: &Window3) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -44,17 +44,27 @@ pub fn applicable(w: &Window3) -> bool {
     }
 }
 
-/// `y = MaxPool(x)` for one plane (`x`: `[IH][IW]`, `y`: `[OH][OW]`, every output written).
-/// Returns `false` (and writes nothing) when the window is not [`applicable`].
-pub fn max_plane_f32(w: &Window3, x: &[f32], y: &mut [f32]) -> bool {
+/// `y = MaxPool(x)` for `planes` consecutive planes (`x`: `[planes][IH][IW]`, `y`:
+/// `[planes][OH][OW]`, every output written); the window's permute indices and row offsets are
+/// set up once for all of them. Returns `false` (and writes nothing) when the window is not
+/// [`applicable`].
+pub fn max_planes_f32(w: &Window3, planes: usize, x: &[f32], y: &mut [f32]) -> bool {
     if !applicable(w) {
         return false;
     }
-    assert!(x.len() >= w.in_size() && y.len() >= w.out_size(), "max_plane_f32: plane too short");
+    assert!(x.len() >= planes * w.in_size() && y.len() >= planes * w.out_size(), "max_planes_f32: planes too short");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F checked by `applicable`; extents asserted above.
     unsafe {
-        max_plane_avx512(w, x, y)
+        // The common windows with their tap count and stride as constants (indices in
+        // registers, tap loop unrolled); any other applicable window in the general loop.
+        match (w.kernel[2], w.strides[2]) {
+            (3, 2) => max_planes_avx512::<3, 2>(w, planes, x, y),
+            (2, 2) => max_planes_avx512::<2, 2>(w, planes, x, y),
+            (3, 1) => max_planes_avx512::<3, 1>(w, planes, x, y),
+            (5, 1) => max_planes_avx512::<5, 1>(w, planes, x, y),
+            _ => max_planes_avx512::<0, 0>(w, planes, x, y),
+        }
     };
     true
 }
@@ -71,15 +81,18 @@ fn col_mask(c: isize, n: usize) -> u16 {
     below_hi & !((1u16 << lo) - 1)
 }
 
+/// The kernel for window rows of `KW` taps at horizontal stride `S` (`KW == 0`: both taken from
+/// the window at run time).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_plane_avx512(w: &Window3, x: &[f32], y: &mut [f32]) {
+unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes: usize, x: &[f32], y: &mut [f32]) {
     use std::arch::x86_64::*;
     let [_, oh_n, ow_n] = w.out;
     let [_, ih_n, iw_n] = w.input;
-    let [_, kh_n, kw_n] = w.kernel;
-    let s = w.strides[2];
+    let kh_n = w.kernel[1];
+    let (kw_n, s) = if KW == 0 { (w.kernel[2], w.strides[2]) } else { (KW, S) };
     let pl = w.pad_begin[2] as isize;
+    let (in_sz, out_sz) = (w.in_size(), w.out_size());
     // Tap t of output i is loaded column s·i + t: from vectors (0, 1) when below 32, else from
     // vectors (1, 2) at index - 16.
     let mut lo_idx = [_mm512_setzero_si512(); MAX_KW];
@@ -94,69 +107,67 @@ unsafe fn max_plane_avx512(w: &Window3, x: &[f32], y: &mut [f32]) {
     }
     let need_third = s * 15 + kw_n > 32;
     let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
-    let xp = x.as_ptr();
-    let mut rows = [0usize; 64];
+    // Valid window rows of each output row (the same for every plane), as offsets in a plane.
+    let mut row_start = Vec::with_capacity(oh_n + 1);
+    let mut row_offs = Vec::new();
     for oh in 0..oh_n {
-        // Valid window rows (up to 64 rows tall in registers' worth of loads; taller windows
-        // are split into passes of 64 rows below).
-        let all_rows: Vec<usize>;
-        let mut n_rows = 0;
-        let tall = kh_n > rows.len();
-        if tall {
-            all_rows = (0..kh_n).map(|kh| w.coord(1, oh, kh)).filter(|&ih| ih >= 0 && ih < ih_n as isize).map(|ih| ih as usize).collect();
-        } else {
-            all_rows = Vec::new();
-            for kh in 0..kh_n {
-                let ih = w.coord(1, oh, kh);
-                if ih >= 0 && ih < ih_n as isize {
-                    rows[n_rows] = ih as usize;
-                    n_rows += 1;
-                }
+        row_start.push(row_offs.len());
+        for kh in 0..kh_n {
+            let ih = w.coord(1, oh, kh);
+            if ih >= 0 && ih < ih_n as isize {
+                row_offs.push(ih as usize * iw_n);
             }
         }
-        let rows: &[usize] = if tall { &all_rows } else { &rows[..n_rows] };
-        let yrow = y.as_mut_ptr().add(oh * ow_n);
-        let mut ow = 0;
-        while ow < ow_n {
-            let n = (ow_n - ow).min(16);
-            let c0 = (ow * s) as isize - pl;
-            let (m0, m1) = (col_mask(c0, iw_n), col_mask(c0 + 16, iw_n));
-            let m2 = if need_third { col_mask(c0 + 32, iw_n) } else { 0 };
-            let (mut v0, mut v1, mut v2) = (ninf, ninf, ninf);
-            for (r, &ih) in rows.iter().enumerate() {
-                // Masked-out lanes are neither read nor faulted on, so the column pointer may
-                // point before the row (wrapping arithmetic, never dereferenced there).
-                let p = xp.add(ih * iw_n).wrapping_offset(c0);
-                let l0 = _mm512_mask_loadu_ps(ninf, m0, p);
-                let l1 = _mm512_mask_loadu_ps(ninf, m1, p.wrapping_add(16));
-                let l2 = _mm512_mask_loadu_ps(ninf, m2, p.wrapping_add(32));
-                if r == 0 {
-                    (v0, v1, v2) = (l0, l1, l2);
-                } else {
-                    v0 = _mm512_max_ps(l0, v0);
-                    v1 = _mm512_max_ps(l1, v1);
-                    v2 = _mm512_max_ps(l2, v2);
-                }
-            }
-            // (A macro, not a closure: the permutes must be compiled with AVX-512 enabled.)
-            macro_rules! tap {
-                ($t:expr) => {{
-                    let t = $t;
-                    let a = _mm512_permutex2var_ps(v0, lo_idx[t], v1);
-                    if hi_mask[t] == 0 {
-                        a
+    }
+    row_start.push(row_offs.len());
+    for p in 0..planes {
+        let xp = x.as_ptr().add(p * in_sz);
+        let yp = y.as_mut_ptr().add(p * out_sz);
+        for oh in 0..oh_n {
+            let rows = &row_offs[row_start[oh]..row_start[oh + 1]];
+            let yrow = yp.add(oh * ow_n);
+            let mut ow = 0;
+            while ow < ow_n {
+                let n = (ow_n - ow).min(16);
+                let c0 = (ow * s) as isize - pl;
+                let (m0, m1) = (col_mask(c0, iw_n), col_mask(c0 + 16, iw_n));
+                let m2 = if need_third { col_mask(c0 + 32, iw_n) } else { 0 };
+                let (mut v0, mut v1, mut v2) = (ninf, ninf, ninf);
+                for (r, &off) in rows.iter().enumerate() {
+                    // Masked-out lanes are neither read nor faulted on, so the column pointer
+                    // may point before the row (wrapping arithmetic, never dereferenced there).
+                    let p = xp.add(off).wrapping_offset(c0);
+                    let l0 = _mm512_mask_loadu_ps(ninf, m0, p);
+                    let l1 = _mm512_mask_loadu_ps(ninf, m1, p.wrapping_add(16));
+                    let l2 = if need_third { _mm512_mask_loadu_ps(ninf, m2, p.wrapping_add(32)) } else { ninf };
+                    if r == 0 {
+                        (v0, v1, v2) = (l0, l1, l2);
                     } else {
-                        _mm512_mask_mov_ps(a, hi_mask[t], _mm512_permutex2var_ps(v1, hi_idx[t], v2))
+                        v0 = _mm512_max_ps(l0, v0);
+                        v1 = _mm512_max_ps(l1, v1);
+                        v2 = _mm512_max_ps(l2, v2);
                     }
-                }};
+                }
+                // (A macro, not a closure: the permutes must be compiled with AVX-512 enabled.)
+                macro_rules! tap {
+                    ($t:expr) => {{
+                        let t = $t;
+                        let a = _mm512_permutex2var_ps(v0, lo_idx[t], v1);
+                        if hi_mask[t] == 0 {
+                            a
+                        } else {
+                            _mm512_mask_mov_ps(a, hi_mask[t], _mm512_permutex2var_ps(v1, hi_idx[t], v2))
+                        }
+                    }};
+                }
+                let mut acc = tap!(0);
+                for t in 1..kw_n {
+                    acc = _mm512_max_ps(tap!(t), acc);
+                }
+                let keep = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
+                _mm512_mask_storeu_ps(yrow.add(ow), keep, acc);
+                ow += 16;
             }
-            let mut acc = tap!(0);
-            for t in 1..kw_n {
-                acc = _mm512_max_ps(tap!(t), acc);
-            }
-            let keep = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
-            _mm512_mask_storeu_ps(yrow.add(ow), keep, acc);
-            ow += 16;
         }
     }
 }
@@ -197,9 +208,10 @@ mod tests {
             return;
         }
         let mut n_cases = 0;
-        // Kernels 1-7 and 16, strides 1 and 2, vertical stride 3 and dilation 2, pads on both
+        // Kernels 1-7 and 16 (the specialized 3/2, 2/2, 3/1 and 5/1 tap counts/strides and the
+        // general loop), strides 1 and 2, vertical stride 3 and dilation 2, pads on both
         // sides, ceil-mode overhang; widths from 1 to more than three vectors.
-        for (kh, kw, sh, sw, dh) in [(3, 3, 2, 2, 1), (2, 2, 2, 2, 1), (3, 3, 1, 1, 1), (1, 1, 1, 1, 1), (5, 5, 1, 2, 1), (2, 7, 3, 1, 2), (1, 16, 1, 2, 1), (4, 16, 1, 1, 1)] {
+        for (kh, kw, sh, sw, dh) in [(3, 3, 2, 2, 1), (2, 2, 2, 2, 1), (3, 3, 1, 1, 1), (5, 5, 1, 1, 1), (1, 1, 1, 1, 1), (5, 5, 1, 2, 1), (2, 7, 3, 1, 2), (1, 16, 1, 2, 1), (4, 16, 1, 1, 1)] {
             for (pb, pe, extra) in [(0, 0, 0), (1, 1, 0), (1, 0, 1), (0, 2, 1)] {
                 if pb >= kw.min(kh) || pe >= kw.min(kh) {
                     continue;
@@ -216,10 +228,11 @@ mod tests {
                         pad_end: [0, pe, pe],
                         out: [1, oh, ow],
                     };
-                    let x: Vec<f32> = (0..ih * iw).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
-                    let want = naive(&w, &x);
+                    // Three planes in one call (setup shared), each against the definition.
+                    let x: Vec<f32> = (0..3 * ih * iw).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
+                    let want: Vec<f32> = x.chunks_exact(ih * iw).flat_map(|p| naive(&w, p)).collect();
                     let mut got = vec![f32::NAN; want.len() + 5];
-                    assert!(max_plane_f32(&w, &x, &mut got), "{w:?} not applicable");
+                    assert!(max_planes_f32(&w, 3, &x, &mut got), "{w:?} not applicable");
                     for (i, (g, e)) in got.iter().zip(&want).enumerate() {
                         assert_eq!(g.to_bits(), e.to_bits(), "{w:?} [{i}]: {g} vs {e}");
                     }

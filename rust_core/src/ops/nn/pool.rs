@@ -474,15 +474,21 @@ impl Op for Pool {
                 ctx.pool.parallel_for(planes, (1 << 12) / (out_sz * w3.kernel_size()).max(1) + 1, |a, b| {
                     let (mut tmp, mut hred) = (Vec::new(), Vec::new());
                     let (mut tmp32, mut hred32) = (Vec::new(), Vec::new());
+                    if in_registers {
+                        // SAFETY: planes a..b are written by this task only.
+                        let yo = unsafe { yp.slice(a * out_sz, (b - a) * out_sz) };
+                        let xp = &xv[a * in_sz..b * in_sz];
+                        if let (Some(x32), Some(y32)) = (as_f32(xp), as_f32_mut(yo)) {
+                            crate::kernels::maxpool::max_planes_f32(&w3, b - a, x32, y32);
+                            return;
+                        }
+                    }
                     for p in a..b {
                         if fast {
                             // SAFETY: plane p is written by this task only.
                             let yo = unsafe { yp.slice(p * out_sz, out_sz) };
                             let xp = &xv[p * in_sz..(p + 1) * in_sz];
                             match (as_f32(xp), as_f32_mut(yo)) {
-                                (Some(x32), Some(y32)) if avg.is_none() && in_registers => {
-                                    crate::kernels::maxpool::max_plane_f32(&w3, x32, y32);
-                                }
                                 (Some(x32), Some(y32)) => pool_plane_2d_f32(&w3, avg, &cols, x32, y32, &mut tmp32, &mut hred32),
                                 _ => pool_plane_2d(&w3, avg, &cols, xp, yo, &mut tmp, &mut hred),
                             }
