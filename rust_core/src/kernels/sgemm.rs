@@ -782,10 +782,27 @@ pub unsafe fn sgemm_packed_b_par(
 ) {
     const ROWS: usize = 2 * MR;
     let blocks = m.div_ceil(ROWS);
-    if pool.threads() <= 1 || blocks < pool.threads() || m * n * k < PAR_MIN_MACS {
+    if pool.threads() <= 1 || m * n * k < PAR_MIN_MACS {
         return sgemm_packed_b(m, n, k, ASrc::Raw { a, rsa, csa, alpha }, b, 0, beta, c, rsc, epi);
     }
     let (ap, cp) = (a as usize, c as usize);
+    if blocks < pool.threads() {
+        // Too few rows to share (a classifier at batch 8: 8 x 1280 x 1000): ranges of whole
+        // 32-column tiles instead, each thread reading its own part of the packed weights
+        // (the product is bound by reading them).
+        const COLS: usize = 2 * NR;
+        let tiles = n.div_ceil(COLS);
+        if tiles < pool.threads() {
+            return sgemm_packed_b(m, n, k, ASrc::Raw { a, rsa, csa, alpha }, b, 0, beta, c, rsc, epi);
+        }
+        pool.parallel_for(tiles, 1, |s, e| {
+            let (c0, c1) = (s * COLS, (e * COLS).min(n));
+            let ar = ASrc::Raw { a: ap as *const f32, rsa, csa, alpha };
+            // SAFETY: every task writes its own columns of C; c0 is a multiple of NR.
+            unsafe { sgemm_packed_b(m, c1 - c0, k, ar, b, c0, beta, (cp as *mut f32).add(c0), rsc, epi) };
+        });
+        return;
+    }
     pool.parallel_for(blocks, 1, |s, e| {
         let (r0, r1) = (s * ROWS, (e * ROWS).min(m));
         let ar = ASrc::Raw { a: (ap as *const f32).add(r0 * rsa), rsa, csa, alpha };
@@ -1103,7 +1120,9 @@ mod tests {
     #[test]
     fn packed_b_matches_raw_on_every_path_and_column_range() {
         for_each_isa(|isa| {
-            for &(m, n, k) in &[(1, 1, 1), (13, 37, 300), (24, 64, 40), (100, 2100, 9), (7, 50, 513)] {
+            // (8, 1000, 300) and (5, 40, 2000): too few rows for two threads, split by columns
+            // (the second into a whole and a partial tile).
+            for &(m, n, k) in &[(1, 1, 1), (13, 37, 300), (24, 64, 40), (100, 2100, 9), (7, 50, 513), (8, 1000, 300), (5, 40, 2000)] {
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
                 let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
