@@ -16,6 +16,8 @@ use crate::kernels::conv::Window3;
 use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{apply_inplace_body, Act};
 use crate::kernels::{Scratch, SendPtr};
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::transpose::transpose16_part;
 
 /// Channels interleaved per block without AVX-512 (one AVX2 register of `f32`).
 const CB8: usize = 8;
@@ -394,67 +396,6 @@ fn deinterleave<M: MulAdd, const CB: usize>(src: &[f32], nc: usize, y: &SendPtr<
         let yr = unsafe { y.slice(l * plane + done, len - done) };
         for (d, v) in yr.iter_mut().zip(src[done * CB..].chunks_exact(CB)) {
             *d = v[l];
-        }
-    }
-}
-
-/// One 16x16 transpose of a part of a block: rows `0..rows_in` of the source (lanes
-/// `lanes_in` of the 16 floats at `src + i·ss`; the other rows and lanes read as zero) become
-/// the columns of the destination, whose rows `0..rows_out` are stored (lanes `lanes_out` of
-/// the 16 floats at `dst + j·ds`). Only the masked lanes are read and written, so a part of a
-/// block (fewer channels, or the last pixels of a row) needs no scalar loop.
-/// Four shuffle stages of 16 register operations: 4 shuffles per 16 floats, against 6 for the
-/// AVX2 8x8 transposes, and half the loads and stores.
-///
-/// # Safety
-/// AVX-512F CPU; the masked lanes of the `rows_in` source rows readable, those of the
-/// `rows_out` destination rows writable.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-#[allow(clippy::too_many_arguments)]
-unsafe fn transpose16_part(src: *const f32, ss: usize, rows_in: usize, lanes_in: u16, dst: *mut f32, ds: usize, rows_out: usize, lanes_out: u16) {
-    use std::arch::x86_64::*;
-    let r: [__m512; 16] = std::array::from_fn(|i| {
-        if i >= rows_in {
-            _mm512_setzero_ps()
-        } else if lanes_in == 0xFFFF {
-            _mm512_loadu_ps(src.add(i * ss))
-        } else {
-            _mm512_maskz_loadu_ps(lanes_in, src.add(i * ss))
-        }
-    });
-    // a[2k], a[2k+1]: rows 2k, 2k+1 interleaved (low / high pairs of each 128-bit lane).
-    let mut a = [_mm512_setzero_ps(); 16];
-    for k in 0..8 {
-        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    // Lane L of t[4k + j]: column 4L + j of rows 4k..4k+3.
-    let mut t = [_mm512_setzero_ps(); 16];
-    for k in 0..4 {
-        t[4 * k] = _mm512_shuffle_ps::<0x44>(a[4 * k], a[4 * k + 2]);
-        t[4 * k + 1] = _mm512_shuffle_ps::<0xEE>(a[4 * k], a[4 * k + 2]);
-        t[4 * k + 2] = _mm512_shuffle_ps::<0x44>(a[4 * k + 1], a[4 * k + 3]);
-        t[4 * k + 3] = _mm512_shuffle_ps::<0xEE>(a[4 * k + 1], a[4 * k + 3]);
-    }
-    // Column 4L + j: lane L of t[j], t[4 + j], t[8 + j], t[12 + j] (a 4x4 transpose of
-    // 128-bit lanes).
-    let mut out = [_mm512_setzero_ps(); 16];
-    for j in 0..4 {
-        let c0 = _mm512_shuffle_f32x4::<0x44>(t[j], t[4 + j]);
-        let c1 = _mm512_shuffle_f32x4::<0xEE>(t[j], t[4 + j]);
-        let c2 = _mm512_shuffle_f32x4::<0x44>(t[8 + j], t[12 + j]);
-        let c3 = _mm512_shuffle_f32x4::<0xEE>(t[8 + j], t[12 + j]);
-        out[j] = _mm512_shuffle_f32x4::<0x88>(c0, c2);
-        out[4 + j] = _mm512_shuffle_f32x4::<0xDD>(c0, c2);
-        out[8 + j] = _mm512_shuffle_f32x4::<0x88>(c1, c3);
-        out[12 + j] = _mm512_shuffle_f32x4::<0xDD>(c1, c3);
-    }
-    for (j, v) in out.iter().enumerate().take(rows_out) {
-        if lanes_out == 0xFFFF {
-            _mm512_storeu_ps(dst.add(j * ds), *v);
-        } else {
-            _mm512_mask_storeu_ps(dst.add(j * ds), lanes_out, *v);
         }
     }
 }

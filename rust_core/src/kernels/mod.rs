@@ -10,6 +10,7 @@ pub mod float;
 pub mod gemm;
 pub mod maxpool;
 pub mod sgemm;
+pub mod transpose;
 #[macro_use]
 pub mod simd;
 pub mod vmath;

@@ -4,6 +4,7 @@
 use super::elements::{apply_move, par_rows, signed_strides, walk_offsets, Elem, MoveKernel};
 use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
+use crate::kernels::transpose::transpose_block_u32;
 use crate::ops::{tensor_in, BuildContext, Op, RunContext, Value};
 use crate::tensor::Tensor;
 
@@ -87,8 +88,36 @@ impl MoveKernel for TransposeKernel<'_> {
             let n_a = out_shape[j];
             let outer_shape = &out_shape[..j];
             let outer_st = &st[..j];
+            // 4-byte elements: each run of rows of one outer index as one register transpose.
+            let any = |t: std::any::TypeId| t == std::any::TypeId::of::<T>();
+            let words = any(std::any::TypeId::of::<f32>()) || any(std::any::TypeId::of::<i32>()) || any(std::any::TypeId::of::<u32>());
             return par_rows(self.pool, dst, n_last, |r0, chunk| {
                 let rows = chunk.len() / n_last;
+                if words {
+                    // SAFETY: T is f32, i32 or u32 (checked above): same size, any bits valid.
+                    let (s32, c32) = unsafe {
+                        (
+                            std::slice::from_raw_parts(src.as_ptr() as *const u32, src.len()),
+                            std::slice::from_raw_parts_mut(chunk.as_mut_ptr() as *mut u32, chunk.len()),
+                        )
+                    };
+                    let mut row = r0;
+                    let mut done = true;
+                    while row < r0 + rows {
+                        let (outer, a0) = (row / n_a, row % n_a);
+                        let a1 = n_a.min(a0 + (r0 + rows - row));
+                        let mut base = 0usize;
+                        walk_offsets(outer_shape, outer_st, 0, outer, outer + 1, |_, off| base = off);
+                        if !transpose_block_u32(&s32[base + a0..], s_last, a1 - a0, n_last, &mut c32[(row - r0) * n_last..], n_last) {
+                            done = false;
+                            break;
+                        }
+                        row = row + a1 - a0;
+                    }
+                    if done {
+                        return Ok(());
+                    }
+                }
                 let mut row = r0;
                 while row < r0 + rows {
                     let outer = row / n_a;
