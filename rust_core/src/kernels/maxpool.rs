@@ -52,18 +52,34 @@ pub fn max_planes_f32(w: &Window3, planes: usize, x: &[f32], y: &mut [f32]) -> b
     if !applicable(w) {
         return false;
     }
-    assert!(x.len() >= planes * w.in_size() && y.len() >= planes * w.out_size(), "max_planes_f32: planes too short");
+    assert!(y.len() >= planes * w.out_size(), "max_planes_f32: planes too short");
+    // SAFETY: y holds every plane (asserted) and is borrowed exclusively.
+    unsafe { max_planes_rows_f32(w, planes, 0..w.out[1], x, y.as_mut_ptr()) }
+}
+
+/// [`max_planes_f32`] for output rows `rows` of every plane only (a thread's share when the
+/// planes are split by rows: a convolution before the pool split its output the same way, so
+/// each thread then reads what it wrote, from its own cache).
+///
+/// # Safety
+/// `y` must hold `planes` output planes, and no one else may access rows `rows` of them
+/// meanwhile.
+pub unsafe fn max_planes_rows_f32(w: &Window3, planes: usize, rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) -> bool {
+    if !applicable(w) {
+        return false;
+    }
+    assert!(x.len() >= planes * w.in_size() && rows.end <= w.out[1], "max_planes_rows_f32: planes too short");
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX-512F checked by `applicable`; extents asserted above.
+    // SAFETY: AVX-512F checked by `applicable`; x's extent asserted above, y's the caller's.
     unsafe {
         // The common windows with their tap count and stride as constants (indices in
         // registers, tap loop unrolled); any other applicable window in the general loop.
         match (w.kernel[2], w.strides[2]) {
-            (3, 2) => max_planes_avx512::<3, 2>(w, planes, x, y),
-            (2, 2) => max_planes_avx512::<2, 2>(w, planes, x, y),
-            (3, 1) => max_planes_avx512::<3, 1>(w, planes, x, y),
-            (5, 1) => max_planes_avx512::<5, 1>(w, planes, x, y),
-            _ => max_planes_avx512::<0, 0>(w, planes, x, y),
+            (3, 2) => max_planes_avx512::<3, 2>(w, planes, rows, x, y),
+            (2, 2) => max_planes_avx512::<2, 2>(w, planes, rows, x, y),
+            (3, 1) => max_planes_avx512::<3, 1>(w, planes, rows, x, y),
+            (5, 1) => max_planes_avx512::<5, 1>(w, planes, rows, x, y),
+            _ => max_planes_avx512::<0, 0>(w, planes, rows, x, y),
         }
     };
     true
@@ -85,7 +101,7 @@ fn col_mask(c: isize, n: usize) -> u16 {
 /// the window at run time).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes: usize, x: &[f32], y: &mut [f32]) {
+unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes: usize, out_rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) {
     use std::arch::x86_64::*;
     let [_, oh_n, ow_n] = w.out;
     let [_, ih_n, iw_n] = w.input;
@@ -112,6 +128,9 @@ unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes
     let mut row_offs = Vec::new();
     for oh in 0..oh_n {
         row_start.push(row_offs.len());
+        if !out_rows.contains(&oh) {
+            continue;
+        }
         for kh in 0..kh_n {
             let ih = w.coord(1, oh, kh);
             if ih >= 0 && ih < ih_n as isize {
@@ -122,8 +141,8 @@ unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes
     row_start.push(row_offs.len());
     for p in 0..planes {
         let xp = x.as_ptr().add(p * in_sz);
-        let yp = y.as_mut_ptr().add(p * out_sz);
-        for oh in 0..oh_n {
+        let yp = y.add(p * out_sz);
+        for oh in out_rows.clone() {
             let rows = &row_offs[row_start[oh]..row_start[oh + 1]];
             let yrow = yp.add(oh * ow_n);
             let mut ow = 0;

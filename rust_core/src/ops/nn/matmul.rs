@@ -885,7 +885,7 @@ mod tests {
                 }
             }
             for threads in [1, 2, 3] {
-                let y = &run_op("MatMul", 13, vec![], vec![Some(tf(&sa, &av)), Some(tf(&sb, &bv))], threads).unwrap()[0];
+                let y = &run_op_threads("MatMul", 13, vec![], vec![Some(tf(&sa, &av)), Some(tf(&sb, &bv))], &[], 1, threads).unwrap()[0];
                 let got = y.as_slice::<f32>().unwrap();
                 assert_eq!(got.len(), want.len(), "{sa:?} x {sb:?}");
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {

@@ -71,6 +71,19 @@ pub(crate) mod testing {
         consts: &[usize],
         n_outputs: usize,
     ) -> Result<Vec<Tensor>> {
+        run_op_threads(op_type, opset, attrs, inputs, consts, n_outputs, 2)
+    }
+
+    /// Like [`run_op_const`], on a pool of `threads` threads ([`run_op`] uses 2).
+    pub fn run_op_threads(
+        op_type: &str,
+        opset: i64,
+        attrs: Vec<(&str, AttrValue)>,
+        inputs: Vec<Option<Tensor>>,
+        consts: &[usize],
+        n_outputs: usize,
+        threads: usize,
+    ) -> Result<Vec<Tensor>> {
         let node = Node {
             name: "n".into(),
             op_type: op_type.into(),
@@ -116,7 +129,7 @@ pub(crate) mod testing {
         let op = build(&ctx)?;
         let values: Vec<Option<Value>> = inputs.into_iter().map(|t| t.map(Value::Tensor)).collect();
         let refs: Vec<Option<&Value>> = values.iter().map(|v| v.as_ref()).collect();
-        let pool = ThreadPool::new(2);
+        let pool = ThreadPool::new(threads);
         let out = op.run(&refs, &RunContext { pool: &pool })?;
         out.into_iter().map(|v| v.into_tensor()).collect()
     }
