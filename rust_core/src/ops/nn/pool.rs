@@ -607,6 +607,9 @@ impl Op for GlobalPool {
                     if let (GlobalKind::Avg, Some(x32), Some(y32)) = (self.kind, as_f32(xv), as_f32_mut(yo)) {
                         return crate::kernels::float::plane_means_f32(&x32[a * sz..b * sz], sz, y32);
                     }
+                    if let (GlobalKind::Max, Some(x32), Some(y32)) = (self.kind, as_f32(xv), as_f32_mut(yo)) {
+                        return crate::kernels::float::plane_maxes_f32(&x32[a * sz..b * sz], sz, y32);
+                    }
                     for (p, v) in (a..b).zip(yo.iter_mut()) {
                         *v = global_plane(self.kind, &xv[p * sz..(p + 1) * sz]);
                     }
