@@ -3,7 +3,7 @@
 
 use super::float_io::{narrow, widen};
 use crate::error::{Error, Result};
-use crate::kernels::float::{lane_sum, Float};
+use crate::kernels::float::{as_f32, as_f32_mut, lane_sum, Float};
 use crate::kernels::SendPtr;
 use crate::ops::common::{
     broadcast_shapes, broadcast_strides, for_each_broadcast, norm_axis, strides_of,
@@ -136,7 +136,12 @@ impl Op for BatchNorm {
                         let ch = p % c;
                         // SAFETY: plane p belongs to this task.
                         let yo = unsafe { yp.slice(p * inner, inner) };
-                        for (yv, xv) in yo.iter_mut().zip(&xv[p * inner..(p + 1) * inner]) {
+                        let xp = &xv[p * inner..(p + 1) * inner];
+                        if let (Some(x32), Some(y32), Some(a32), Some(b32)) = (as_f32(xp), as_f32_mut(yo), as_f32(&a[ch..ch + 1]), as_f32(&b[ch..ch + 1])) {
+                            crate::kernels::float::scale_shift_f32(x32, a32[0], b32[0], y32);
+                            continue;
+                        }
+                        for (yv, xv) in yo.iter_mut().zip(xp) {
                             *yv = *xv * a[ch] + b[ch];
                         }
                     }
