@@ -346,6 +346,15 @@ impl Resize {
                 plan.w.push(cv);
             }
         }
+        // At most one non-zero weight per output (nearest, or linear at whole positions): one
+        // tap each. Zero-weight taps are skipped when applied, so the results are the same.
+        if plan.n > 1 && plan.w.chunks_exact(plan.n).all(|c| c.iter().filter(|v| **v != 0.0).count() <= 1) {
+            let n = plan.n;
+            let pick = |c: &[f64]| c.iter().position(|v| *v != 0.0).unwrap_or(0);
+            plan.idx = plan.idx.chunks_exact(n).zip(plan.w.chunks_exact(n)).map(|(i, c)| i[pick(c)]).collect();
+            plan.w = plan.w.chunks_exact(n).map(|c| c[pick(c)]).collect();
+            plan.n = 1;
+        }
         Ok(plan)
     }
 }
@@ -363,6 +372,35 @@ fn apply_axis<T: Float>(
     let (il, ol, n) = (plan.in_len, plan.out_len, plan.n);
     let w: Vec<T> = plan.w.iter().map(|v| T::from_f64(*v)).collect();
     let mut out = vec![T::ZERO; outer * ol * inner];
+    if inner == 1 {
+        // The last axis: each output is a short sum over single values (the row loop below
+        // would run per value; a 2x nearest upsample of 64x28x28 took 1.4 ms, 9x
+        // onnxruntime's time).
+        for (src, dst) in data.chunks_exact(il).zip(out.chunks_exact_mut(ol)) {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = if plan.extrapolate[j] {
+                    extrapolation
+                } else if n == 1 {
+                    // Nearest: a copy (weight 1), or zero for a zero weight as below.
+                    if w[j] == T::ZERO {
+                        T::ZERO
+                    } else {
+                        w[j] * src[plan.idx[j]]
+                    }
+                } else {
+                    let mut acc = T::ZERO;
+                    for k in 0..n {
+                        let wk = w[j * n + k];
+                        if wk != T::ZERO {
+                            acc += wk * src[plan.idx[j * n + k]];
+                        }
+                    }
+                    acc
+                };
+            }
+        }
+        return out;
+    }
     for o in 0..outer {
         let src = &data[o * il * inner..(o + 1) * il * inner];
         let dst = &mut out[o * ol * inner..(o + 1) * ol * inner];
