@@ -8,6 +8,9 @@ use crate::ops::{tensor_in, BuildContext, Op, RunContext, Value};
 use crate::tensor::{DType, Tensor};
 use std::cmp::Ordering;
 
+/// Up to this many wanted values, TopK keeps a sorted buffer of the best ones while scanning.
+const SMALL_K: usize = 32;
+
 struct TopK {
     axis: i64,
     largest: bool,
@@ -42,6 +45,29 @@ fn topk_typed<T: Num>(
     for p in 0..pre {
         for q in 0..post {
             buf.clear();
+            if k > 0 && k <= SMALL_K && k < n {
+                // Few wanted: keep the best k sorted while scanning; most values lose to the
+                // current k-th with one comparison (selecting over all n pairs cost 12 ns per
+                // value, 6x onnxruntime's time for the top 5 of 1000). Same total order as the
+                // selection below, so the same result.
+                for i in 0..n {
+                    let c = (xv[(p * n + i) * post + q], i);
+                    if buf.len() == k {
+                        if cmp(&c, &buf[k - 1]) != Ordering::Less {
+                            continue;
+                        }
+                        buf.pop();
+                    }
+                    let at = buf.partition_point(|b| cmp(b, &c) == Ordering::Less);
+                    buf.insert(at, c);
+                }
+                for (j, &(v, i)) in buf.iter().enumerate() {
+                    let o = (p * k + j) * post + q;
+                    vals[o] = v;
+                    idxs[o] = i as i64;
+                }
+                continue;
+            }
             buf.extend((0..n).map(|i| (xv[(p * n + i) * post + q], i)));
             if k < n && k > 0 {
                 buf.select_nth_unstable_by(k - 1, cmp);
@@ -153,5 +179,33 @@ mod tests {
         let r = run("TopK", 11, vec![], vec![i, i64s(&[3])], 2).unwrap();
         assert_eq!(ints(r[0].as_tensor().unwrap()), vec![9, 2, 2]);
         assert_eq!(ints(r[1].as_tensor().unwrap()), vec![1, 0, 2]);
+    }
+
+    /// The scanning path (k up to 32) against a full sort in the same total order: ties keep
+    /// the lower index, NaN sorts above +inf for largest, both directions, an inner axis.
+    #[test]
+    fn small_k_scan_matches_a_full_sort() {
+        let (pre, n, post) = (3usize, 200usize, 2usize);
+        let mut v: Vec<f32> = (0..pre * n * post).map(|i| ((i * 7919) % 23) as f32 - 11.0).collect();
+        v[17] = f32::NAN;
+        v[305] = f32::INFINITY;
+        v[410] = f32::NEG_INFINITY;
+        let x = Tensor::from_slice(&[pre, n, post], &v).unwrap();
+        for largest in [1i64, 0] {
+            for k in [1usize, 5, 32, 33] {
+                let r = run("TopK", 11, vec![("axis", AttrValue::Int(1)), ("largest", AttrValue::Int(largest))], vec![x.clone(), i64s(&[k as i64])], 2).unwrap();
+                let (gv, gi) = (r[0].as_tensor().unwrap().as_slice::<f32>().unwrap(), r[1].as_tensor().unwrap().as_slice::<i64>().unwrap());
+                for p in 0..pre {
+                    for q in 0..post {
+                        let mut all: Vec<(f32, usize)> = (0..n).map(|i| (v[(p * n + i) * post + q], i)).collect();
+                        all.sort_by(|a, b| if largest == 1 { b.0.total_cmp(&a.0) } else { a.0.total_cmp(&b.0) }.then(a.1.cmp(&b.1)));
+                        for (j, &(wv, wi)) in all.iter().take(k).enumerate() {
+                            let o = (p * k + j) * post + q;
+                            assert_eq!((gv[o].to_bits(), gi[o]), (wv.to_bits(), wi as i64), "largest {largest} k {k} row ({p},{q}) #{j}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }
