@@ -148,7 +148,8 @@ fn direct(x: &Tensor, to: DType) -> Result<Option<Tensor>> {
     macro_rules! conv {
         ($S:ty, $T:ty, |$v:ident| $e:expr) => {{
             let xs = x.as_slice::<$S>()?;
-            Some(Tensor::build::<$T>(to, x.shape(), |o| {
+            // Every element is written: no zero fill first.
+            Some(Tensor::build_uninit::<$T>(to, x.shape(), |o| {
                 for (o, $v) in o.iter_mut().zip(xs) {
                     let $v = *$v;
                     *o = $e;
@@ -170,13 +171,63 @@ fn direct(x: &Tensor, to: DType) -> Result<Option<Tensor>> {
         (Int64, Float32) => conv!(i64, f32, |v| v as f32),
         (Int32, Float32) => conv!(i32, f32, |v| v as f32),
         (Float32, Int64) => conv!(f32, i64, |v| v as i64),
-        (Float32, Int32) => conv!(f32, i32, |v| (v as i64) as i32),
+        (Float32, Int32) => {
+            let xs = x.as_slice::<f32>()?;
+            Some(Tensor::build_uninit::<i32>(to, x.shape(), |o| {
+                f32_to_i32(xs, o);
+                Ok(())
+            })?)
+        }
         (Bool, Float32) => conv!(u8, f32, |v| v as f32),
         (Float32, Bool) => conv!(f32, u8, |v| (v != 0.0) as u8),
         (Int64, Bool) => conv!(i64, u8, |v| (v != 0) as u8),
         (Bool, Int64) => conv!(u8, i64, |v| v as i64),
         _ => None,
     })
+}
+
+/// `y[i] = (x[i] as i64) as i32` (truncation toward zero; NaN -> 0; beyond the i32 range the
+/// low 32 bits of the saturated i64). On AVX-512, sixteen values at a time with one truncating
+/// conversion when all are inside the i32 range (the scalar loop ran at 1.2 ns per value, 7x
+/// onnxruntime's time); any other vector takes the scalar definition.
+fn f32_to_i32(x: &[f32], y: &mut [i32]) {
+    let scalar = |v: f32| (v as i64) as i32;
+    let mut i = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        // SAFETY: AVX-512 CPU; i + 16 <= len of both (checked in the loop).
+        i = unsafe { f32_to_i32_avx512(x, y) };
+    }
+    for (o, v) in y[i..].iter_mut().zip(&x[i..]) {
+        *o = scalar(*v);
+    }
+}
+
+/// The whole vectors of [`f32_to_i32`]; returns how many values were written.
+///
+/// # Safety
+/// AVX-512F CPU.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn f32_to_i32_avx512(x: &[f32], y: &mut [i32]) -> usize {
+    use std::arch::x86_64::*;
+    let n = x.len().min(y.len());
+    let limit = _mm512_set1_ps(2147483648.0);
+    let mut i = 0;
+    while i + 16 <= n {
+        let v = _mm512_loadu_ps(x.as_ptr().add(i));
+        let a = _mm512_abs_ps(v);
+        // |v| < 2^31 (false for NaN): the truncating conversion is exact.
+        if _mm512_cmp_ps_mask::<_CMP_LT_OQ>(a, limit) == u16::MAX {
+            _mm512_storeu_si512(y.as_mut_ptr().add(i) as *mut _, _mm512_cvttps_epi32(v));
+        } else {
+            for j in i..i + 16 {
+                y[j] = (x[j] as i64) as i32;
+            }
+        }
+        i += 16;
+    }
+    i
 }
 
 fn read_f64(x: &Tensor, s: usize, buf: &mut [f64]) -> Result<()> {
@@ -504,5 +555,23 @@ mod tests {
         let x = t_f32(&[2], &[1.5, -2.0]);
         let like = Tensor::from_slice(&[0], &[] as &[i32]).unwrap();
         assert_eq!(run1("CastLike", &[], &[x, like]).as_slice::<i32>().unwrap(), &[1, -2]);
+    }
+
+    /// The vectorized f32 -> int32 cast against the scalar definition: in-range values of both
+    /// signs, halves, and vectors holding NaN, infinities and values past the i32 range.
+    #[test]
+    fn f32_to_int32_matches_the_scalar_definition() {
+        let mut x: Vec<f32> = (0..1000).map(|i| (i as f32 - 500.0) * 3.75).collect();
+        x[20] = f32::NAN;
+        x[40] = f32::INFINITY;
+        x[41] = -3e9;
+        x[42] = 2147483520.0;
+        x[43] = -2147483648.0;
+        x[60] = 5e12;
+        let mut y = vec![0i32; x.len()];
+        f32_to_i32(&x, &mut y);
+        for (i, (g, v)) in y.iter().zip(&x).enumerate() {
+            assert_eq!(*g, (*v as i64) as i32, "[{i}] {v}");
+        }
     }
 }
