@@ -1030,16 +1030,9 @@ mod tests {
         y
     }
 
-    /// Holds the ISA lock (no concurrent test may lower the level between the check and the
-    /// plan) when the implicit GEMM runs on this CPU; `None` (test skipped) otherwise.
+    /// The ISA lock while the implicit GEMM (AVX-512 only) runs on this CPU; `None`: skipped.
     fn implicit_isa() -> Option<std::sync::MutexGuard<'static, ()>> {
-        let guard = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if crate::kernels::sgemm::implicit_available() {
-            Some(guard)
-        } else {
-            eprintln!("skipped: the implicit GEMM needs AVX-512");
-            None
-        }
+        crate::kernels::simd::test_util::avx512_guard("the implicit GEMM")
     }
 
     #[test]

@@ -219,13 +219,7 @@ mod tests {
 
     #[test]
     fn register_max_pool_matches_the_definition() {
-        // Tests that force an ISA level hold this lock: without it, one of them could lower the
-        // level between the check below and the kernel call (a race seen in a CI run).
-        let _isa = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if crate::kernels::simd::active() < crate::kernels::simd::Isa::Avx512 {
-            eprintln!("skipped: the register MaxPool kernel needs AVX-512");
-            return;
-        }
+        let Some(_isa) = crate::kernels::simd::test_util::avx512_guard("the register MaxPool kernel") else { return };
         let mut n_cases = 0;
         // Kernels 1-7 and 16 (the specialized 3/2, 2/2, 3/1 and 5/1 tap counts/strides and the
         // general loop), strides 1 and 2, vertical stride 3 and dilation 2, pads on both

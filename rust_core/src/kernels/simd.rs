@@ -172,6 +172,19 @@ pub(crate) mod test_util {
         }
         force(None);
     }
+
+    /// For tests of AVX-512-only kernels: holds the ISA lock (no test forcing a level can lower
+    /// it between the check and the kernel call, a race seen in a CI run) when the active level
+    /// is AVX-512; `None`, after printing that `what` is skipped, otherwise.
+    pub fn avx512_guard(what: &str) -> Option<std::sync::MutexGuard<'static, ()>> {
+        let guard = ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if active() >= Isa::Avx512 {
+            Some(guard)
+        } else {
+            eprintln!("skipped: {what} needs AVX-512");
+            None
+        }
+    }
 }
 
 #[cfg(test)]

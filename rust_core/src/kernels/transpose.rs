@@ -139,11 +139,7 @@ mod tests {
 
     #[test]
     fn blocks_of_every_height_match_the_definition() {
-        let _isa = crate::kernels::simd::test_util::ISA_LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        if crate::kernels::simd::active() < crate::kernels::simd::Isa::Avx512 {
-            eprintln!("skipped: needs AVX-512");
-            return;
-        }
+        let Some(_isa) = crate::kernels::simd::test_util::avx512_guard("the register transposes") else { return };
         // Gathered (1-7 rows) and 16x16 blocks (8 on), whole and partial in both directions,
         // strides wider than the block, NaN payloads kept bit for bit.
         for &(rows, cols, ss, ds) in &[(1usize, 1usize, 1usize, 1usize), (3, 50, 3, 50), (3, 9216, 3, 9216), (7, 17, 9, 20), (8, 16, 8, 16), (16, 16, 16, 16), (33, 40, 35, 41), (2304, 32, 2304, 32), (5, 3, 5, 3)] {
