@@ -772,13 +772,14 @@ mod tests {
             .map(|v| half::f16::from_f32(*v))
             .collect();
         let a = Tensor::from_slice(&[2, 2], &h).unwrap();
-        let y = &run_op_const(
+        let y = &run_op_with(
             "MatMul",
             13,
             vec![],
             vec![Some(a.clone()), Some(a)],
             &[1],
             1,
+            2,
         )
         .unwrap()[0];
         let got: Vec<f32> = y
@@ -885,7 +886,7 @@ mod tests {
                 }
             }
             for threads in [1, 2, 3] {
-                let y = &run_op_threads("MatMul", 13, vec![], vec![Some(tf(&sa, &av)), Some(tf(&sb, &bv))], &[], 1, threads).unwrap()[0];
+                let y = &run_op_with("MatMul", 13, vec![], vec![Some(tf(&sa, &av)), Some(tf(&sb, &bv))], &[], 1, threads).unwrap()[0];
                 let got = y.as_slice::<f32>().unwrap();
                 assert_eq!(got.len(), want.len(), "{sa:?} x {sb:?}");
                 for (i, (g, e)) in got.iter().zip(&want).enumerate() {

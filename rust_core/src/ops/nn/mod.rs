@@ -59,23 +59,12 @@ pub(crate) mod testing {
         inputs: Vec<Option<Tensor>>,
         n_outputs: usize,
     ) -> Result<Vec<Tensor>> {
-        run_op_const(op_type, opset, attrs, inputs, &[], n_outputs)
+        run_op_with(op_type, opset, attrs, inputs, &[], n_outputs, 2)
     }
 
-    /// Like [`run_op`], with the inputs at positions `consts` known at build time.
-    pub fn run_op_const(
-        op_type: &str,
-        opset: i64,
-        attrs: Vec<(&str, AttrValue)>,
-        inputs: Vec<Option<Tensor>>,
-        consts: &[usize],
-        n_outputs: usize,
-    ) -> Result<Vec<Tensor>> {
-        run_op_threads(op_type, opset, attrs, inputs, consts, n_outputs, 2)
-    }
-
-    /// Like [`run_op_const`], on a pool of `threads` threads ([`run_op`] uses 2).
-    pub fn run_op_threads(
+    /// Like [`run_op`], with the inputs at positions `consts` known at build time, on a pool of
+    /// `threads` threads ([`run_op`]: none constant, 2 threads).
+    pub fn run_op_with(
         op_type: &str,
         opset: i64,
         attrs: Vec<(&str, AttrValue)>,

@@ -817,7 +817,7 @@ mod tests {
         }
         for threads in [1, 2, 3] {
             let attrs = vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1])), ("ceil_mode", AttrValue::Int(1))];
-            let out = run_op_threads("MaxPool", 12, attrs, vec![Some(tf(&[n, c, h, w], &xv))], &[], 1, threads).unwrap();
+            let out = run_op_with("MaxPool", 12, attrs, vec![Some(tf(&[n, c, h, w], &xv))], &[], 1, threads).unwrap();
             assert_eq!(out[0].shape(), &[n, c, oh, ow]);
             assert_eq!(out[0].as_slice::<f32>().unwrap(), &want[..], "{threads} threads");
         }
