@@ -9,6 +9,8 @@ use crate::error::{Error, Result};
 use crate::kernels::float::Float;
 use crate::ops::common::norm_axis;
 use crate::ops::{opt_tensor_in, tensor_in, BuildContext, Op, Registry, RunContext, Value};
+use crate::executor::pool::ThreadPool;
+use crate::kernels::SendPtr;
 use crate::tensor::{DType, Tensor};
 use std::borrow::Cow;
 
@@ -180,6 +182,97 @@ struct AxisPlan {
     w: Vec<f64>,
     /// Output indices to fill with the extrapolation value.
     extrapolate: Vec<bool>,
+}
+
+impl AxisPlan {
+    /// An axis left as it is: output index i copies input index i.
+    fn identity(len: usize) -> AxisPlan {
+        AxisPlan { in_len: len, out_len: len, n: 1, idx: (0..len).collect(), w: vec![1.0; len], extrapolate: vec![false; len] }
+    }
+}
+
+/// Resample one row: `out[x]` = the sum over its taps of weight times `row[index]`, skipping
+/// zero weights as [`apply_axis`] does.
+#[inline]
+fn resample_row<T: Float>(row: &[T], idx: &[usize], w: &[T], n: usize, out: &mut [T]) {
+    match n {
+        1 => {
+            for ((d, &i), &wx) in out.iter_mut().zip(idx).zip(w) {
+                let v = wx * row[i];
+                *d = if wx == T::ZERO { T::ZERO } else { v };
+            }
+        }
+        2 => {
+            for ((d, ix), wx) in out.iter_mut().zip(idx.chunks_exact(2)).zip(w.chunks_exact(2)) {
+                let (a, b) = (wx[0] * row[ix[0]], wx[1] * row[ix[1]]);
+                let a = if wx[0] == T::ZERO { T::ZERO } else { a };
+                *d = if wx[1] == T::ZERO { a } else { a + b };
+            }
+        }
+        _ => {
+            for ((d, ix), wx) in out.iter_mut().zip(idx.chunks_exact(n)).zip(w.chunks_exact(n)) {
+                let mut acc = T::ZERO;
+                for (&i, &wk) in ix.iter().zip(wx) {
+                    if wk != T::ZERO {
+                        acc += wk * row[i];
+                    }
+                }
+                *d = acc;
+            }
+        }
+    }
+}
+
+/// Resize the last two axes of `planes` planes of `ih x iw` values (the usual NCHW upsample) on
+/// the pool's threads, without an intermediate tensor: each source row is resampled along the
+/// width once, into a slot of a small ring (one per height tap), and each output row is the
+/// weighted sum of its taps' resampled rows: a plain vector loop. Output rows with the same
+/// taps as the previous row are copies of it (a 2x nearest upsample computes half of the
+/// rows). Plans must not extrapolate.
+fn resize_last2<T: Float>(src: &[T], planes: usize, ph: &AxisPlan, pw: &AxisPlan, out: &mut [T], pool: &ThreadPool) {
+    let (ih, iw, oh, ow) = (ph.in_len, pw.in_len, ph.out_len, pw.out_len);
+    let (nh, nw) = (ph.n, pw.n);
+    let wh: Vec<T> = ph.w.iter().map(|v| T::from_f64(*v)).collect();
+    let ww: Vec<T> = pw.w.iter().map(|v| T::from_f64(*v)).collect();
+    assert!(src.len() == planes * ih * iw && out.len() == planes * oh * ow, "resize_last2: buffer sizes");
+    let yp = SendPtr::new(out);
+    pool.parallel_for(planes * oh, (1 << 13) / (ow * nw).max(1) + 1, |a, b| {
+        // The taps of one output row are consecutive source rows (clamped at the edges), so
+        // slot `i % nh` of source row i never evicts another row the same output needs.
+        let mut ring = vec![T::ZERO; nh * ow];
+        let mut held = vec![usize::MAX; nh];
+        for r in a..b {
+            let (p, j) = (r / oh, r % oh);
+            let (taps, tw) = (&ph.idx[j * nh..(j + 1) * nh], &wh[j * nh..(j + 1) * nh]);
+            // SAFETY: rows a..b are this task's only.
+            let dst = unsafe { yp.slice(r * ow, ow) };
+            if r > a && j > 0 && taps == &ph.idx[(j - 1) * nh..j * nh] && tw == &wh[(j - 1) * nh..j * nh] {
+                // SAFETY: row r - 1 is this task's and already written.
+                dst.copy_from_slice(unsafe { yp.slice((r - 1) * ow, ow) });
+                continue;
+            }
+            let plane = &src[p * ih * iw..(p + 1) * ih * iw];
+            if nh == 1 && tw[0] == T::ONE {
+                resample_row(&plane[taps[0] * iw..(taps[0] + 1) * iw], &pw.idx, &ww, nw, dst);
+                continue;
+            }
+            dst.fill(T::ZERO);
+            for (&i, &wk) in taps.iter().zip(tw) {
+                if wk == T::ZERO {
+                    continue;
+                }
+                let slot = i % nh;
+                let h = &mut ring[slot * ow..(slot + 1) * ow];
+                if held[slot] != p * ih + i {
+                    resample_row(&plane[i * iw..(i + 1) * iw], &pw.idx, &ww, nw, h);
+                    held[slot] = p * ih + i;
+                }
+                for (d, v) in dst.iter_mut().zip(h.iter()) {
+                    *d += wk * *v;
+                }
+            }
+        }
+    });
 }
 
 impl Resize {
@@ -426,7 +519,7 @@ fn apply_axis<T: Float>(
 }
 
 impl Op for Resize {
-    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         const OP: &str = "Resize";
         let x = tensor_in(inputs, 0, OP)?;
         let r = x.rank();
@@ -535,23 +628,42 @@ impl Op for Resize {
         } else {
             widen(x)?
         };
+        let in_shape = x.shape();
+        let unchanged = |a: usize| {
+            let roi_a = roi.as_ref().map(|v| (v[a], v[r + a]));
+            (scales[a] - 1.0).abs() < 1e-9 && out_shape[a] == in_shape[a] && roi_a.is_none_or(|(b, e)| b.abs() < 1e-9 && (e - 1.0).abs() < 1e-9)
+        };
+        for &a in &axes {
+            if !unchanged(a) && out_shape[a] > 0 && in_shape[a] == 0 {
+                return Err(Error::ShapeMismatch(format!("{OP}: cannot resize an empty axis {a} to {}", out_shape[a])));
+            }
+        }
+        // Only the last two axes change (an image upsample): one fused pass over the planes.
+        let last2 = r >= 2 && self.coord != Coord::TfCropAndResize && (0..r - 2).all(unchanged) && in_shape[r - 2..].iter().all(|d| *d > 0);
         let y = crate::with_float!(xw.dtype(), OP, T => {
+            if last2 {
+                let plan = |a: usize| if unchanged(a) { Ok(AxisPlan::identity(in_shape[a])) } else { self.plan_axis(in_shape[a], out_shape[a], scales[a], None) };
+                let (ph, pw) = (plan(r - 2)?, plan(r - 1)?);
+                let planes = in_shape[..r - 2].iter().product();
+                let src = xw.as_slice::<T>()?;
+                Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| {
+                    resize_last2(src, planes, &ph, &pw, o, ctx.pool);
+                    Ok(())
+                })
+            } else {
             let mut data: Vec<T> = xw.as_slice::<T>()?.to_vec();
             let mut shape = x.shape().to_vec();
             for &a in &axes {
                 let roi_a = roi.as_ref().map(|v| (v[a], v[r + a]));
-                let unchanged = (scales[a] - 1.0).abs() < 1e-9 && out_shape[a] == shape[a] && roi_a.is_none_or(|(b, e)| b.abs() < 1e-9 && (e - 1.0).abs() < 1e-9);
-                if unchanged {
+                if unchanged(a) {
                     continue;
-                }
-                if out_shape[a] > 0 && shape[a] == 0 {
-                    return Err(Error::ShapeMismatch(format!("{OP}: cannot resize an empty axis {a} to {}", out_shape[a])));
                 }
                 let plan = self.plan_axis(shape[a], out_shape[a], scales[a], roi_a)?;
                 data = apply_axis(&data, &shape, a, &plan, T::from_f64(self.extrapolation));
                 shape[a] = out_shape[a];
             }
             Tensor::from_vec(&shape, data)
+            }
         })?;
         let y = if int_input {
             let v = y.to_f64_vec()?;
@@ -592,10 +704,64 @@ impl Op for Resize {
 #[cfg(test)]
 mod tests {
     use super::super::testing::*;
+    use super::*;
     use crate::graph::ir::AttrValue;
 
     fn s(v: &str) -> AttrValue {
         AttrValue::String(v.as_bytes().to_vec())
+    }
+
+    /// A Resize with the given interpolation, for driving the plans directly.
+    fn resize(mode: Mode, coord: Coord, nearest: Nearest, antialias: bool, exclude_outside: bool) -> Resize {
+        Resize { mode, coord, nearest, cubic_a: -0.75, exclude_outside, extrapolation: 0.0, antialias, axes: None, policy: AspectPolicy::Stretch, roi_at: Some(1), scales_at: Some(2), sizes_at: Some(3), scales_attr: None }
+    }
+
+    #[test]
+    fn fused_last_two_axes_match_the_per_axis_passes() {
+        // The fused pass (width first, then the height taps over resampled rows, copies of
+        // repeated rows, a ring of resampled rows per task) against the two per-axis passes,
+        // for every mode and coordinate mode, up and down, several planes, 1 and 3 threads
+        // (tasks starting mid-plane).
+        let modes = [
+            (Mode::Nearest, Nearest::RoundPreferFloor, false),
+            (Mode::Nearest, Nearest::Floor, false),
+            (Mode::Nearest, Nearest::Ceil, false),
+            (Mode::Linear, Nearest::Floor, false),
+            (Mode::Linear, Nearest::Floor, true),
+            (Mode::Cubic, Nearest::Floor, false),
+            (Mode::Cubic, Nearest::Floor, true),
+        ];
+        let coords = [Coord::HalfPixel, Coord::HalfPixelSymmetric, Coord::PytorchHalfPixel, Coord::AlignCorners, Coord::Asymmetric];
+        let shapes = [((5, 7), (10, 14)), ((6, 9), (3, 4)), ((4, 4), (4, 9)), ((7, 3), (16, 3)), ((1, 5), (3, 2))];
+        let planes = 3;
+        let mut seed = 7u64;
+        let pools = [ThreadPool::new(1), ThreadPool::new(3)];
+        for &(mode, nearest, antialias) in &modes {
+            for &coord in &coords {
+                for exclude in [false, true] {
+                    let rz = resize(mode, coord, nearest, antialias, exclude);
+                    for &((ih, iw), (oh, ow)) in &shapes {
+                        let x: Vec<f64> = (0..planes * ih * iw)
+                            .map(|_| {
+                                seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                                (seed >> 11) as f64 / (1u64 << 53) as f64 * 4.0 - 2.0
+                            })
+                            .collect();
+                        let plan = |i: usize, o: usize| if i == o { AxisPlan::identity(i) } else { rz.plan_axis(i, o, o as f64 / i as f64, None).unwrap() };
+                        let (ph, pw) = (plan(ih, oh), plan(iw, ow));
+                        let want = apply_axis(&x, &[planes, ih, iw], 1, &ph, 0.0);
+                        let want = apply_axis(&want, &[planes, oh, iw], 2, &pw, 0.0);
+                        for pool in &pools {
+                            let mut got = vec![f64::NAN; planes * oh * ow];
+                            resize_last2(&x, planes, &ph, &pw, &mut got, pool);
+                            for (k, (g, w)) in got.iter().zip(&want).enumerate() {
+                                assert!((g - w).abs() <= 1e-12, "{mode:?} {coord:?} {nearest:?} aa {antialias} excl {exclude} {ih}x{iw} -> {oh}x{ow}, {} threads: [{k}] {g} vs {w}", pool.threads());
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
