@@ -1,16 +1,21 @@
-//! 2-D MaxPool of one `f32` plane with AVX-512, entirely in registers.
+//! 2-D MaxPool and AveragePool of `f32` planes with AVX-512, entirely in registers.
 //!
 //! Sixteen consecutive outputs of a row need input columns `c0 .. c0 + 15·s + kw` of each
 //! window row (`c0` the first output's first column, `s` the stride, 1 or 2). They are loaded as
-//! three vectors (48 columns; columns outside the input masked to -inf, which never wins a max),
-//! combined over the window rows with vertical max instructions, then each tap `t` of the 16
-//! outputs (`column s·i + t` for output `i`) is picked out of the three vectors by a two-source
-//! permute and maxed in. No temporary row, no phase split in memory: the plane is read once per
-//! window row and each output written once.
+//! three vectors (48 columns; columns outside the input masked to -inf for a max, which never
+//! wins, or to 0 for a sum), combined over the window rows with vertical max (add)
+//! instructions, then each tap `t` of the 16 outputs (`column s·i + t` for output `i`) is picked
+//! out of the three vectors by a two-source permute and maxed (added) in; an average divides by
+//! its window's count (taps inside the input, or inside the padded input with
+//! `count_include_pad`: a row factor times a column factor; multiplied by its reciprocal, so
+//! within an ulp or two of the quotient). No temporary row, no phase split
+//! in memory: the plane is read once per window row and each output written once.
 //!
-//! Same result as the per-output definition for every input without NaN (max is exact). NaN:
-//! taps are compared rows before columns and a padding tap is -inf, so the result depends on
-//! where the NaN sits; ONNX leaves this open (onnxruntime's result also depends on tap order).
+//! MaxPool: the same result as the per-output definition for every input without NaN (max is
+//! exact). NaN: taps are compared rows before columns and a padding tap is -inf, so the result
+//! depends on where the NaN sits; ONNX leaves this open (onnxruntime's result also depends on
+//! tap order). AveragePool: the sum is taken rows first, then columns, so it may differ from a
+//! per-output sum in the last bits.
 
 use crate::kernels::conv::Window3;
 
@@ -18,7 +23,16 @@ use crate::kernels::conv::Window3;
 /// columns (`15·s + t < 48`).
 const MAX_KW: usize = 16;
 
-/// Whether [`max_planes_f32`] computes window `w` on this CPU.
+/// What the window computes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Reduce {
+    Max,
+    /// The mean of the taps inside the input, or (`include_pad`) the sum over the taps inside
+    /// the padded input, padding counting as zeros.
+    Avg { include_pad: bool },
+}
+
+/// Whether [`pool_planes_f32`] computes window `w` on this CPU.
 pub fn applicable(w: &Window3) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -44,42 +58,50 @@ pub fn applicable(w: &Window3) -> bool {
     }
 }
 
-/// `y = MaxPool(x)` for `planes` consecutive planes (`x`: `[planes][IH][IW]`, `y`:
-/// `[planes][OH][OW]`, every output written); the window's permute indices and row offsets are
-/// set up once for all of them. Returns `false` (and writes nothing) when the window is not
-/// [`applicable`].
-pub fn max_planes_f32(w: &Window3, planes: usize, x: &[f32], y: &mut [f32]) -> bool {
+/// `y = MaxPool(x)` or `AveragePool(x)` (`red`) for `planes` consecutive planes (`x`:
+/// `[planes][IH][IW]`, `y`: `[planes][OH][OW]`, every output written); the window's permute
+/// indices and row offsets are set up once for all of them. Returns `false` (and writes nothing)
+/// when the window is not [`applicable`].
+pub fn pool_planes_f32(w: &Window3, red: Reduce, planes: usize, x: &[f32], y: &mut [f32]) -> bool {
     if !applicable(w) {
         return false;
     }
-    assert!(y.len() >= planes * w.out_size(), "max_planes_f32: planes too short");
+    assert!(y.len() >= planes * w.out_size(), "pool_planes_f32: planes too short");
     // SAFETY: y holds every plane (asserted) and is borrowed exclusively.
-    unsafe { max_planes_rows_f32(w, planes, 0..w.out[1], x, y.as_mut_ptr()) }
+    unsafe { pool_planes_rows_f32(w, red, planes, 0..w.out[1], x, y.as_mut_ptr()) }
 }
 
-/// [`max_planes_f32`] for output rows `rows` of every plane only (a thread's share when the
+/// [`pool_planes_f32`] for output rows `rows` of every plane only (a thread's share when the
 /// planes are split by rows: a convolution before the pool split its output the same way, so
 /// each thread then reads what it wrote, from its own cache).
 ///
 /// # Safety
 /// `y` must hold `planes` output planes, and no one else may access rows `rows` of them
 /// meanwhile.
-pub unsafe fn max_planes_rows_f32(w: &Window3, planes: usize, rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) -> bool {
+pub unsafe fn pool_planes_rows_f32(w: &Window3, red: Reduce, planes: usize, rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) -> bool {
     if !applicable(w) {
         return false;
     }
-    assert!(x.len() >= planes * w.in_size() && rows.end <= w.out[1], "max_planes_rows_f32: planes too short");
+    assert!(x.len() >= planes * w.in_size() && rows.end <= w.out[1], "pool_planes_rows_f32: planes too short");
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F checked by `applicable`; x's extent asserted above, y's the caller's.
     unsafe {
         // The common windows with their tap count and stride as constants (indices in
         // registers, tap loop unrolled); any other applicable window in the general loop.
-        match (w.kernel[2], w.strides[2]) {
-            (3, 2) => max_planes_avx512::<3, 2>(w, planes, rows, x, y),
-            (2, 2) => max_planes_avx512::<2, 2>(w, planes, rows, x, y),
-            (3, 1) => max_planes_avx512::<3, 1>(w, planes, rows, x, y),
-            (5, 1) => max_planes_avx512::<5, 1>(w, planes, rows, x, y),
-            _ => max_planes_avx512::<0, 0>(w, planes, rows, x, y),
+        macro_rules! by_window {
+            ($avg:literal, $pad:expr) => {
+                match (w.kernel[2], w.strides[2]) {
+                    (3, 2) => pool_planes_avx512::<3, 2, $avg>(w, $pad, planes, rows, x, y),
+                    (2, 2) => pool_planes_avx512::<2, 2, $avg>(w, $pad, planes, rows, x, y),
+                    (3, 1) => pool_planes_avx512::<3, 1, $avg>(w, $pad, planes, rows, x, y),
+                    (5, 1) => pool_planes_avx512::<5, 1, $avg>(w, $pad, planes, rows, x, y),
+                    _ => pool_planes_avx512::<0, 0, $avg>(w, $pad, planes, rows, x, y),
+                }
+            };
+        }
+        match red {
+            Reduce::Max => by_window!(false, false),
+            Reduce::Avg { include_pad } => by_window!(true, include_pad),
         }
     };
     true
@@ -98,10 +120,11 @@ fn col_mask(c: isize, n: usize) -> u16 {
 }
 
 /// The kernel for window rows of `KW` taps at horizontal stride `S` (`KW == 0`: both taken from
-/// the window at run time).
+/// the window at run time), a sum divided by the count when `AVG` (`include_pad`: padding taps
+/// count), else a max.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes: usize, out_rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) {
+unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w: &Window3, include_pad: bool, planes: usize, out_rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) {
     use std::arch::x86_64::*;
     let [_, oh_n, ow_n] = w.out;
     let [_, ih_n, iw_n] = w.input;
@@ -122,7 +145,25 @@ unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes
         hi_mask[t] = (0..16).filter(|&i| idx[i] >= 32).fold(0u16, |m, i| m | (1 << i));
     }
     let need_third = s * 15 + kw_n > 32;
-    let ninf = _mm512_set1_ps(f32::NEG_INFINITY);
+    // What masked-out (padding) lanes hold: nothing a max or a sum notices.
+    let fill = _mm512_set1_ps(if AVG { 0.0 } else { f32::NEG_INFINITY });
+    // Averages: per output column its window's column count (padded to whole vectors), per
+    // output row its row count; the divisor is their product (at least 1: a window without
+    // taps averages to 0).
+    let taps_in = |axis: usize, o: usize, lo: isize, hi: isize| (0..w.kernel[axis]).filter(|&k| (lo..hi).contains(&w.coord(axis, o, k))).count();
+    let (lo_h, hi_h) = if include_pad { (-(w.pad_begin[1] as isize), (ih_n + w.pad_end[1]) as isize) } else { (0, ih_n as isize) };
+    let (lo_w, hi_w) = if include_pad { (-pl, (iw_n + w.pad_end[2]) as isize) } else { (0, iw_n as isize) };
+    // The reciprocals of the products, per row count (at most kh): a multiply per vector
+    // instead of a division (`vdivps` would take most of a 3x3 average's time).
+    let ow_pad = ow_n.next_multiple_of(16);
+    let recip: Vec<f32> = if AVG {
+        (0..=kh_n)
+            .flat_map(|rc| (0..ow_pad).map(move |o| (rc, o)))
+            .map(|(rc, o)| if o < ow_n { 1.0 / (rc * taps_in(2, o, lo_w, hi_w)).max(1) as f32 } else { 1.0 })
+            .collect()
+    } else {
+        Vec::new()
+    };
     // Valid window rows of each output row (the same for every plane), as offsets in a plane.
     let mut row_start = Vec::with_capacity(oh_n + 1);
     let mut row_offs = Vec::new();
@@ -145,22 +186,27 @@ unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes
         for oh in out_rows.clone() {
             let rows = &row_offs[row_start[oh]..row_start[oh + 1]];
             let yrow = yp.add(oh * ow_n);
+            let recip_row = if AVG { recip.as_ptr().add(taps_in(1, oh, lo_h, hi_h) * ow_pad) } else { recip.as_ptr() };
             let mut ow = 0;
             while ow < ow_n {
                 let n = (ow_n - ow).min(16);
                 let c0 = (ow * s) as isize - pl;
                 let (m0, m1) = (col_mask(c0, iw_n), col_mask(c0 + 16, iw_n));
                 let m2 = if need_third { col_mask(c0 + 32, iw_n) } else { 0 };
-                let (mut v0, mut v1, mut v2) = (ninf, ninf, ninf);
+                let (mut v0, mut v1, mut v2) = (fill, fill, fill);
                 for (r, &off) in rows.iter().enumerate() {
                     // Masked-out lanes are neither read nor faulted on, so the column pointer
                     // may point before the row (wrapping arithmetic, never dereferenced there).
                     let p = xp.add(off).wrapping_offset(c0);
-                    let l0 = _mm512_mask_loadu_ps(ninf, m0, p);
-                    let l1 = _mm512_mask_loadu_ps(ninf, m1, p.wrapping_add(16));
-                    let l2 = if need_third { _mm512_mask_loadu_ps(ninf, m2, p.wrapping_add(32)) } else { ninf };
+                    let l0 = _mm512_mask_loadu_ps(fill, m0, p);
+                    let l1 = _mm512_mask_loadu_ps(fill, m1, p.wrapping_add(16));
+                    let l2 = if need_third { _mm512_mask_loadu_ps(fill, m2, p.wrapping_add(32)) } else { fill };
                     if r == 0 {
                         (v0, v1, v2) = (l0, l1, l2);
+                    } else if AVG {
+                        v0 = _mm512_add_ps(v0, l0);
+                        v1 = _mm512_add_ps(v1, l1);
+                        v2 = _mm512_add_ps(v2, l2);
                     } else {
                         v0 = _mm512_max_ps(l0, v0);
                         v1 = _mm512_max_ps(l1, v1);
@@ -181,7 +227,10 @@ unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes
                 }
                 let mut acc = tap!(0);
                 for t in 1..kw_n {
-                    acc = _mm512_max_ps(tap!(t), acc);
+                    acc = if AVG { _mm512_add_ps(acc, tap!(t)) } else { _mm512_max_ps(tap!(t), acc) };
+                }
+                if AVG {
+                    acc = _mm512_mul_ps(acc, _mm512_loadu_ps(recip_row.add(ow)));
                 }
                 let keep = if n == 16 { u16::MAX } else { (1u16 << n) - 1 };
                 _mm512_mask_storeu_ps(yrow.add(ow), keep, acc);
@@ -195,31 +244,47 @@ unsafe fn max_planes_avx512<const KW: usize, const S: usize>(w: &Window3, planes
 mod tests {
     use super::*;
 
-    /// MaxPool of one plane by definition (padding taps skipped).
-    fn naive(w: &Window3, x: &[f32]) -> Vec<f32> {
+    /// MaxPool or AveragePool of one plane by definition (padding taps skipped by a max, counted
+    /// as zeros by an average with `include_pad`).
+    fn naive(w: &Window3, red: Reduce, x: &[f32]) -> Vec<f32> {
         let [_, oh_n, ow_n] = w.out;
         let [_, ih_n, iw_n] = w.input;
-        let mut y = vec![f32::NEG_INFINITY; oh_n * ow_n];
+        let mut y = Vec::with_capacity(oh_n * ow_n);
         for oh in 0..oh_n {
             for ow in 0..ow_n {
+                let (mut max, mut sum, mut n, mut n_padded) = (f32::NEG_INFINITY, 0f64, 0, 0);
                 for kh in 0..w.kernel[1] {
                     for kw in 0..w.kernel[2] {
                         let (ih, iw) = (w.coord(1, oh, kh), w.coord(2, ow, kw));
+                        let in_padded = ih < (ih_n + w.pad_end[1]) as isize && iw < (iw_n + w.pad_end[2]) as isize;
                         if ih >= 0 && iw >= 0 && (ih as usize) < ih_n && (iw as usize) < iw_n {
                             let v = x[ih as usize * iw_n + iw as usize];
-                            let o = &mut y[oh * ow_n + ow];
-                            *o = o.max(v);
+                            max = max.max(v);
+                            sum += v as f64;
+                            n += 1;
                         }
+                        n_padded += in_padded as usize;
                     }
                 }
+                y.push(match red {
+                    Reduce::Max => max,
+                    Reduce::Avg { include_pad } => {
+                        let d = if include_pad { n_padded } else { n };
+                        if d == 0 {
+                            0.0
+                        } else {
+                            (sum / d as f64) as f32
+                        }
+                    }
+                });
             }
         }
         y
     }
 
     #[test]
-    fn register_max_pool_matches_the_definition() {
-        let Some(_isa) = crate::kernels::simd::test_util::avx512_guard("the register MaxPool kernel") else { return };
+    fn register_pools_match_the_definition() {
+        let Some(_isa) = crate::kernels::simd::test_util::avx512_guard("the register pooling kernel") else { return };
         let mut n_cases = 0;
         // Kernels 1-7 and 16 (the specialized 3/2, 2/2, 3/1 and 5/1 tap counts/strides and the
         // general loop), strides 1 and 2, vertical stride 3 and dilation 2, pads on both
@@ -243,13 +308,20 @@ mod tests {
                     };
                     // Three planes in one call (setup shared), each against the definition.
                     let x: Vec<f32> = (0..3 * ih * iw).map(|i| ((i * 7919) % 101) as f32 - 50.0).collect();
-                    let want: Vec<f32> = x.chunks_exact(ih * iw).flat_map(|p| naive(&w, p)).collect();
-                    let mut got = vec![f32::NAN; want.len() + 5];
-                    assert!(max_planes_f32(&w, 3, &x, &mut got), "{w:?} not applicable");
-                    for (i, (g, e)) in got.iter().zip(&want).enumerate() {
-                        assert_eq!(g.to_bits(), e.to_bits(), "{w:?} [{i}]: {g} vs {e}");
+                    for red in [Reduce::Max, Reduce::Avg { include_pad: false }, Reduce::Avg { include_pad: true }] {
+                        let want: Vec<f32> = x.chunks_exact(ih * iw).flat_map(|p| naive(&w, red, p)).collect();
+                        let mut got = vec![f32::NAN; want.len() + 5];
+                        assert!(pool_planes_f32(&w, red, 3, &x, &mut got), "{w:?} not applicable");
+                        for (i, (g, e)) in got.iter().zip(&want).enumerate() {
+                            // Max is exact; the sums of integers are too, then a reciprocal.
+                            if red == Reduce::Max {
+                                assert_eq!(g.to_bits(), e.to_bits(), "{red:?} {w:?} [{i}]: {g} vs {e}");
+                            } else {
+                                assert!((g - e).abs() <= 1e-5 * e.abs().max(1.0), "{red:?} {w:?} [{i}]: {g} vs {e}");
+                            }
+                        }
+                        assert!(got[want.len()..].iter().all(|v| v.is_nan()), "{w:?}: wrote past the plane");
                     }
-                    assert!(got[want.len()..].iter().all(|v| v.is_nan()), "{w:?}: wrote past the plane");
                     n_cases += 1;
                 }
             }

@@ -461,8 +461,12 @@ impl Op for Pool {
             _ => None,
         };
         let fast = fast && !matches!(self.kind, PoolKind::Lp { .. });
-        // MaxPool rows of f32 entirely in registers where the CPU and window allow.
-        let in_registers = fast && avg.is_none() && crate::kernels::maxpool::applicable(&w3);
+        // Max and average pools of f32 entirely in registers where the CPU and window allow.
+        let in_registers = fast && crate::kernels::maxpool::applicable(&w3);
+        let red = match avg {
+            None => crate::kernels::maxpool::Reduce::Max,
+            Some(include_pad) => crate::kernels::maxpool::Reduce::Avg { include_pad },
+        };
         let cols = if fast && !in_registers { pool_columns(&w3) } else { Vec::new() };
         let mut indices = vec![0i64; if want_idx { planes * out_sz } else { 0 }];
         let y = crate::with_float!(xw.dtype(), self.name, T => {
@@ -481,7 +485,7 @@ impl Op for Pool {
                     let row_work = (planes * w3.out[2] * w3.kernel_size()).max(1);
                     ctx.pool.parallel_for(oh_n, (1 << 12) / row_work + 1, |r0, r1| {
                         // SAFETY: y holds every plane; rows r0..r1 of each are this task's only.
-                        unsafe { crate::kernels::maxpool::max_planes_rows_f32(&w3, planes, r0..r1, x32, yp.offset(0).0 as *mut f32) };
+                        unsafe { crate::kernels::maxpool::pool_planes_rows_f32(&w3, red, planes, r0..r1, x32, yp.offset(0).0 as *mut f32) };
                     });
                     return Ok(());
                 }
@@ -493,7 +497,7 @@ impl Op for Pool {
                         let yo = unsafe { yp.slice(a * out_sz, (b - a) * out_sz) };
                         let xp = &xv[a * in_sz..b * in_sz];
                         if let (Some(x32), Some(y32)) = (as_f32(xp), as_f32_mut(yo)) {
-                            crate::kernels::maxpool::max_planes_f32(&w3, b - a, x32, y32);
+                            crate::kernels::maxpool::pool_planes_f32(&w3, red, b - a, x32, y32);
                             return;
                         }
                     }
@@ -798,28 +802,45 @@ mod tests {
     /// MaxPool on 1-3 threads (bands of output rows of every plane on several threads, whole
     /// planes on one), batch 2, ceil mode and padding, against a per-output loop.
     #[test]
-    fn max_pool_on_any_thread_count_matches_the_definition() {
+    fn pools_on_any_thread_count_match_the_definition() {
+        // MaxPool and both AveragePools through the op (the register kernels split by row
+        // bands or planes on several threads), against the per-output definition.
         let (n, c, h, w) = (2usize, 5usize, 23usize, 21usize);
         let xv: Vec<f32> = (0..n * c * h * w).map(|i| ((i * 7919) % 211) as f32 - 100.0).collect();
         let (oh, ow) = (12usize, 11usize); // kernel 3, stride 2, pads 1, ceil: 23 -> 12, 21 -> 11
-        let mut want = vec![f32::NEG_INFINITY; n * c * oh * ow];
-        for p in 0..n * c {
-            for (i, o) in want[p * oh * ow..(p + 1) * oh * ow].iter_mut().enumerate() {
-                for kh in 0..3 {
-                    for kw in 0..3 {
-                        let (ih, iw) = ((i / ow * 2 + kh) as isize - 1, (i % ow * 2 + kw) as isize - 1);
-                        if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
-                            *o = o.max(xv[p * h * w + ih as usize * w + iw as usize]);
+        for (op, include_pad) in [("MaxPool", false), ("AveragePool", false), ("AveragePool", true)] {
+            let mut want = vec![0f32; n * c * oh * ow];
+            for p in 0..n * c {
+                for (i, o) in want[p * oh * ow..(p + 1) * oh * ow].iter_mut().enumerate() {
+                    let (mut max, mut sum, mut taps, mut padded) = (f32::NEG_INFINITY, 0f32, 0, 0);
+                    for kh in 0..3 {
+                        for kw in 0..3 {
+                            let (ih, iw) = ((i / ow * 2 + kh) as isize - 1, (i % ow * 2 + kw) as isize - 1);
+                            if ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w {
+                                let v = xv[p * h * w + ih as usize * w + iw as usize];
+                                max = max.max(v);
+                                sum += v;
+                                taps += 1;
+                            }
+                            // Inside the padded input (ceil mode reaches past it).
+                            padded += (ih <= h as isize && iw <= w as isize) as usize;
                         }
                     }
+                    *o = if op == "MaxPool" { max } else { sum / if include_pad { padded } else { taps } as f32 };
                 }
             }
-        }
-        for threads in [1, 2, 3] {
-            let attrs = vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1])), ("ceil_mode", AttrValue::Int(1))];
-            let out = run_op_with("MaxPool", 12, attrs, vec![Some(tf(&[n, c, h, w], &xv))], &[], 1, threads).unwrap();
-            assert_eq!(out[0].shape(), &[n, c, oh, ow]);
-            assert_eq!(out[0].as_slice::<f32>().unwrap(), &want[..], "{threads} threads");
+            for threads in [1, 2, 3] {
+                let mut attrs = vec![("kernel_shape", ints(&[3, 3])), ("strides", ints(&[2, 2])), ("pads", ints(&[1, 1, 1, 1])), ("ceil_mode", AttrValue::Int(1))];
+                if op == "AveragePool" {
+                    attrs.push(("count_include_pad", AttrValue::Int(include_pad as i64)));
+                }
+                let out = run_op_with(op, 19, attrs, vec![Some(tf(&[n, c, h, w], &xv))], &[], 1, threads).unwrap();
+                assert_eq!(out[0].shape(), &[n, c, oh, ow]);
+                // The sums of integers are exact; then a division or a reciprocal's product.
+                for (i, (g, e)) in out[0].as_slice::<f32>().unwrap().iter().zip(&want).enumerate() {
+                    assert!((g - e).abs() <= 1e-6 * e.abs(), "{op} include_pad {include_pad}, {threads} threads: [{i}] {g} vs {e}");
+                }
+            }
         }
     }
 
