@@ -459,6 +459,55 @@ impl ConvTranspose {
     }
 }
 
+/// Whether every output of the transposed convolution takes at most one tap: stride equal to
+/// the kernel, no dilation, no padding, and the output holds every tap (`output_shape` may
+/// crop it). The column matrix is then interleaved into the output instead of accumulated.
+fn taps_tile_output(win: &Window3) -> bool {
+    (0..3).all(|a| win.strides[a] == win.kernel[a] && win.dilations[a] == 1 && win.pad_begin[a] == 0 && win.input[a] >= win.out[a] * win.kernel[a])
+}
+
+/// One output channel of a transposed convolution whose taps tile the output
+/// ([`taps_tile_output`]): output `(od·kd + a, oh·kh + b, ow·kw + c)` = tap `(a, b, c)` of input
+/// position `(od, oh, ow)` plus `bias` (`col`: the channel's `ksz` rows of the column matrix).
+/// Outputs past the tiles (`output_padding`) hold the bias.
+fn interleave_taps<T: Float>(win: &Window3, col: &[T], bias: T, y: &mut [T]) {
+    let [kd, kh, kw] = win.kernel;
+    let [od_n, oh_n, ow_n] = win.out;
+    let [_, yh, yw] = win.input;
+    let in_sz = win.out_size();
+    if win.input[0] != od_n * kd || yh != oh_n * kh || yw != ow_n * kw {
+        y.fill(bias);
+    }
+    let tap_row = |t: usize, od: usize, oh: usize| &col[t * in_sz + (od * oh_n + oh) * ow_n..][..ow_n];
+    for od in 0..od_n {
+        for td in 0..kd {
+            for oh in 0..oh_n {
+                for th in 0..kh {
+                    let yrow = &mut y[((od * kd + td) * yh + oh * kh + th) * yw..][..ow_n * kw];
+                    let t0 = (td * kh + th) * kw;
+                    match kw {
+                        1 => yrow.iter_mut().zip(tap_row(t0, od, oh)).for_each(|(d, v)| *d = *v + bias),
+                        2 => {
+                            for ((d, a), b) in yrow.chunks_exact_mut(2).zip(tap_row(t0, od, oh)).zip(tap_row(t0 + 1, od, oh)) {
+                                d[0] = *a + bias;
+                                d[1] = *b + bias;
+                            }
+                        }
+                        _ => {
+                            for tw in 0..kw {
+                                for (i, v) in tap_row(t0 + tw, od, oh).iter().enumerate() {
+                                    yrow[i * kw + tw] = *v + bias;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn conv_transpose_forward<T: GemmElem>(
     pool: &ThreadPool,
     win: &Window3,
@@ -476,7 +525,10 @@ fn conv_transpose_forward<T: GemmElem>(
     let in_sz = win.out_size(); // our input spatial = the forward conv's output
     let out_sz = win.in_size();
     let rows = mg * ksz;
-    let mut col = vec![T::ZERO; rows * in_sz];
+    // Overwritten by every product (beta 0).
+    let mut scratch = crate::kernels::Scratch::default();
+    let col = scratch.slice::<T>(rows * in_sz)?;
+    let tiles = taps_tile_output(win);
     for img in 0..n {
         for g in 0..group {
             let xg = &x[(img * c + g * cg) * in_sz..(img * c + (g + 1) * cg) * in_sz];
@@ -497,16 +549,29 @@ fn conv_transpose_forward<T: GemmElem>(
                 a,
                 MatRef::row_major(xg, in_sz),
                 T::ZERO,
-                &mut col,
+                col,
                 in_sz,
                 1,
             )?;
+            // Output channels are independent (each reads its own ksz rows of col): split
+            // them over the threads.
             let yg = &mut y[(img * m + g * mg) * out_sz..(img * m + (g + 1) * mg) * out_sz];
-            for (j, plane) in yg.chunks_mut(out_sz.max(1)).enumerate() {
-                let b = bias.map(|b| b[g * mg + j]).unwrap_or(T::ZERO);
-                plane.iter_mut().for_each(|v| *v = b);
-            }
-            col2im_rows(win, &col, 0..rows, yg);
+            let yp = crate::kernels::SendPtr::new(yg);
+            let col = &*col;
+            pool.parallel_for(mg, (1 << 14) / (out_sz * ksz.min(4)).max(1) + 1, |j0, j1| {
+                for j in j0..j1 {
+                    // SAFETY: channel j's plane is this task's only.
+                    let plane = unsafe { yp.slice(j * out_sz, out_sz) };
+                    let b = bias.map(|b| b[g * mg + j]).unwrap_or(T::ZERO);
+                    let ccol = &col[j * ksz * in_sz..(j + 1) * ksz * in_sz];
+                    if tiles {
+                        interleave_taps(win, ccol, b, plane);
+                    } else {
+                        plane.fill(b);
+                        col2im_rows(win, ccol, 0..ksz, plane);
+                    }
+                }
+            });
         }
     }
     Ok(())
@@ -544,7 +609,8 @@ impl Op for ConvTranspose {
         let y = crate::with_float!(xw.dtype(), OP, T => {
             let bias = match &bw { Some(b) => Some(b.as_slice::<T>()?), None => None };
             let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
-            Tensor::build::<T>(xw.dtype(), &out_shape, |o| {
+            // Every output plane is filled (bias, then taps).
+            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| {
                 conv_transpose_forward(ctx.pool, &win, self.attrs.group, x.shape(), xv, wv, bias, &out_shape, o)
             })
         })?;
@@ -843,6 +909,100 @@ mod tests {
             }
         }
         assert_eq!(y.as_slice::<f32>().unwrap(), &want[..]);
+    }
+
+    #[test]
+    fn conv_transpose_matches_the_definition() {
+        // Taps tiling the output (stride = kernel: interleaved, with output_padding past the
+        // tiles, kernels of 1, 2 and 3 columns, 3-D) and overlapping taps (accumulated), with
+        // groups, batch 2, bias, on 1 and 3 threads, against the scatter definition.
+        struct Case {
+            x: Vec<usize>,
+            k: Vec<usize>,
+            s: Vec<usize>,
+            pads: Vec<usize>,
+            dil: Vec<usize>,
+            opad: Vec<usize>,
+            group: usize,
+            m: usize,
+        }
+        let c = |x: &[usize], k: &[usize], s: &[usize], pads: &[usize], dil: &[usize], opad: &[usize], group: usize, m: usize| Case {
+            x: x.to_vec(),
+            k: k.to_vec(),
+            s: s.to_vec(),
+            pads: pads.to_vec(),
+            dil: dil.to_vec(),
+            opad: opad.to_vec(),
+            group,
+            m,
+        };
+        let cases = [
+            c(&[1, 4, 5, 7], &[2, 2], &[2, 2], &[0; 4], &[1, 1], &[0, 0], 1, 3),
+            c(&[2, 4, 3, 4], &[3, 3], &[3, 3], &[0; 4], &[1, 1], &[1, 2], 2, 4),
+            c(&[1, 3, 4, 5], &[1, 2], &[1, 2], &[0; 4], &[1, 1], &[0, 0], 1, 2),
+            c(&[1, 3, 4, 5], &[2, 1], &[2, 1], &[0; 4], &[1, 1], &[0, 0], 1, 2),
+            c(&[1, 2, 3, 3, 4], &[1, 2, 2], &[1, 2, 2], &[0; 6], &[1, 1, 1], &[0, 0, 0], 1, 3),
+            c(&[1, 4, 5, 7], &[2, 2], &[2, 2], &[1, 0, 1, 0], &[1, 1], &[0, 0], 1, 3),
+            c(&[2, 4, 5, 6], &[4, 4], &[2, 2], &[1, 1, 1, 1], &[1, 1], &[0, 0], 2, 2),
+            c(&[1, 3, 6, 5], &[3, 3], &[1, 1], &[1, 1, 1, 1], &[2, 2], &[0, 0], 1, 2),
+        ];
+        for cs in &cases {
+            let ns = cs.x.len() - 2;
+            let (n, ci) = (cs.x[0], cs.x[1]);
+            let (cg, mg) = (ci / cs.group, cs.m / cs.group);
+            let mut wshape = vec![ci, mg];
+            wshape.extend(&cs.k);
+            let out: Vec<usize> = (0..ns).map(|i| (cs.x[2 + i] - 1) * cs.s[i] + cs.opad[i] + (cs.k[i] - 1) * cs.dil[i] + 1 - cs.pads[i] - cs.pads[ns + i]).collect();
+            let in_sz: usize = cs.x[2..].iter().product();
+            let (out_sz, ksz): (usize, usize) = (out.iter().product(), cs.k.iter().product());
+            let xv: Vec<f32> = (0..n * ci * in_sz).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+            let wv: Vec<f32> = (0..ci * mg * ksz).map(|i| ((i * 53) % 19) as f32 * 0.25 - 2.0).collect();
+            let bv: Vec<f32> = (0..cs.m).map(|i| i as f32 * 0.5 - 1.0).collect();
+            // Scatter every input value through every tap.
+            let unravel = |mut i: usize, dims: &[usize]| -> Vec<usize> {
+                let mut v = vec![0; dims.len()];
+                for a in (0..dims.len()).rev() {
+                    v[a] = i % dims[a];
+                    i /= dims[a];
+                }
+                v
+            };
+            let mut want = vec![0f32; n * cs.m * out_sz];
+            for img in 0..n {
+                for (oc, b) in bv.iter().enumerate() {
+                    want[(img * cs.m + oc) * out_sz..][..out_sz].iter_mut().for_each(|v| *v = *b);
+                }
+                for ch in 0..ci {
+                    let g = ch / cg;
+                    for p in 0..in_sz {
+                        let pi = unravel(p, &cs.x[2..]);
+                        for t in 0..ksz {
+                            let ti = unravel(t, &cs.k);
+                            let o: Vec<isize> = (0..ns).map(|a| (pi[a] * cs.s[a] + ti[a] * cs.dil[a]) as isize - cs.pads[a] as isize).collect();
+                            if o.iter().zip(&out).any(|(v, d)| *v < 0 || *v >= *d as isize) {
+                                continue;
+                            }
+                            let flat = o.iter().zip(&out).fold(0, |acc, (v, d)| acc * d + *v as usize);
+                            for j in 0..mg {
+                                want[(img * cs.m + g * mg + j) * out_sz + flat] += xv[(img * ci + ch) * in_sz + p] * wv[(ch * mg + j) * ksz + t];
+                            }
+                        }
+                    }
+                }
+            }
+            for threads in [1, 3] {
+                let iv = |v: &[usize]| ints(&v.iter().map(|x| *x as i64).collect::<Vec<_>>());
+                let attrs = vec![("kernel_shape", iv(&cs.k)), ("strides", iv(&cs.s)), ("pads", iv(&cs.pads)), ("dilations", iv(&cs.dil)), ("output_padding", iv(&cs.opad)), ("group", AttrValue::Int(cs.group as i64))];
+                let inputs = vec![Some(tf(&cs.x, &xv)), Some(tf(&wshape, &wv)), Some(tf(&[cs.m], &bv))];
+                let y = run_op_with("ConvTranspose", 11, attrs, inputs, &[1], 1, threads).unwrap();
+                let mut yshape = vec![n, cs.m];
+                yshape.extend(&out);
+                assert_eq!(y[0].shape(), &yshape[..]);
+                for (i, (g, e)) in y[0].as_slice::<f32>().unwrap().iter().zip(&want).enumerate() {
+                    assert!((g - e).abs() <= 1e-4 * e.abs().max(1.0), "x {:?} k {:?} s {:?} pads {:?}, {threads} threads: [{i}] {g} vs {e}", cs.x, cs.k, cs.s, cs.pads);
+                }
+            }
+        }
     }
 
     #[test]
