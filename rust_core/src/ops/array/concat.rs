@@ -137,16 +137,23 @@ struct SlabKernel<'a> {
 }
 
 impl MoveKernel for SlabKernel<'_> {
+    // Every output element is written (a row copy or fill each).
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         let len = self.len;
         if len == 0 {
             return Ok(());
         }
-        par_rows(self.pool, dst, len, |r0, chunk| {
-            for (k, out) in chunk.chunks_exact_mut(len).enumerate() {
-                let s = (r0 + k) * self.src_row + self.offset;
-                out.clone_from_slice(&src[s..s + len]);
+        // Split by elements, not by rows: a channel split of one image has one row.
+        par_rows(self.pool, dst, 1, |start, chunk| {
+            let (mut pos, end) = (start, start + chunk.len());
+            while pos < end {
+                let (o, within) = (pos / len, pos % len);
+                let take = (len - within).min(end - pos);
+                let s = o * self.src_row + self.offset + within;
+                chunk[pos - start..pos - start + take].clone_from_slice(&src[s..s + take]);
+                pos += take;
             }
             Ok(())
         })
@@ -304,6 +311,12 @@ mod tests {
                 let refs: Vec<&Tensor> = ts.iter().collect();
                 let got = super::concat_tensors(&refs, 1, Some(&pool), "Concat").unwrap();
                 assert_eq!(got.as_slice::<f32>().unwrap(), &want[..], "outer {outer}, {threads} threads");
+                // And split back into the pieces.
+                let parts = super::split_tensor(&got, 1, &sizes, Some(&pool), "Split").unwrap();
+                for (k, (p, src)) in parts.iter().zip(&srcs).enumerate() {
+                    assert_eq!(p.shape(), &[outer, sizes[k]]);
+                    assert_eq!(p.as_slice::<f32>().unwrap(), &src[..], "split piece {k}, outer {outer}, {threads} threads");
+                }
             }
         }
     }

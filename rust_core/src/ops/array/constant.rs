@@ -60,6 +60,8 @@ pub fn build_constant(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 struct FillKernel;
 
 impl MoveKernel for FillKernel {
+    // Every output element is written (a row copy or fill each).
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         if let Some(v) = srcs[0].first() {
             dst.fill(v.clone());

@@ -19,6 +19,8 @@ struct BroadcastKernel<'a> {
 }
 
 impl MoveKernel for BroadcastKernel<'_> {
+    // Every output element is written (a row copy or fill each).
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         let row = self.row;

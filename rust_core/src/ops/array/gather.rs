@@ -128,6 +128,8 @@ struct ElementKernel<'a> {
 }
 
 impl MoveKernel for ElementKernel<'_> {
+    // One source element or slice per output element or slice.
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         let n = dst.len();
@@ -207,6 +209,8 @@ pub struct OffsetsKernel<'a> {
 }
 
 impl MoveKernel for OffsetsKernel<'_> {
+    // One source element or slice per output element or slice.
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         if self.post == 0 {

@@ -86,6 +86,8 @@ struct PadKernel<'a> {
 }
 
 impl MoveKernel for PadKernel<'_> {
+    // Every output element is written (a row copy or fill each).
+    const WRITES_ALL: bool = true;
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let (src, value) = (srcs[0], &srcs[1][0]);
         let r = self.out_shape.len();
