@@ -135,10 +135,17 @@ fn strided<F: Float>(kind: Kind, x: &[F], o: &mut [F], n: usize, inner: usize, t
         Kind::Softmax | Kind::LogSoftmax => {
             let mut s = vec![F::ZERO; inner];
             for (xr, or) in x.chunks_exact(inner).zip(o.chunks_exact_mut(inner)) {
-                for (((o, &v), &m), s) in or.iter_mut().zip(xr).zip(m.iter()).zip(s.iter_mut()) {
-                    let e = (v - m).exp();
-                    *o = e;
-                    *s += e;
+                // e^(v - m) a row at a time: the vector exponential for f32 (as the
+                // last-axis rows), the scalar one otherwise.
+                for ((o, &v), &m) in or.iter_mut().zip(xr).zip(m.iter()) {
+                    *o = v - m;
+                }
+                match crate::kernels::float::as_f32_mut(or) {
+                    Some(o32) => crate::kernels::vmath::apply_inplace(crate::kernels::vmath::Act::Exp, o32),
+                    None => or.iter_mut().for_each(|o| *o = o.exp()),
+                }
+                for (o, s) in or.iter().zip(s.iter_mut()) {
+                    *s += *o;
                 }
             }
             if kind == Kind::Softmax {
@@ -245,6 +252,36 @@ impl Op for Softmax {
 #[cfg(test)]
 mod tests {
     use crate::ops::math::test_util::*;
+
+    #[test]
+    fn middle_axis_matches_f64() {
+        // [4, 7, 37] along axis 1: rows of 37 strided values (two vectors and a tail), with
+        // large and -inf inputs, against the definition in f64.
+        let (outer, n, inner) = (4usize, 7usize, 37usize);
+        let mut xv: Vec<f32> = (0..outer * n * inner).map(|i| ((i * 7919) % 1013) as f32 * 0.05 - 25.0).collect();
+        xv[5] = f32::NEG_INFINITY;
+        xv[inner + 9] = 80.0;
+        let x = t_f32(&[outer, n, inner], &xv);
+        for op in ["Softmax", "LogSoftmax"] {
+            let y = f32s(&run1(op, &[("axis", int(1))], &[x.clone()]));
+            for b in 0..outer {
+                for j in 0..inner {
+                    let at = |k: usize| (b * n + k) * inner + j;
+                    let m = (0..n).map(|k| xv[at(k)] as f64).fold(f64::NEG_INFINITY, f64::max);
+                    let sum: f64 = (0..n).map(|k| (xv[at(k)] as f64 - m).exp()).sum();
+                    for k in 0..n {
+                        let d = xv[at(k)] as f64 - m;
+                        let (want, got) = if op == "Softmax" { (d.exp() / sum, y[at(k)] as f64) } else { (d - sum.ln(), y[at(k)] as f64) };
+                        // x - max rounds to f32 first: a relative error of |d|·2^-24 in e^d
+                        // (and subnormal results have few bits).
+                        let tol = if op == "Softmax" { want * 4e-7 * (1.0 + d.abs()) + 1e-44 } else { 1e-6 * (1.0 + want.abs()) };
+                        let ok = want == got || (want - got).abs() <= tol;
+                        assert!(ok, "{op} [{b}, {k}, {j}]: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn softmax_last_and_middle_axis() {
