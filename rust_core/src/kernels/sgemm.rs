@@ -327,14 +327,16 @@ impl<const MASKED: bool> BTile for RowsTile<MASKED> {
 /// AVX-512 micro-kernel over `R` adjacent A panels and `W` adjacent B panels: a 6·R × 16·W
 /// tile in 6·R·W accumulators of sixteen lanes (W loads of B and 6·R broadcasts of A per step
 /// of k; at R = W = 2, 24 of the 32 registers). The panels keep the 6-row and 16-column packing
-/// of the AVX2 kernel, so packed weights serve every ISA.
+/// of the AVX2 kernel, so packed weights serve every ISA. Only the first `LAST` rows of the
+/// last A panel are computed (`LAST < 6`: a product of 8 rows is a 12-row tile with 8 rows of
+/// multiply-adds, not 12).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx512<const R: usize, const W: usize, B: BTile>(kc: usize, a: &[f32], b: B, c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
+unsafe fn kernel_avx512<const R: usize, const W: usize, const LAST: usize, B: BTile>(kc: usize, a: &[f32], b: B, c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
     use crate::kernels::vmath::act_m512;
     use std::arch::x86_64::*;
-    debug_assert!(a.len() >= R * kc * MR);
+    debug_assert!(a.len() >= R * kc * MR && (1..=MR).contains(&LAST) && mr <= (R - 1) * MR + LAST);
     let mut acc = [[[_mm512_setzero_ps(); W]; MR]; R];
     let ap = a.as_ptr();
     for p in 0..kc {
@@ -345,7 +347,8 @@ unsafe fn kernel_avx512<const R: usize, const W: usize, B: BTile>(kc: usize, a: 
         }
         for (r, rows) in acc.iter_mut().enumerate() {
             let apr = ap.add(r * kc * MR + p * MR);
-            for (i, row) in rows.iter_mut().enumerate() {
+            let n_rows = if r + 1 == R { LAST } else { MR };
+            for (i, row) in rows.iter_mut().enumerate().take(n_rows) {
                 let av = _mm512_set1_ps(*apr.add(i));
                 for (w, v) in row.iter_mut().enumerate() {
                     *v = _mm512_fmadd_ps(av, bv[w], *v);
@@ -694,11 +697,17 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                             #[cfg(target_arch = "x86_64")]
                             if avx512 {
                                 let bt = PackedTile { b: bpanel.as_ptr(), kc };
-                                match (h, w) {
-                                    (2, 2) => kernel_avx512::<2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (2, _) => kernel_avx512::<2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (_, 2) => kernel_avx512::<1, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    _ => kernel_avx512::<1, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                // Rows of the last A panel that hold rows of A: the common
+                                // small batches (2, 4, 8 rows) skip the zero rows' work.
+                                match (h, w, mr - (h - 1) * MR) {
+                                    (2, 2, 2) => kernel_avx512::<2, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (2, 2, 4) => kernel_avx512::<2, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (2, 2, _) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (2, _, _) => kernel_avx512::<2, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (_, 2, 2) => kernel_avx512::<1, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (_, 2, 4) => kernel_avx512::<1, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (_, 2, _) => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    _ => kernel_avx512::<1, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                 }
                                 continue;
                             }
@@ -974,17 +983,23 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                             if nr == 2 * NR {
                                 // A whole tile reads 32 virtual columns, all inside B.
                                 let bt = RowsTile::<false> { base, offs, mask, ahead };
-                                match h {
-                                    2 => kernel_avx512::<2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    _ => kernel_avx512::<1, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                // Output channels past a multiple of 6 (16 = 12 + 4, 80 = 72 + 8):
+                                // no multiply-adds for the last panel's zero rows.
+                                match (h, mr - (h - 1) * MR) {
+                                    (2, 2) => kernel_avx512::<2, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 4) => kernel_avx512::<2, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, _) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 2) => kernel_avx512::<1, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 4) => kernel_avx512::<1, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    _ => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                 }
                             } else {
                                 let bt = RowsTile::<true> { base, offs, mask, ahead };
                                 match (h, nr > NR) {
-                                    (2, true) => kernel_avx512::<2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, false) => kernel_avx512::<2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, true) => kernel_avx512::<1, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    _ => kernel_avx512::<1, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, true) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, false) => kernel_avx512::<2, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, true) => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    _ => kernel_avx512::<1, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                 }
                             }
                         }
@@ -1052,7 +1067,9 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
-        let shapes = [(1, 1, 1), (5, 7, 3), (6, 16, 8), (7, 17, 300), (13, 33, 257), (100, 40, 20), (97, 2100, 9), (2, 3, 600)];
+        // (8, ..), (20, ..), (16, ..), (4, ..), (2, ..): tiles whose last A panel holds 2 or 4 rows
+        // (the kernels skipping the zero rows).
+        let shapes = [(1, 1, 1), (5, 7, 3), (6, 16, 8), (7, 17, 300), (13, 33, 257), (100, 40, 20), (97, 2100, 9), (2, 3, 600), (8, 40, 33), (20, 70, 50), (16, 33, 10), (4, 64, 7), (2, 48, 5)];
         for_each_isa(|isa| {
             for &(m, n, k) in &shapes {
                 for &(ta, tb) in &[(false, false), (true, false), (false, true)] {
@@ -1122,7 +1139,7 @@ mod tests {
         for_each_isa(|isa| {
             // (8, 1000, 300) and (5, 40, 2000): too few rows for two threads, split by columns
             // (the second into a whole and a partial tile).
-            for &(m, n, k) in &[(1, 1, 1), (13, 37, 300), (24, 64, 40), (100, 2100, 9), (7, 50, 513), (8, 1000, 300), (5, 40, 2000)] {
+            for &(m, n, k) in &[(1, 1, 1), (13, 37, 300), (24, 64, 40), (100, 2100, 9), (7, 50, 513), (8, 1000, 300), (5, 40, 2000), (4, 96, 70), (20, 64, 40)] {
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
                 let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
