@@ -452,9 +452,11 @@ pub fn build_argmin(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     build_arg(ctx, false)
 }
 
-fn arg<T: Num>(x: &[T], o: &mut [i64], n: usize, inner: usize, max: bool, last: bool) {
+/// Outputs `start..start + o.len()` of ArgMax / ArgMin (`x` viewed as `[outer, n, inner]`).
+fn arg<T: Num>(x: &[T], start: usize, o: &mut [i64], n: usize, inner: usize, max: bool, last: bool) {
     let better = |v: T, b: T| if max { v > b || (last && v == b) } else { v < b || (last && v == b) };
     for (oi, o) in o.iter_mut().enumerate() {
+        let oi = start + oi;
         let (b, j) = (oi / inner, oi % inner);
         let base = b * n * inner + j;
         let mut best = x[base];
@@ -471,7 +473,7 @@ fn arg<T: Num>(x: &[T], o: &mut [i64], n: usize, inner: usize, max: bool, last: 
 }
 
 impl Op for Arg {
-    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         let x = tensor_in(inputs, 0, &self.label)?;
         let shape = x.shape();
         let a = norm_axis(self.axis, shape.len(), &self.label)?;
@@ -486,12 +488,18 @@ impl Op for Arg {
             .filter_map(|(i, &d)| if i == a { if self.keepdims { Some(1) } else { None } } else { Some(d) })
             .collect();
         let (max, last) = (self.max, self.last);
-        let out = Tensor::build::<i64>(DType::Int64, &out_shape, |o| {
+        // Outputs are independent scans of n values: split them over the threads.
+        let min_outputs = (1 << 13) / n + 1;
+        let out = Tensor::build_uninit::<i64>(DType::Int64, &out_shape, |o| {
             if x.dtype() == DType::Bool {
-                arg::<u8>(x.as_slice::<u8>()?, o, n, inner, max, last);
+                let xv = x.as_slice::<u8>()?;
+                super::broadcast::par_chunks(ctx.pool, o, min_outputs, |s, c| arg::<u8>(xv, s, c, n, inner, max, last));
                 return Ok(());
             }
-            with_numeric!(x.dtype(), T => arg::<T>(x.as_slice::<T>()?, o, n, inner, max, last),
+            with_numeric!(x.dtype(), T => {
+                    let xv = x.as_slice::<T>()?;
+                    super::broadcast::par_chunks(ctx.pool, o, min_outputs, |s, c| arg::<T>(xv, s, c, n, inner, max, last))
+                },
                 _ => return Err(dtype_err!("{}: {} tensors are not supported", self.label, x.dtype())));
             Ok(())
         })?;
@@ -510,6 +518,24 @@ mod tests {
 
     fn axes(v: &[i64]) -> Tensor {
         Tensor::from_slice(&[v.len()], v).unwrap()
+    }
+
+    #[test]
+    fn argmax_argmin_split_over_threads() {
+        // 300 rows of 200 (outputs split over the test pool's threads), ties first or last.
+        let (rows, n) = (300usize, 200usize);
+        let v: Vec<f32> = (0..rows * n).map(|i| ((i * 7919) % 211) as f32).collect();
+        let x = t_f32(&[rows, n], &v);
+        for (op, last) in [("ArgMax", 0), ("ArgMin", 0), ("ArgMax", 1), ("ArgMin", 1)] {
+            let got = run1(op, &[("axis", int(1)), ("select_last_index", int(last))], &[x.clone()]);
+            let got = got.as_slice::<i64>().unwrap();
+            for r in 0..rows {
+                let row = &v[r * n..(r + 1) * n];
+                let best = if op == "ArgMax" { row.iter().cloned().fold(f32::MIN, f32::max) } else { row.iter().cloned().fold(f32::MAX, f32::min) };
+                let want = if last == 1 { row.iter().rposition(|x| *x == best) } else { row.iter().position(|x| *x == best) }.unwrap();
+                assert_eq!(got[r], want as i64, "{op} last {last} row {r}");
+            }
+        }
     }
 
     #[test]
