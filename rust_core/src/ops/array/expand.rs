@@ -24,6 +24,13 @@ impl MoveKernel for BroadcastKernel<'_> {
     fn run<T: Elem>(&self, srcs: &[&[T]], dst: &mut [T]) -> Result<()> {
         let src = srcs[0];
         let row = self.row;
+        let one_thread = self.pool.is_none_or(|p| p.threads() <= 1) || dst.len() < super::elements::PAR_MIN_ELEMS;
+        if one_thread && self.walk_strides.contains(&0) {
+            // Repeated blocks (Tile, Expand of a middle axis) are built once and copied whole,
+            // not row by row.
+            self.fill_block(src, 0, 0, dst);
+            return Ok(());
+        }
         par_rows(self.pool, dst, row, |r0, chunk| {
             let rows = chunk.len() / row;
             walk_offsets(
@@ -43,6 +50,34 @@ impl MoveKernel for BroadcastKernel<'_> {
             );
             Ok(())
         })
+    }
+}
+
+impl BroadcastKernel<'_> {
+    /// Fill `dst`, the output block of walk axes `level..` at source offset `off`: a broadcast
+    /// axis fills its first sub-block and copies it to the others.
+    fn fill_block<T: Elem>(&self, src: &[T], level: usize, off: usize, dst: &mut [T]) {
+        if level == self.walk_shape.len() {
+            if self.row_broadcast {
+                dst.fill(src[off].clone());
+            } else {
+                dst.clone_from_slice(&src[off..off + self.row]);
+            }
+            return;
+        }
+        let (n, stride) = (self.walk_shape[level], self.walk_strides[level]);
+        let sub = dst.len() / n.max(1);
+        if stride == 0 {
+            let (first, rest) = dst.split_at_mut(sub);
+            self.fill_block(src, level + 1, off, first);
+            for d in rest.chunks_exact_mut(sub.max(1)) {
+                d.clone_from_slice(first);
+            }
+        } else {
+            for (i, d) in dst.chunks_exact_mut(sub.max(1)).enumerate() {
+                self.fill_block(src, level + 1, (off as isize + i as isize * stride) as usize, d);
+            }
+        }
     }
 }
 
@@ -176,6 +211,44 @@ mod tests {
             texts(&run1("Expand", 13, vec![], vec![s, i64s(&[3])])),
             vec!["a", "a", "a"]
         );
+    }
+
+    #[test]
+    fn repeated_blocks_match_the_definition() {
+        // Tile and Expand with broadcast axes between copied ones (blocks built once and
+        // copied), small (one thread) and large (split over the pool), against indexing.
+        let unravel = |mut i: usize, dims: &[usize]| -> Vec<usize> {
+            let mut v = vec![0; dims.len()];
+            for a in (0..dims.len()).rev() {
+                v[a] = i % dims[a];
+                i /= dims[a];
+            }
+            v
+        };
+        let flat = |idx: &[usize], dims: &[usize]| idx.iter().zip(dims).fold(0, |acc, (i, d)| acc * d + i);
+        for (shape, reps) in [(vec![2usize, 3, 5, 7], vec![2usize, 1, 3, 2]), (vec![1, 64, 28, 28], vec![1, 1, 2, 2]), (vec![3, 1, 4], vec![1, 5, 1])] {
+            let x = iota(&shape);
+            let xv = floats(&x);
+            let r = run1("Tile", 13, vec![], vec![x, i64s(&reps.iter().map(|v| *v as i64).collect::<Vec<_>>())]);
+            let out: Vec<usize> = shape.iter().zip(&reps).map(|(d, r)| d * r).collect();
+            assert_eq!(r.shape(), &out[..]);
+            for (i, v) in floats(&r).iter().enumerate() {
+                let src: Vec<usize> = unravel(i, &out).iter().zip(&shape).map(|(o, d)| o % d).collect();
+                assert_eq!(*v, xv[flat(&src, &shape)], "Tile {shape:?} x {reps:?} [{i}]");
+            }
+        }
+        for (shape, target) in [(vec![3usize, 1, 4, 1], vec![2usize, 3, 5, 4, 6]), (vec![1, 64, 1, 1], vec![1, 64, 56, 56]), (vec![1, 1, 200], vec![2, 300, 200])] {
+            let x = iota(&shape);
+            let xv = floats(&x);
+            let r = run1("Expand", 13, vec![], vec![x, i64s(&target.iter().map(|v| *v as i64).collect::<Vec<_>>())]);
+            assert_eq!(r.shape(), &target[..]);
+            let pad = target.len() - shape.len();
+            for (i, v) in floats(&r).iter().enumerate() {
+                let idx = unravel(i, &target);
+                let src: Vec<usize> = shape.iter().enumerate().map(|(a, d)| if *d == 1 { 0 } else { idx[pad + a] }).collect();
+                assert_eq!(*v, xv[flat(&src, &shape)], "Expand {shape:?} -> {target:?} [{i}]");
+            }
+        }
     }
 
     #[test]
