@@ -39,6 +39,11 @@ const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
 /// 1.5 · 2^23: adding and subtracting it rounds to the nearest integer.
 const ROUND_MAGIC: f32 = 12_582_912.0;
+/// `(e^r - 1 - r) / r²` on `|r| <= ln2 / 2` as a polynomial (highest degree first), fitted for
+/// the least largest relative error of `e^r` (3e-9 in exact arithmetic; evaluated in f32
+/// with FMA the error is the same 8.5e-8 as the degree-5 Taylor polynomial of this quotient
+/// it replaced, one multiply-add fewer).
+const EXP_POLY: [f32; 5] = [1.381_460_6e-3, 8.368_711e-3, 4.166_839e-2, 1.666_652_1e-1, 4.999_999_4e-1];
 
 /// e^x.
 #[inline(always)]
@@ -50,12 +55,10 @@ pub fn exp<M: MulAdd>(x: f32) -> f32 {
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
     let r = M::madd(n, -LN2_HI, xc);
     let r = M::madd(n, -LN2_LO, r);
-    let mut p = 1.987_569_1e-4f32;
-    p = M::madd(p, r, 1.398_199_9e-3);
-    p = M::madd(p, r, 8.333_452e-3);
-    p = M::madd(p, r, 4.166_579_6e-2);
-    p = M::madd(p, r, 1.666_666_5e-1);
-    p = M::madd(p, r, 5.000_000_1e-1);
+    let mut p = EXP_POLY[0];
+    for c in &EXP_POLY[1..] {
+        p = M::madd(p, r, *c);
+    }
     let er = M::madd(p, r * r, r) + 1.0;
     // 2^n = 2^n1 · 2^n2 with both halves normal for n in [-150, 129].
     let n1 = ni >> 1;
@@ -580,12 +583,10 @@ unsafe fn exp_m512(x: std::arch::x86_64::__m512) -> std::arch::x86_64::__m512 {
     let n = _mm512_sub_ps(_mm512_fmadd_ps(xc, _mm512_set1_ps(LOG2E), magic), magic);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), xc);
     let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-    let mut p = _mm512_set1_ps(1.987_569_1e-4);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.398_199_9e-3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.333_452e-3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166_579_6e-2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666_666_5e-1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.000_000_1e-1));
+    let mut p = _mm512_set1_ps(EXP_POLY[0]);
+    for c in &EXP_POLY[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(*c));
+    }
     let er = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0));
     _mm512_scalef_ps(er, n)
 }
