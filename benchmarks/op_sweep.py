@@ -115,6 +115,20 @@ def main():
     case("ArgMax", "ArgMax", [("a",f(64,1000))], {"axis":1})
     case("TopK", "TopK", [("a",f(64,1000))], inits=[("k",np.array([5],np.int64))], nout=2)
     case("CumSum", "CumSum", [("a",f(64,1000))], inits=[("ax",np.array(1,np.int32))])
+    case("MaxPool 3x3 s2", "MaxPool", [("a",f(1,64,112,112))], {"kernel_shape":[3,3],"strides":[2,2],"pads":[1,1,1,1]})
+    case("Conv 1x1 64->128", "Conv", [("a",X)], {"kernel_shape":[1,1]}, inits=[("w",f(128,64,1,1))])
+    case("Conv depthwise 3x3", "Conv", [("a",f(1,144,56,56))], {"kernel_shape":[3,3],"pads":[1,1,1,1],"group":144}, inits=[("w",f(144,1,3,3))])
+    case("Conv 7x7 s2 stem", "Conv", [("a",f(1,3,224,224))], {"kernel_shape":[7,7],"strides":[2,2],"pads":[3,3,3,3]}, inits=[("w",f(64,3,7,7))])
+    case("MatMul attention", "MatMul", [("a",f(1,3,197,64)),("b",f(1,3,64,197))])
+    case("Einsum bmm", "Einsum", [("a",f(8,128,64)),("b",f(8,64,128))], {"equation":"bij,bjk->bik"})
+    case("Einsum qk", "Einsum", [("a",f(1,3,197,64)),("b",f(1,3,197,64))], {"equation":"bhqd,bhkd->bhqk"})
+    case("GRU 32x64->128", "GRU", [("a",f(32,1,64))], {"hidden_size":128}, inits=[("w",f(1,384,64)*0.1),("r",f(1,384,128)*0.1),("bb",f(1,768)*0.1)])
+    case("DepthToSpace", "DepthToSpace", [("a",f(1,64,28,28))], {"blocksize":2})
+    case("SpaceToDepth", "SpaceToDepth", [("a",f(1,16,56,56))], {"blocksize":2})
+    case("LRN", "LRN", [("a",X)], {"size":5})
+    case("Pow 0.5", "Pow", [("a",np.abs(X))], inits=[("e",np.array(0.5,np.float32))])
+    case("Sin", "Sin", [("a",X)])
+    case("ReduceL2 last", "ReduceL2", [("a",S)], {"axes":[-1]})
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
 //! Einsum: parses the equation once (explicit or implicit output, `...` broadcasting, repeated
-//! labels for diagonals) and evaluates it by a direct loop over output and summed indices,
+//! labels for diagonals). Two float operands contracted as a (batched) matrix product — the
+//! attention and projection einsums of exported transformers — run as transposes around the
+//! batched GEMM; any other equation by a direct loop over output and summed indices,
 //! accumulating in f64 (i64 for integers).
 
 use super::dispatch::Num;
 use crate::error::Result;
+use crate::executor::pool::ThreadPool;
+use crate::ops::nn::float_io::is_compute_float;
 use crate::ops::{tensor_in, BuildContext, Op, RunContext, Value};
 use crate::tensor::Tensor;
 
@@ -43,23 +47,29 @@ fn parse_term(s: &str, what: &str) -> std::result::Result<Term, String> {
     Ok(t)
 }
 
-pub fn build_einsum(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let eq = ctx.attr_s("equation", "")?;
-    let (lhs, rhs) = match eq.split_once("->") {
-        Some((l, r)) => (l, Some(r)),
-        None => (eq.as_str(), None),
-    };
-    let inputs =
-        lhs.split(',').map(|t| parse_term(t, "input term")).collect::<std::result::Result<Vec<_>, _>>().map_err(|e| ctx.invalid(e))?;
-    let output = rhs.map(|r| parse_term(r, "output term")).transpose().map_err(|e| ctx.invalid(e))?;
-    if let Some(o) = &output {
-        for l in o.iter().flatten() {
-            if !inputs.iter().any(|t| t.contains(&Some(*l))) {
-                return Err(ctx.invalid(format!("output label '{}' does not appear in any input", *l as char)));
+impl Einsum {
+    /// Parse `equation` (`label` names the node in errors).
+    fn parse(eq: &str, label: String) -> std::result::Result<Einsum, String> {
+        let (lhs, rhs) = match eq.split_once("->") {
+            Some((l, r)) => (l, Some(r)),
+            None => (eq, None),
+        };
+        let inputs = lhs.split(',').map(|t| parse_term(t, "input term")).collect::<std::result::Result<Vec<_>, _>>()?;
+        let output = rhs.map(|r| parse_term(r, "output term")).transpose()?;
+        if let Some(o) = &output {
+            for l in o.iter().flatten() {
+                if !inputs.iter().any(|t| t.contains(&Some(*l))) {
+                    return Err(format!("output label '{}' does not appear in any input", *l as char));
+                }
             }
         }
+        Ok(Einsum { inputs, output, label })
     }
-    Ok(Box::new(Einsum { inputs, output, label: ctx.node.describe() }))
+}
+
+pub fn build_einsum(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let eq = ctx.attr_s("equation", "")?;
+    Ok(Box::new(Einsum::parse(&eq, ctx.node.describe()).map_err(|e| ctx.invalid(e))?))
 }
 
 /// Labels as u32: letters by their code, ellipsis dims as 256 + position from the right.
@@ -78,6 +88,76 @@ fn expand(term: &Term, rank: usize, label: &str) -> Result<Vec<u32>> {
         }
     }
     Ok(out)
+}
+
+/// Two float operands whose labels are each batch (both operands and the output), row (first
+/// operand and output), column (second and output) or contracted (both operands, not the
+/// output), no label repeated within a term and no size-1 broadcasting: the operands are
+/// transposed to `[batch, rows, depth]` and `[batch, depth, cols]`, multiplied by the batched
+/// GEMM, and the product transposed to the output's label order. `None` when the equation is
+/// not of that form (the direct loop then evaluates it).
+fn contraction(e: &Einsum, ts: &[&Tensor], pool: &ThreadPool) -> Result<Option<Tensor>> {
+    if ts.len() != 2 || !is_compute_float(ts[0].dtype()) {
+        return Ok(None);
+    }
+    let label = &e.label;
+    let (ta, tb) = (expand(&e.inputs[0], ts[0].rank(), label)?, expand(&e.inputs[1], ts[1].rank(), label)?);
+    let distinct = |t: &[u32]| t.iter().enumerate().all(|(i, l)| !t[..i].contains(l));
+    if !distinct(&ta) || !distinct(&tb) {
+        return Ok(None);
+    }
+    let out: Vec<u32> = match &e.output {
+        Some(o) => {
+            let max_ell = ta.iter().chain(&tb).filter(|l| **l >= 256).map(|l| l - 255).max().unwrap_or(0);
+            let mut v = Vec::new();
+            for l in o {
+                match l {
+                    Some(c) => v.push(*c as u32),
+                    None => v.extend((0..max_ell).rev().map(|k| 256 + k)),
+                }
+            }
+            v
+        }
+        // The implicit form (letters used once, sorted, after the ellipsis) is left to the loop.
+        None => return Ok(None),
+    };
+    if !distinct(&out) {
+        return Ok(None);
+    }
+    let (sa, sb) = (ts[0].shape(), ts[1].shape());
+    let size = |t: &[u32], s: &[usize], l: u32| t.iter().position(|k| *k == l).map(|i| s[i]);
+    let (mut batch, mut rows, mut cols, mut depth) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for &l in &out {
+        match (size(&ta, sa, l), size(&tb, sb, l)) {
+            (Some(x), Some(y)) if x == y => batch.push(l),
+            (Some(_), None) => rows.push(l),
+            (None, Some(_)) => cols.push(l),
+            _ => return Ok(None),
+        }
+    }
+    for &l in &ta {
+        if !out.contains(&l) {
+            match size(&tb, sb, l) {
+                Some(y) if Some(y) == size(&ta, sa, l) => depth.push(l),
+                _ => return Ok(None),
+            }
+        }
+    }
+    if tb.iter().any(|l| !out.contains(l) && !depth.contains(l)) {
+        return Ok(None);
+    }
+    let perm = |t: &[u32], order: &[&[u32]]| -> Vec<usize> { order.iter().flat_map(|g| g.iter()).map(|l| t.iter().position(|k| k == l).expect("label of this term")).collect() };
+    let prod = |t: &[u32], s: &[usize], g: &[u32]| -> usize { g.iter().map(|l| size(t, s, *l).expect("label of this term")).product() };
+    let (nb, m, k, n) = (prod(&ta, sa, &batch), prod(&ta, sa, &rows), prod(&ta, sa, &depth), prod(&tb, sb, &cols));
+    let a = crate::ops::array::transpose::transpose(ts[0], &perm(&ta, &[&batch, &rows, &depth]), Some(pool))?.reshaped(&[nb, m, k])?;
+    let b = crate::ops::array::transpose::transpose(ts[1], &perm(&tb, &[&batch, &depth, &cols]), Some(pool))?.reshaped(&[nb, k, n])?;
+    let c = crate::ops::nn::matmul::float_matmul_tensors(pool, &a, &b, label)?;
+    // The product's labels: batch, rows, cols; to the output order.
+    let got: Vec<u32> = batch.iter().chain(&rows).chain(&cols).copied().collect();
+    let got_shape: Vec<usize> = got.iter().map(|l| size(&ta, sa, *l).or(size(&tb, sb, *l)).expect("label of an operand")).collect();
+    let c = c.reshaped(&got_shape)?;
+    let to_out: Vec<usize> = out.iter().map(|l| got.iter().position(|k| k == l).expect("output label")).collect();
+    Ok(Some(crate::ops::array::transpose::transpose(&c, &to_out, Some(pool))?))
 }
 
 fn compute<T: Num>(e: &Einsum, ts: &[&Tensor]) -> Result<Tensor> {
@@ -180,7 +260,7 @@ fn advance(idx: &mut [usize], shape: &[usize], off: &mut [usize], st: &[Vec<usiz
 }
 
 impl Op for Einsum {
-    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
         if inputs.len() != self.inputs.len() {
             return Err(invalid_arg!("{}: equation has {} operands, {} inputs given", self.label, self.inputs.len(), inputs.len()));
         }
@@ -188,6 +268,9 @@ impl Op for Einsum {
         let d = ts[0].dtype();
         if let Some(t) = ts.iter().find(|t| t.dtype() != d) {
             return Err(dtype_err!("{}: inputs have different element types ({d} and {})", self.label, t.dtype()));
+        }
+        if let Some(out) = contraction(self, &ts, ctx.pool)? {
+            return Ok(vec![out.into()]);
         }
         let out = with_numeric!(d, T => compute::<T>(self, &ts)?,
             _ => return Err(dtype_err!("{}: {d} tensors are not supported", self.label)));
@@ -198,6 +281,43 @@ impl Op for Einsum {
 #[cfg(test)]
 mod tests {
     use crate::ops::math::test_util::*;
+
+    #[test]
+    fn contractions_match_the_direct_loop() {
+        // Equations run as transposes around the batched GEMM, against the direct f64 loop;
+        // the others (repeated labels, implicit output, labels summed within one operand,
+        // size-1 broadcasting) must decline and still be computed.
+        let pool = crate::executor::pool::ThreadPool::new(2);
+        let cases: &[(&str, &[usize], &[usize], bool)] = &[
+            ("bij,bjk->bik", &[3, 5, 7], &[3, 7, 4], true),
+            ("bhqd,bhkd->bhqk", &[1, 3, 9, 8], &[1, 3, 11, 8], true),
+            ("bhqk,bhkd->bhqd", &[2, 2, 5, 6], &[2, 2, 6, 8], true),
+            ("ij,kj->ik", &[5, 7], &[6, 7], true),
+            ("bnd,dh->bnh", &[2, 9, 16], &[16, 5], true),
+            ("...ij,...jk->...ik", &[2, 3, 4, 5], &[3, 5, 6], true),
+            ("abc,cd->dba", &[2, 3, 4], &[4, 5], true),
+            ("i,i->", &[7], &[7], true),
+            ("i,j->ij", &[3], &[4], true),
+            ("ii,ij->j", &[3, 3], &[3, 4], false),
+            ("ij,jk", &[2, 3], &[3, 4], false),
+            ("ij,ik->i", &[2, 3], &[2, 4], false),
+            ("bij,bjk->bik", &[1, 5, 7], &[3, 7, 4], false),
+        ];
+        for &(eq, sa, sb, fast) in cases {
+            let n = |s: &[usize]| s.iter().product::<usize>();
+            let a = t_f32(sa, &(0..n(sa)).map(|i| ((i * 37) % 17) as f32 * 0.25 - 2.0).collect::<Vec<_>>());
+            let b = t_f32(sb, &(0..n(sb)).map(|i| ((i * 53) % 13) as f32 * 0.5 - 3.0).collect::<Vec<_>>());
+            let e = super::Einsum::parse(eq, "Einsum".into()).unwrap();
+            let got = super::contraction(&e, &[&a, &b], &pool).unwrap();
+            assert_eq!(got.is_some(), fast, "{eq}: contraction taken {}", got.is_some());
+            let want = super::compute::<f32>(&e, &[&a, &b]).unwrap();
+            let via_op = run1("Einsum", &[("equation", string(eq))], &[a.clone(), b.clone()]);
+            assert_eq!(via_op.shape(), want.shape(), "{eq}");
+            for (g, w) in f32s(&via_op).iter().zip(f32s(&want)) {
+                assert!((g - w).abs() <= 1e-5 * (1.0 + w.abs()), "{eq}: {g} vs {w}");
+            }
+        }
+    }
 
     #[test]
     fn matmul_transpose_trace_batch() {

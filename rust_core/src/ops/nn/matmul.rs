@@ -213,6 +213,23 @@ fn float_matmul<T: GemmElem>(
     Ok(())
 }
 
+/// `a · b` for float tensors (any float type, computed as MatMul computes it: f16/bf16 in
+/// f32) with numpy matmul shapes, e.g. `[B, M, K] · [B, K, N]`: Einsum's contractions.
+pub(crate) fn float_matmul_tensors(pool: &ThreadPool, a: &Tensor, b: &Tensor, what: &str) -> Result<Tensor> {
+    let sh = MatMulShape::new(a.shape(), b.shape(), what)?;
+    let dt = a.dtype();
+    if !is_compute_float(dt) || b.dtype() != dt {
+        return Err(Error::UnsupportedDtype(format!("{what}: float products only, got {dt} and {}", b.dtype())));
+    }
+    let (aw, bw) = (widen(a)?, widen(b)?);
+    let out = crate::with_float!(aw.dtype(), what, T => {
+        let (av, bv) = (aw.as_slice::<T>()?, bw.as_slice::<T>()?);
+        // Every element is written (beta 0).
+        Tensor::build_uninit::<T>(aw.dtype(), &sh.out_shape, |o| float_matmul(pool, &sh, av, bv, o))
+    })?;
+    narrow(out, dt)
+}
+
 fn int_matmul<T: WrapInt>(sh: &MatMulShape, a: &[T], b: &[T], out: &mut [T]) {
     let (m, k, n) = (sh.m, sh.k, sh.n);
     for (bi, &(ia, ib)) in sh.offsets.iter().enumerate() {
