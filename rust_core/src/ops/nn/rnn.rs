@@ -7,7 +7,7 @@
 use super::float_io::{narrow, widen};
 use crate::error::{Error, Result};
 use crate::kernels::activation::{fast_sigmoid, fast_tanh};
-use crate::kernels::float::Float;
+use crate::kernels::float::{as_f32, as_f32_mut, Float};
 use crate::kernels::gemm::{gemm, GemmElem, MatRef};
 use crate::kernels::sgemm::{sgemm_ex_par, ASrc, Epilogue, PackedA};
 use crate::kernels::simd::MulAdd;
@@ -306,6 +306,11 @@ impl Rnn {
             None => v,
         };
         let max_len = lens.iter().copied().max().unwrap_or(0);
+        // The default GRU cell (σ, tanh, no clip) on f32 runs vectorized; with
+        // linear_before_reset (PyTorch's and Keras' exports) it needs each row's input
+        // projection of the h̃ gate, kept before the recurrence product is added.
+        let default_gru = self.cell == Cell::Gru && clip.is_none() && matches!(d.acts[..], [Act::Sigmoid, Act::Tanh]) && TypeId::of::<T>() == TypeId::of::<f32>();
+        let mut xh = vec![T::ZERO; if default_gru && self.linear_before_reset { batch * hs } else { 0 }];
         for step in 0..max_len {
             // Gates = XW[t] + H · Rᵀ (for GRU only the z and r parts of R when !linear_before_reset).
             let active_rows = if self.cell == Cell::Gru && !self.linear_before_reset {
@@ -324,6 +329,9 @@ impl Rnn {
                     continue;
                 }
                 d.load_row(t * batch + b, &mut gates[b * gh..(b + 1) * gh]);
+                if !xh.is_empty() {
+                    xh[b * hs..(b + 1) * hs].copy_from_slice(&gates[b * gh + 2 * hs..(b + 1) * gh]);
+                }
             }
             gemm(
                 batch,
@@ -340,6 +348,13 @@ impl Rnn {
             if self.cell == Cell::Gru && !self.linear_before_reset {
                 // r first, then (r ⊙ H) · Rhᵀ.
                 for b in 0..batch {
+                    if default_gru {
+                        let (gr, hb, rb) = (as_f32(&gates[b * gh + hs..b * gh + 2 * hs]), as_f32(&h[b * hs..(b + 1) * hs]), as_f32_mut(&mut rh[b * hs..(b + 1) * hs]));
+                        if let (Some(gr), Some(hb), Some(rb)) = (gr, hb, rb) {
+                            gru_reset_f32(gr, hb, rb);
+                            continue;
+                        }
+                    }
                     for j in 0..hs {
                         let r = d.acts[0].apply(clipf(gates[b * gh + hs + j]));
                         rh[b * hs + j] = r * h[b * hs + j];
@@ -401,6 +416,17 @@ impl Rnn {
                     // SAFETY: (t, b) rows of this direction are written by this direction only.
                     unsafe { y.slice(y_off(t, b), hs) }.copy_from_slice(hb);
                     continue;
+                }
+                if default_gru {
+                    let xb = if xh.is_empty() { &[][..] } else { &xh[b * hs..(b + 1) * hs] };
+                    let (gb, xb, rbh) = (as_f32(&gates[b * gh..(b + 1) * gh]), as_f32(xb), as_f32(&d.rb_h));
+                    if let (Some(gb), Some(xb), Some(rbh), Some(hb)) = (gb, xb, rbh, as_f32_mut(&mut h[b * hs..(b + 1) * hs])) {
+                        gru_cell_f32(gb, xb, rbh, self.linear_before_reset, hb);
+                        let hb = &h[b * hs..(b + 1) * hs];
+                        // SAFETY: (t, b) rows of this direction are written by this direction only.
+                        unsafe { y.slice(y_off(t, b), hs) }.copy_from_slice(hb);
+                        continue;
+                    }
                 }
                 let gb = &gates[b * gh..(b + 1) * gh];
                 let hb = &mut h[b * hs..(b + 1) * hs];
@@ -748,6 +774,51 @@ crate::multiversion! {
     fn lstm_cell_f32(gates: &mut [f32], c: &mut [f32], h: &mut [f32]) = lstm_cell_body;
 }
 
+/// GRU without linear_before_reset, first half of a step: `rh = σ(gr) ⊙ h` (the reset gate
+/// applied to the state before the h̃ product).
+#[inline(always)]
+fn gru_reset_body<M: MulAdd>(gr: &[f32], h: &[f32], rh: &mut [f32]) {
+    for ((o, g), hv) in rh.iter_mut().zip(gr).zip(h) {
+        *o = sigmoid::<M>(*g) * *hv;
+    }
+}
+
+/// The default GRU cell (σ, tanh) on one batch row, in place on `h`: `gates` = [z, r, h̃]
+/// pre-activations (H each, recurrence products added; without `lbr` the h̃ part already holds
+/// the reset product), `xh` the input projection of h̃ (with `lbr`), `rbh` its recurrence bias:
+/// `h̃ = tanh(xh + r ⊙ (H·Rh + Rbh))` (`lbr`) or `tanh(g_h + Rbh)`, then `h = (1 - z) ⊙ h̃ + z ⊙ h`.
+#[inline(always)]
+fn gru_cell_body<M: MulAdd>(gates: &[f32], xh: &[f32], rbh: &[f32], lbr: bool, h: &mut [f32]) {
+    let hs = h.len();
+    let (gz, rest) = gates.split_at(hs);
+    let (gr, gh) = rest.split_at(hs);
+    let (gz, gr, gh, rbh) = (&gz[..hs], &gr[..hs], &gh[..hs], &rbh[..hs]);
+    if lbr {
+        let xh = &xh[..hs];
+        for j in 0..hs {
+            let (z, r) = (sigmoid::<M>(gz[j]), sigmoid::<M>(gr[j]));
+            let ht = tanh::<M>(xh[j] + r * (gh[j] - xh[j] + rbh[j]));
+            h[j] = (1.0 - z) * ht + z * h[j];
+        }
+    } else {
+        for j in 0..hs {
+            let z = sigmoid::<M>(gz[j]);
+            let ht = tanh::<M>(gh[j] + rbh[j]);
+            h[j] = (1.0 - z) * ht + z * h[j];
+        }
+    }
+}
+
+crate::multiversion! {
+    /// [`gru_reset_body`] for the active ISA.
+    fn gru_reset_f32(gr: &[f32], h: &[f32], rh: &mut [f32]) = gru_reset_body;
+}
+
+crate::multiversion! {
+    /// [`gru_cell_body`] for the active ISA.
+    fn gru_cell_f32(gates: &[f32], xh: &[f32], rbh: &[f32], lbr: bool, h: &mut [f32]) = gru_cell_body;
+}
+
 struct Inputs<'a> {
     x: &'a Tensor,
     w: &'a Tensor,
@@ -889,6 +960,38 @@ mod tests {
                 }
             }
         });
+    }
+
+    #[test]
+    fn vectorized_gru_cell_matches_the_general_one() {
+        // The default GRU (σ, tanh, no clip) takes the vectorized cell; a clip no value reaches
+        // forces the per-element one. Both reset placements, bidirectional, two batch rows of
+        // different lengths, 37 units (vector tails), biases and an initial state.
+        let (seq, batch, input, hs) = (5usize, 2usize, 6usize, 37usize);
+        let v = |n: usize, m: usize, sc: f32| -> Vec<f32> { (0..n).map(|i| ((i * m) % 29) as f32 * sc - 14.0 * sc).collect() };
+        let x = tf(&[seq, batch, input], &v(seq * batch * input, 7, 0.1));
+        let w = tf(&[2, 3 * hs, input], &v(2 * 3 * hs * input, 11, 0.02));
+        let r = tf(&[2, 3 * hs, hs], &v(2 * 3 * hs * hs, 13, 0.01));
+        let b = tf(&[2, 6 * hs], &v(2 * 6 * hs, 5, 0.03));
+        let lens = Tensor::from_slice(&[batch], &[5i32, 3]).unwrap();
+        let h0 = tf(&[2, batch, hs], &v(2 * batch * hs, 3, 0.05));
+        for lbr in [0i64, 1] {
+            let run = |clip: Option<f32>| {
+                let mut attrs = vec![("hidden_size", AttrValue::Int(hs as i64)), ("direction", AttrValue::String(b"bidirectional".to_vec())), ("linear_before_reset", AttrValue::Int(lbr))];
+                if let Some(c) = clip {
+                    attrs.push(("clip", AttrValue::Float(c)));
+                }
+                run_op("GRU", 14, attrs, vec![Some(x.clone()), Some(w.clone()), Some(r.clone()), Some(b.clone()), Some(lens.clone()), Some(h0.clone())], 2).unwrap()
+            };
+            let (fast, general) = (run(None), run(Some(1e30)));
+            for o in 0..2 {
+                let (f, g) = (fast[o].as_slice::<f32>().unwrap(), general[o].as_slice::<f32>().unwrap());
+                assert_eq!(f.len(), g.len());
+                for (i, (a, e)) in f.iter().zip(g).enumerate() {
+                    assert!((a - e).abs() <= 2e-6 * (1.0 + e.abs()), "lbr {lbr} output {o} [{i}]: {a} vs {e}");
+                }
+            }
+        }
     }
 
     #[test]
