@@ -217,15 +217,22 @@ fn float_matmul<T: GemmElem>(
 /// f32) with numpy matmul shapes, e.g. `[B, M, K] · [B, K, N]`: Einsum's contractions.
 pub(crate) fn float_matmul_tensors(pool: &ThreadPool, a: &Tensor, b: &Tensor, what: &str) -> Result<Tensor> {
     let sh = MatMulShape::new(a.shape(), b.shape(), what)?;
+    float_product(pool, &sh, a, b, what)
+}
+
+/// The float product of MatMul (shape `sh`): both operands widened to their compute type (`b`
+/// may already be, a constant widened at build time), the result in `a`'s type.
+fn float_product(pool: &ThreadPool, sh: &MatMulShape, a: &Tensor, b: &Tensor, what: &str) -> Result<Tensor> {
     let dt = a.dtype();
-    if !is_compute_float(dt) || b.dtype() != dt {
+    let (aw, bw) = (widen(a)?, widen(b)?);
+    if !is_compute_float(dt) || aw.dtype() != bw.dtype() {
         return Err(Error::UnsupportedDtype(format!("{what}: float products only, got {dt} and {}", b.dtype())));
     }
-    let (aw, bw) = (widen(a)?, widen(b)?);
     let out = crate::with_float!(aw.dtype(), what, T => {
         let (av, bv) = (aw.as_slice::<T>()?, bw.as_slice::<T>()?);
-        // Every element is written (beta 0).
-        Tensor::build_uninit::<T>(aw.dtype(), &sh.out_shape, |o| float_matmul(pool, &sh, av, bv, o))
+        // Every element is written (beta 0: the GEMMs never read C), so the output is not
+        // zeroed first (465 KB per vit_tiny attention product).
+        Tensor::build_uninit::<T>(aw.dtype(), &sh.out_shape, |o| float_matmul(pool, sh, av, bv, o))
     })?;
     narrow(out, dt)
 }
@@ -320,18 +327,8 @@ impl Op for MatMul {
             return Ok(vec![out.into()]);
         }
         if is_compute_float(dt) {
-            let aw = widen(a)?;
-            let bw = match &self.b_const {
-                Some(t) => std::borrow::Cow::Borrowed(t),
-                None => widen(b)?,
-            };
-            let out = crate::with_float!(aw.dtype(), "MatMul", T => {
-                let (av, bv) = (aw.as_slice::<T>()?, bw.as_slice::<T>()?);
-                // Every element is written (beta 0: the GEMMs never read C), so the output is
-                // not zeroed first (465 KB per vit_tiny attention product).
-                Tensor::build_uninit::<T>(aw.dtype(), &sh.out_shape, |o| float_matmul(ctx.pool, &sh, av, bv, o))
-            })?;
-            return Ok(vec![narrow(out, dt)?.into()]);
+            let b = self.b_const.as_ref().unwrap_or(b);
+            return Ok(vec![float_product(ctx.pool, &sh, a, b, "MatMul")?.into()]);
         }
         macro_rules! int_case {
             ($t:ty) => {{
