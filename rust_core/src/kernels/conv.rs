@@ -26,6 +26,13 @@ pub struct Window3 {
 }
 
 impl Window3 {
+    /// Number of taps of kernel axis `axis` at output `o` landing in `[lo, hi)` (input
+    /// coordinates): an average pool's count (`[0, input)`, or the padded extent).
+    #[inline]
+    pub fn taps_in(&self, axis: usize, o: usize, lo: isize, hi: isize) -> usize {
+        (0..self.kernel[axis]).filter(|&k| (lo..hi).contains(&self.coord(axis, o, k))).count()
+    }
+
     pub fn in_size(&self) -> usize {
         self.input.iter().product()
     }

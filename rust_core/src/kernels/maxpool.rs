@@ -150,7 +150,6 @@ unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w
     // Averages: per output column its window's column count (padded to whole vectors), per
     // output row its row count; the divisor is their product (at least 1: a window without
     // taps averages to 0).
-    let taps_in = |axis: usize, o: usize, lo: isize, hi: isize| (0..w.kernel[axis]).filter(|&k| (lo..hi).contains(&w.coord(axis, o, k))).count();
     let (lo_h, hi_h) = if include_pad { (-(w.pad_begin[1] as isize), (ih_n + w.pad_end[1]) as isize) } else { (0, ih_n as isize) };
     let (lo_w, hi_w) = if include_pad { (-pl, (iw_n + w.pad_end[2]) as isize) } else { (0, iw_n as isize) };
     // The reciprocals of the products, per row count (at most kh): a multiply per vector
@@ -159,7 +158,7 @@ unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w
     let recip: Vec<f32> = if AVG {
         (0..=kh_n)
             .flat_map(|rc| (0..ow_pad).map(move |o| (rc, o)))
-            .map(|(rc, o)| if o < ow_n { 1.0 / (rc * taps_in(2, o, lo_w, hi_w)).max(1) as f32 } else { 1.0 })
+            .map(|(rc, o)| if o < ow_n { 1.0 / (rc * w.taps_in(2, o, lo_w, hi_w)).max(1) as f32 } else { 1.0 })
             .collect()
     } else {
         Vec::new()
@@ -186,7 +185,7 @@ unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w
         for oh in out_rows.clone() {
             let rows = &row_offs[row_start[oh]..row_start[oh + 1]];
             let yrow = yp.add(oh * ow_n);
-            let recip_row = if AVG { recip.as_ptr().add(taps_in(1, oh, lo_h, hi_h) * ow_pad) } else { recip.as_ptr() };
+            let recip_row = if AVG { recip.as_ptr().add(w.taps_in(1, oh, lo_h, hi_h) * ow_pad) } else { recip.as_ptr() };
             let mut ow = 0;
             while ow < ow_n {
                 let n = (ow_n - ow).min(16);

@@ -88,13 +88,6 @@ fn build_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     build_pool(ctx, "LpPool", PoolKind::Lp { p })
 }
 
-/// Number of taps of kernel axis `axis` at output `o` landing in `[lo, hi)` (input coordinates).
-#[inline]
-fn taps_in(w: &Window3, axis: usize, o: usize, lo: isize, hi: isize) -> usize {
-    (0..w.kernel[axis])
-        .filter(|&k| (lo..hi).contains(&w.coord(axis, o, k)))
-        .count()
-}
 
 /// Max or average pool of one 2-D plane (`w.input[0] == w.kernel[0] == 1`) without indices:
 /// per output row, the valid input rows are first combined elementwise into `tmp` (contiguous,
@@ -170,7 +163,7 @@ fn pool_plane_2d<T: Float>(
         let whole = nrows > 0 && dw <= 1 && kw_n <= iw_n && inner.1 > inner.0;
         let yrow = &mut y[oh * ow_n..(oh + 1) * ow_n];
         let rows_padded = match avg {
-            Some(true) => taps_in(w, 1, oh, -(w.pad_begin[1] as isize), (w.input[1] + w.pad_end[1]) as isize),
+            Some(true) => w.taps_in(1, oh, -(w.pad_begin[1] as isize), (w.input[1] + w.pad_end[1]) as isize),
             _ => 0,
         };
         if whole {
@@ -265,7 +258,7 @@ fn pool_plane_2d<T: Float>(
                 Some(include_pad) => {
                     let n = if include_pad {
                         rows_padded
-                            * taps_in(w, 2, ow, -(w.pad_begin[2] as isize), (w.input[2] + w.pad_end[2]) as isize)
+                            * w.taps_in(2, ow, -(w.pad_begin[2] as isize), (w.input[2] + w.pad_end[2]) as isize)
                     } else {
                         count * nrows
                     };
@@ -390,8 +383,7 @@ fn pool_plane<T: Float>(
                             (0..3)
                                 .map(|a| {
                                     let o_a = [od, oh, ow][a];
-                                    taps_in(
-                                        w,
+                                    w.taps_in(
                                         a,
                                         o_a,
                                         -(w.pad_begin[a] as isize),
