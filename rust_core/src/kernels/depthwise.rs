@@ -483,6 +483,257 @@ crate::multiversion! {
     ) = band_body16;
 }
 
+/// Output rows computed together by the direct row kernel: each input row it loads serves up
+/// to this many of them.
+#[cfg(target_arch = "x86_64")]
+const DIRECT_ROWS: usize = 4;
+/// The narrowest output rows the direct row kernel takes (narrower ones waste too many of a
+/// vector's 16 lanes; the interleaved bands fill them with channels instead).
+#[cfg(target_arch = "x86_64")]
+const DIRECT_MIN_COLS: usize = 14;
+
+/// Whether [`direct_planes`] computes this window: an AVX-512 CPU, square 3x3 or 5x5 taps,
+/// equal strides of 1 or 2, no dilation, output rows of at least [`DIRECT_MIN_COLS`].
+#[cfg(target_arch = "x86_64")]
+fn direct_rows_ok(w: &Window3) -> bool {
+    let k = w.kernel[1];
+    crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512
+        && w.kernel[2] == k
+        && (k == 3 || k == 5)
+        && w.strides[1] == w.strides[2]
+        && (w.strides[1] == 1 || w.strides[1] == 2)
+        && w.dilations[1] == 1
+        && w.dilations[2] == 1
+        && w.out[2] >= DIRECT_MIN_COLS
+}
+
+/// Where the direct row kernel reads one plane's input rows. Stride 1: the plane itself.
+/// Stride 2: each row split into its even and odd columns (`phase` 0 and 1, `half` apart), so
+/// that the taps of 16 consecutive outputs are 16 consecutive values of one phase.
+#[cfg(target_arch = "x86_64")]
+struct PlaneRows {
+    base: *const f32,
+    /// Distance between rows of one phase.
+    pitch: usize,
+    /// Distance between a row's two phases (stride 2).
+    half: usize,
+    /// Values in each phase's rows.
+    len: [usize; 2],
+    /// Per horizontal tap: its phase and its column offset in that phase from the output column.
+    phase: [usize; 5],
+    off: [isize; 5],
+    ih: isize,
+    /// First input row of output row 0 (minus the top padding).
+    ph: isize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PlaneRows {
+    /// Lanes of the 16 outputs from column `ow` whose tap `kw` lies inside its row.
+    #[inline(always)]
+    fn mask(&self, kw: usize, ow: usize) -> u16 {
+        let start = ow as isize + self.off[kw];
+        let lo = (-start).clamp(0, 16);
+        let hi = (self.len[self.phase[kw]] as isize - start).clamp(0, 16);
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        }
+    }
+}
+
+/// `R` output rows from `oh0` × `T` vectors of 16 outputs from column `ow` of one plane:
+/// every input row in their windows is loaded once per tap column and multiplied into each of
+/// the `R` rows it serves. Stores only the lanes inside the row (`ow_n` columns).
+///
+/// # Safety
+/// AVX-512F CPU; `rows` describes readable rows for every valid input row; `y` is the plane's
+/// output (`oh_n · ow_n`), rows `oh0..oh0 + R` inside it.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn direct_tile<const K: usize, const S: usize, const R: usize, const T: usize>(
+    rows: &PlaneRows,
+    wv: &[f32],
+    bias: std::arch::x86_64::__m512,
+    act: Act,
+    oh0: usize,
+    ow: usize,
+    ow_n: usize,
+    y: *mut f32,
+) {
+    use std::arch::x86_64::*;
+    // The taps in registers for the whole tile (the compiler keeps the K·K used ones).
+    let mut wr = [_mm512_setzero_ps(); 25];
+    for (r, t) in wr.iter_mut().zip(wv) {
+        *r = _mm512_set1_ps(*t);
+    }
+    let mut acc = [[bias; T]; R];
+    let mut masks = [[0u16; T]; K];
+    for (kw, m) in masks.iter_mut().enumerate() {
+        for (t, mt) in m.iter_mut().enumerate() {
+            *mt = rows.mask(kw, ow + 16 * t);
+        }
+    }
+    for j in 0..(R - 1) * S + K {
+        let i = (oh0 * S + j) as isize - rows.ph;
+        if i < 0 || i >= rows.ih {
+            continue;
+        }
+        for kw in 0..K {
+            let src = rows.base.wrapping_add(i as usize * rows.pitch + rows.phase[kw] * rows.half).wrapping_offset(ow as isize + rows.off[kw]);
+            for t in 0..T {
+                // Masked lanes are not read (no fault), so `src` may point before the row.
+                let v = _mm512_maskz_loadu_ps(masks[kw][t], src.wrapping_add(16 * t));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let kh = j as isize - (r * S) as isize;
+                    if (0..K as isize).contains(&kh) {
+                        a[t] = _mm512_fmadd_ps(wr[kh as usize * K + kw], v, a[t]);
+                    }
+                }
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate() {
+        for (t, v) in a.iter().enumerate() {
+            let col = ow + 16 * t;
+            let n = ow_n.saturating_sub(col).min(16);
+            let m = ((1u32 << n) - 1) as u16;
+            _mm512_mask_storeu_ps(y.add((oh0 + r) * ow_n + col), m, crate::kernels::vmath::act_m512(act, *v));
+        }
+    }
+}
+
+/// One plane of a depthwise convolution with [`direct_tile`]s: blocks of [`DIRECT_ROWS`]
+/// rows, pairs of 16-column vectors. For stride 2 the input rows are first split into their
+/// even and odd columns in `split` (`ih · 2 · ceil(iw / 2)` values).
+///
+/// # Safety
+/// AVX-512F CPU; `x` holds the plane's `ih · iw` inputs, `y` its `oh · ow` outputs, `taps` its
+/// `K · K` weights.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn direct_plane<const K: usize, const S: usize>(w: &Window3, x: *const f32, taps: &[f32], bias: f32, act: Act, split: *mut f32, y: *mut f32) {
+    use std::arch::x86_64::*;
+    let [_, ih, iw] = w.input;
+    let [_, oh_n, ow_n] = w.out;
+    let pw = w.pad_begin[2] as isize;
+    let half = iw.div_ceil(2);
+    let mut rows = PlaneRows {
+        base: x,
+        pitch: iw,
+        half: 0,
+        len: [iw, iw],
+        phase: [0; 5],
+        off: [0; 5],
+        ih: ih as isize,
+        ph: w.pad_begin[1] as isize,
+    };
+    for kw in 0..K {
+        let d = kw as isize - pw;
+        rows.phase[kw] = d.rem_euclid(S as isize) as usize;
+        rows.off[kw] = d.div_euclid(S as isize);
+    }
+    if S == 2 {
+        // Row i's even columns at split + 2i·half, its odd ones half further.
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        for i in 0..ih {
+            let (src, dst) = (x.add(i * iw), split.add(2 * i * half));
+            let mut c = 0;
+            while c < iw {
+                let n = (iw - c).min(32);
+                let m0 = ((1u64 << n.min(16)) - 1) as u16;
+                let m1 = ((1u64 << n.saturating_sub(16)) - 1) as u16;
+                let a = _mm512_maskz_loadu_ps(m0, src.add(c));
+                let b = _mm512_maskz_loadu_ps(m1, src.wrapping_add(c + 16));
+                let (ne, no) = (n.div_ceil(2), n / 2);
+                _mm512_mask_storeu_ps(dst.add(c / 2), ((1u32 << ne) - 1) as u16, _mm512_permutex2var_ps(a, even, b));
+                _mm512_mask_storeu_ps(dst.add(half + c / 2), ((1u32 << no) - 1) as u16, _mm512_permutex2var_ps(a, odd, b));
+                c += 32;
+            }
+        }
+        rows.base = split;
+        rows.pitch = 2 * half;
+        rows.half = half;
+        rows.len = [half, iw / 2];
+    }
+    let wv = &taps[..K * K];
+    let b = _mm512_set1_ps(bias);
+    let mut oh = 0;
+    while oh < oh_n {
+        let full = oh + DIRECT_ROWS <= oh_n;
+        let mut ow = 0;
+        while ow < ow_n {
+            // Pairs of vectors for 3x3 taps; 5x5 ones keep their 25 taps in registers instead.
+            let two = K == 3 && ow + 16 < ow_n;
+            match (full, two) {
+                (true, true) => direct_tile::<K, S, DIRECT_ROWS, 2>(&rows, wv, b, act, oh, ow, ow_n, y),
+                (true, false) => direct_tile::<K, S, DIRECT_ROWS, 1>(&rows, wv, b, act, oh, ow, ow_n, y),
+                (false, true) => direct_tile::<K, S, 1, 2>(&rows, wv, b, act, oh, ow, ow_n, y),
+                (false, false) => direct_tile::<K, S, 1, 1>(&rows, wv, b, act, oh, ow, ow_n, y),
+            }
+            ow += if two { 32 } else { 16 };
+        }
+        oh += if full { DIRECT_ROWS } else { 1 };
+    }
+}
+
+/// [`depthwise_f32`] on wide planes ([`direct_rows_ok`]), one plane per task, computed in
+/// place along its rows: no interleaving of channels.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn direct_planes(
+    pool: &ThreadPool,
+    w: &Window3,
+    batch: usize,
+    channels: usize,
+    x: &[f32],
+    weights: &[f32],
+    bias: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) -> Result<()> {
+    let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), w.kernel_size());
+    let (k, s) = (w.kernel[1], w.strides[1]);
+    assert!(x.len() >= batch * channels * in_sz && y.len() >= batch * channels * out_sz && weights.len() >= channels * ksz);
+    let split_len = if s == 2 { w.input[1] * 2 * w.input[2].div_ceil(2) } else { 0 };
+    let yp = SendPtr(y.as_mut_ptr());
+    let failed = std::sync::Mutex::new(None);
+    let work = (out_sz * ksz).max(1);
+    pool.parallel_for(batch * channels, (1 << 15) / work + 1, |p0, p1| {
+        let mut scratch = Scratch::default();
+        let split = match scratch.slice::<f32>(split_len.max(1)) {
+            Ok(b) => b.as_mut_ptr(),
+            Err(e) => {
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                return;
+            }
+        };
+        for p in p0..p1 {
+            let c = p % channels;
+            let (xp, taps) = (x[p * in_sz..].as_ptr(), &weights[c * ksz..(c + 1) * ksz]);
+            let b = bias.map_or(0.0, |b| b[c]);
+            // SAFETY: AVX-512 checked by direct_rows_ok; plane p's input and output lie inside
+            // x and y (asserted above), each plane written by one task; `split` holds split_len.
+            unsafe {
+                let yo = yp.offset(p * out_sz).0;
+                match (k, s) {
+                    (3, 1) => direct_plane::<3, 1>(w, xp, taps, b, act, split, yo),
+                    (3, _) => direct_plane::<3, 2>(w, xp, taps, b, act, split, yo),
+                    (5, 1) => direct_plane::<5, 1>(w, xp, taps, b, act, split, yo),
+                    _ => direct_plane::<5, 2>(w, xp, taps, b, act, split, yo),
+                }
+            }
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
 /// The block width of [`depthwise_f32`] on this CPU.
 fn block_width() -> usize {
     if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
@@ -552,6 +803,10 @@ pub fn depthwise_f32(
     act: Act,
     y: &mut [f32],
 ) -> Result<()> {
+    #[cfg(target_arch = "x86_64")]
+    if direct_rows_ok(w) {
+        return direct_planes(pool, w, batch, channels, x, weights, bias, act, y);
+    }
     if block_width() == CB16 {
         depthwise_blocks::<CB16>(pool, w, batch, channels, x, weights, taps, bias, act, y)
     } else {
@@ -699,6 +954,16 @@ mod tests {
             (window(6, 34, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]), 32),
             // Taps past the on-stack buffer (9x9).
             (window(12, 13, [9, 9], [1, 1], [1, 1], [4, 4, 4, 4]), 9),
+            // The direct row kernel (AVX-512, 3x3 and 5x5, strides 1 and 2, rows of 14 or
+            // more): rows of exactly 14, 16 and 33 outputs (one vector, one partial pair),
+            // asymmetric and no padding, odd input widths split into even and odd columns,
+            // heights that leave 1-3 rows after the blocks of 4.
+            (window(14, 14, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 5),
+            (window(17, 16, [5, 5], [1, 1], [1, 1], [2, 1, 2, 3]), 3),
+            (window(15, 35, [3, 3], [1, 1], [1, 1], [0, 2, 3, 0]), 2),
+            (window(49, 49, [3, 3], [2, 2], [1, 1], [0, 0, 0, 0]), 3),
+            (window(30, 31, [5, 5], [2, 2], [1, 1], [2, 2, 2, 2]), 2),
+            (window(11, 67, [5, 5], [2, 2], [1, 1], [1, 3, 0, 2]), 2),
         ];
         for (w, c) in cases {
             let batch = 2;
