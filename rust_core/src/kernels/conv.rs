@@ -185,7 +185,93 @@ fn split_columns2(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
     }
 }
 
-/// The whole groups of 16 columns of [`split_columns2`]; returns how many of each were written.
+/// The most horizontal taps of a [`PhaseRows`] window.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const PHASE_MAX_TAPS: usize = 5;
+
+/// Where a direct row kernel (the depthwise one) reads one input plane's rows, so that the taps
+/// of 16 consecutive outputs are 16 consecutive floats. Stride 1: the plane itself. Stride 2:
+/// each row split into its even and odd columns (`phase` 0 and 1).
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct PhaseRows {
+    /// Row `i`'s phase `p` starts at `base + i·pitch + p·half` (`base` may point before the
+    /// buffer when only some rows were split: it is only offset to rows that were).
+    pub base: *const f32,
+    pub pitch: usize,
+    pub half: usize,
+    /// Values in each phase's rows.
+    pub len: [usize; 2],
+    /// Per horizontal tap: its phase and its column offset in that phase from the output column.
+    pub phase: [usize; PHASE_MAX_TAPS],
+    pub off: [isize; PHASE_MAX_TAPS],
+    /// Input rows, and the top padding (output row 0's first tap reads input row `-ph`).
+    pub ih: isize,
+    pub ph: isize,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl PhaseRows {
+    fn taps(w: &Window3, base: *const f32, pitch: usize, half: usize, len: [usize; 2]) -> PhaseRows {
+        let (s, pw) = (w.strides[2] as isize, w.pad_begin[2] as isize);
+        let mut r = PhaseRows { base, pitch, half, len, phase: [0; PHASE_MAX_TAPS], off: [0; PHASE_MAX_TAPS], ih: w.input[1] as isize, ph: w.pad_begin[1] as isize };
+        for kw in 0..w.kernel[2].min(PHASE_MAX_TAPS) {
+            let d = (kw * w.dilations[2]) as isize - pw;
+            r.phase[kw] = d.rem_euclid(s) as usize;
+            r.off[kw] = d.div_euclid(s);
+        }
+        r
+    }
+
+    /// The rows of plane `x` (`ih · iw`) read where they are (stride 1).
+    pub fn in_place(w: &Window3, x: *const f32) -> PhaseRows {
+        debug_assert_eq!(w.strides[2], 1);
+        let iw = w.input[2];
+        PhaseRows::taps(w, x, iw, 0, [iw, iw])
+    }
+
+    /// Rows `rows` of plane `x` split into their even and odd columns in `buf` (stride 2;
+    /// `buf` holds `rows.len() · 2 · ceil(iw / 2)` floats): only those rows may be read.
+    pub fn split(w: &Window3, x: &[f32], rows: std::ops::Range<usize>, buf: &mut [f32]) -> PhaseRows {
+        debug_assert_eq!(w.strides[2], 2);
+        let iw = w.input[2];
+        let half = iw.div_ceil(2);
+        assert!(rows.end * iw <= x.len() && rows.len() * 2 * half <= buf.len() && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512);
+        for i in rows.clone() {
+            // SAFETY: AVX-512 CPU (asserted, as the direct kernels require); row i of x and
+            // its two phases in buf are in bounds (asserted).
+            unsafe {
+                let dst = buf.as_mut_ptr().add((i - rows.start) * 2 * half);
+                let (even, odd) = (std::slice::from_raw_parts_mut(dst, half), std::slice::from_raw_parts_mut(dst.add(half), iw / 2));
+                split_columns2_avx512(x.get_unchecked(i * iw..(i + 1) * iw), even, odd);
+            }
+        }
+        let base = buf.as_ptr().wrapping_sub(rows.start * 2 * half);
+        PhaseRows::taps(w, base, 2 * half, half, [half, iw / 2])
+    }
+
+    /// Where tap `kw` of output column `ow` reads in input row `i` (masked lanes of a load
+    /// from it are not read, so it may lie outside the row).
+    #[inline(always)]
+    pub fn at(&self, i: usize, kw: usize, ow: usize) -> *const f32 {
+        self.base.wrapping_add(i * self.pitch + self.phase[kw] * self.half).wrapping_offset(ow as isize + self.off[kw])
+    }
+
+    /// Lanes of the 16 outputs from column `ow` whose tap `kw` lies inside its row.
+    #[inline(always)]
+    pub fn mask(&self, kw: usize, ow: usize) -> u16 {
+        let start = ow as isize + self.off[kw];
+        let lo = (-start).clamp(0, 16);
+        let hi = (self.len[self.phase[kw]] as isize - start).clamp(0, 16);
+        if hi <= lo {
+            0
+        } else {
+            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
+        }
+    }
+}
+
+/// [`split_columns2`] with AVX-512: 32 source floats per step, the partial last step masked;
+/// returns how many of each were written (all of them).
 ///
 /// # Safety
 /// AVX-512F CPU.
@@ -195,15 +281,18 @@ unsafe fn split_columns2_avx512(src: &[f32], even: &mut [f32], odd: &mut [f32]) 
     use std::arch::x86_64::*;
     let ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let io = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    let lanes = |n: usize| ((1u32 << n.min(16)) - 1) as u16;
     let mut i = 0;
-    // Every load reads src[2i..2i + 32] inside src, every store 16 values inside even and odd.
-    while i + 16 <= even.len() && i + 16 <= odd.len() && 2 * i + 32 <= src.len() {
-        let (v0, v1) = (_mm512_loadu_ps(src.as_ptr().add(2 * i)), _mm512_loadu_ps(src.as_ptr().add(2 * i + 16)));
-        _mm512_storeu_ps(even.as_mut_ptr().add(i), _mm512_permutex2var_ps(v0, ie, v1));
-        _mm512_storeu_ps(odd.as_mut_ptr().add(i), _mm512_permutex2var_ps(v0, io, v1));
+    // Loads read src[2i..] up to its end, stores write even and odd up to theirs (masked).
+    while i < even.len().max(odd.len()) {
+        let n = src.len() - 2 * i;
+        let v0 = _mm512_maskz_loadu_ps(lanes(n), src.as_ptr().add(2 * i));
+        let v1 = _mm512_maskz_loadu_ps(lanes(n.saturating_sub(16)), src.as_ptr().wrapping_add(2 * i + 16));
+        _mm512_mask_storeu_ps(even.as_mut_ptr().wrapping_add(i), lanes(even.len().saturating_sub(i)), _mm512_permutex2var_ps(v0, ie, v1));
+        _mm512_mask_storeu_ps(odd.as_mut_ptr().wrapping_add(i), lanes(odd.len().saturating_sub(i)), _mm512_permutex2var_ps(v0, io, v1));
         i += 16;
     }
-    i
+    even.len().max(odd.len())
 }
 
 /// `dst[j] = src[2j]` (the columns of one stride-2 im2col row).

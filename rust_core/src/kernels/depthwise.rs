@@ -13,6 +13,8 @@
 use crate::error::Result;
 use crate::executor::pool::ThreadPool;
 use crate::kernels::conv::Window3;
+#[cfg(target_arch = "x86_64")]
+use crate::kernels::conv::PhaseRows;
 use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{apply_inplace_body, Act};
 use crate::kernels::{Scratch, SendPtr};
@@ -507,42 +509,6 @@ fn direct_rows_ok(w: &Window3) -> bool {
         && w.out[2] >= DIRECT_MIN_COLS
 }
 
-/// Where the direct row kernel reads one plane's input rows. Stride 1: the plane itself.
-/// Stride 2: each row split into its even and odd columns (`phase` 0 and 1, `half` apart), so
-/// that the taps of 16 consecutive outputs are 16 consecutive values of one phase.
-#[cfg(target_arch = "x86_64")]
-struct PlaneRows {
-    base: *const f32,
-    /// Distance between rows of one phase.
-    pitch: usize,
-    /// Distance between a row's two phases (stride 2).
-    half: usize,
-    /// Values in each phase's rows.
-    len: [usize; 2],
-    /// Per horizontal tap: its phase and its column offset in that phase from the output column.
-    phase: [usize; 5],
-    off: [isize; 5],
-    ih: isize,
-    /// First input row of output row 0 (minus the top padding).
-    ph: isize,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl PlaneRows {
-    /// Lanes of the 16 outputs from column `ow` whose tap `kw` lies inside its row.
-    #[inline(always)]
-    fn mask(&self, kw: usize, ow: usize) -> u16 {
-        let start = ow as isize + self.off[kw];
-        let lo = (-start).clamp(0, 16);
-        let hi = (self.len[self.phase[kw]] as isize - start).clamp(0, 16);
-        if hi <= lo {
-            0
-        } else {
-            (((1u32 << hi) - 1) & !((1u32 << lo) - 1)) as u16
-        }
-    }
-}
-
 /// `R` output rows from `oh0` × `T` vectors of 16 outputs from column `ow` of one plane:
 /// every input row in their windows is loaded once per tap column and multiplied into each of
 /// the `R` rows it serves. Stores only the lanes inside the row (`ow_n` columns).
@@ -554,7 +520,7 @@ impl PlaneRows {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn direct_tile<const K: usize, const S: usize, const R: usize, const T: usize>(
-    rows: &PlaneRows,
+    rows: &PhaseRows,
     wv: &[f32],
     bias: std::arch::x86_64::__m512,
     act: Act,
@@ -582,7 +548,7 @@ unsafe fn direct_tile<const K: usize, const S: usize, const R: usize, const T: u
             continue;
         }
         for kw in 0..K {
-            let src = rows.base.wrapping_add(i as usize * rows.pitch + rows.phase[kw] * rows.half).wrapping_offset(ow as isize + rows.off[kw]);
+            let src = rows.at(i as usize, kw, ow);
             for t in 0..T {
                 // Masked lanes are not read (no fault), so `src` may point before the row.
                 let v = _mm512_maskz_loadu_ps(masks[kw][t], src.wrapping_add(16 * t));
@@ -618,47 +584,13 @@ unsafe fn direct_plane<const K: usize, const S: usize>(w: &Window3, x: *const f3
     use std::arch::x86_64::*;
     let [_, ih, iw] = w.input;
     let [_, oh_n, ow_n] = w.out;
-    let pw = w.pad_begin[2] as isize;
-    let half = iw.div_ceil(2);
-    let mut rows = PlaneRows {
-        base: x,
-        pitch: iw,
-        half: 0,
-        len: [iw, iw],
-        phase: [0; 5],
-        off: [0; 5],
-        ih: ih as isize,
-        ph: w.pad_begin[1] as isize,
+    let rows = if S == 2 {
+        // Row i's even columns at split + 2i·ceil(iw/2), its odd ones after them.
+        let all = std::slice::from_raw_parts_mut(split, ih * 2 * iw.div_ceil(2));
+        PhaseRows::split(w, std::slice::from_raw_parts(x, ih * iw), 0..ih, all)
+    } else {
+        PhaseRows::in_place(w, x)
     };
-    for kw in 0..K {
-        let d = kw as isize - pw;
-        rows.phase[kw] = d.rem_euclid(S as isize) as usize;
-        rows.off[kw] = d.div_euclid(S as isize);
-    }
-    if S == 2 {
-        // Row i's even columns at split + 2i·half, its odd ones half further.
-        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        for i in 0..ih {
-            let (src, dst) = (x.add(i * iw), split.add(2 * i * half));
-            let mut c = 0;
-            while c < iw {
-                let n = (iw - c).min(32);
-                let m0 = ((1u64 << n.min(16)) - 1) as u16;
-                let m1 = ((1u64 << n.saturating_sub(16)) - 1) as u16;
-                let a = _mm512_maskz_loadu_ps(m0, src.add(c));
-                let b = _mm512_maskz_loadu_ps(m1, src.wrapping_add(c + 16));
-                let (ne, no) = (n.div_ceil(2), n / 2);
-                _mm512_mask_storeu_ps(dst.add(c / 2), ((1u32 << ne) - 1) as u16, _mm512_permutex2var_ps(a, even, b));
-                _mm512_mask_storeu_ps(dst.add(half + c / 2), ((1u32 << no) - 1) as u16, _mm512_permutex2var_ps(a, odd, b));
-                c += 32;
-            }
-        }
-        rows.base = split;
-        rows.pitch = 2 * half;
-        rows.half = half;
-        rows.len = [half, iw / 2];
-    }
     let wv = &taps[..K * K];
     let b = _mm512_set1_ps(bias);
     let mut oh = 0;
