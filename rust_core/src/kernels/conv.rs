@@ -776,6 +776,9 @@ struct PlanKey {
 pub struct PlanCache {
     plan: std::sync::Mutex<Option<(PlanKey, Option<std::sync::Arc<ImplicitConv>>)>>,
     depthwise: Option<crate::kernels::depthwise::DepthwiseTaps>,
+    /// Constant pointwise weights transposed and packed as a GEMM's B (`[Cin][Cout]`), for
+    /// outputs of fewer than 16 pixels (built on the first such run).
+    transposed: std::sync::OnceLock<crate::kernels::sgemm::PackedB>,
 }
 
 impl std::fmt::Debug for PlanCache {
@@ -834,6 +837,78 @@ impl ConvShape {
             && w.strides == [1, 1, 1]
             && w.pad_begin == [0, 0, 0]
             && w.input == w.out
+    }
+}
+
+/// Output channels per task of [`pointwise_transposed`] (a multiple of the GEMM's 16 columns).
+const TRANSPOSED_COLS: usize = 256;
+
+/// `dst` (`cols × rows`) = `src` (`rows × cols`) transposed.
+fn transpose_block(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        let lanes = |n: usize| ((1u32 << n.min(16)) - 1) as u16;
+        for j0 in (0..cols).step_by(16) {
+            for i0 in (0..rows).step_by(16) {
+                let (ni, nj) = ((rows - i0).min(16), (cols - j0).min(16));
+                // SAFETY: AVX-512 CPU; rows i0..i0+ni, columns j0..j0+nj of src and their
+                // transposes in dst are in bounds (asserted above); only those lanes are touched.
+                unsafe { crate::kernels::transpose::transpose16_part(src.as_ptr().add(i0 * cols + j0), cols, ni, lanes(nj), dst.as_mut_ptr().add(j0 * rows + i0), rows, nj, lanes(ni)) };
+            }
+        }
+        return;
+    }
+    for (j, row) in dst.chunks_exact_mut(rows).take(cols).enumerate() {
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = src[i * cols + j];
+        }
+    }
+}
+
+/// A pointwise convolution of few pixels as `Yᵀ = Xᵀ · Wᵀ` (`Wᵀ` packed in `bt`): per image
+/// and block of output channels, the product (pixels × channels) goes to a scratch block, then
+/// into the output planes with the bias, and the activation over them.
+#[allow(clippy::too_many_arguments)]
+fn pointwise_transposed(pool: &ThreadPool, s: &ConvShape, x: &[f32], bt: &crate::kernels::sgemm::PackedB, bias: Option<&[f32]>, act: Act, y: &mut [f32], y_stride: usize) -> Result<()> {
+    let (px, cin, cout) = (s.window.out_size(), s.in_channels, s.out_channels);
+    assert!(bt.depth() == cin && bt.cols() == cout && x.len() >= s.batch * cin * px);
+    assert!(s.batch == 0 || y.len() >= (s.batch - 1) * y_stride + cout * px);
+    let blocks = cout.div_ceil(TRANSPOSED_COLS);
+    let yp = SendPtr(y.as_mut_ptr());
+    let failed = std::sync::Mutex::new(None);
+    let work = px * cin * TRANSPOSED_COLS.min(cout);
+    pool.parallel_for(s.batch * blocks, (1 << 18) / work.max(1) + 1, |t0, t1| {
+        let mut scratch = Scratch::default();
+        let ct = match scratch.slice::<f32>(px * TRANSPOSED_COLS.min(cout)) {
+            Ok(c) => c,
+            Err(e) => {
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                return;
+            }
+        };
+        for t in t0..t1 {
+            let (n, b) = (t / blocks, t % blocks);
+            let (c0, nc) = (b * TRANSPOSED_COLS, TRANSPOSED_COLS.min(cout - b * TRANSPOSED_COLS));
+            let a = ASrc::Raw { a: x[n * cin * px..].as_ptr(), rsa: 1, csa: px, alpha: 1.0 };
+            // SAFETY: A is image n's px x cin transposed view (inside x, asserted), B has cin
+            // rows and columns c0..c0 + nc (c0 a multiple of 16), C the px x nc scratch block.
+            unsafe { crate::kernels::sgemm::sgemm_packed_b(px, nc, cin, a, bt, c0, 0.0, ct.as_mut_ptr(), nc, Epilogue { bias: None, act: Act::Identity }) };
+            let ct = &mut ct[..px * nc];
+            if let Some(b) = bias {
+                for row in ct.chunks_exact_mut(nc) {
+                    row.iter_mut().zip(&b[c0..c0 + nc]).for_each(|(v, b)| *v += b);
+                }
+            }
+            crate::kernels::vmath::apply_inplace(act, ct);
+            // SAFETY: channels c0..c0 + nc of image n belong to this task.
+            let yo = unsafe { yp.slice(n * y_stride + c0 * px, nc * px) };
+            transpose_block(ct, px, nc, yo);
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
 
@@ -985,6 +1060,14 @@ pub fn conv_forward_into<T: GemmElem>(
         return Ok(());
     }
     let pointwise = s.is_pointwise();
+    if let (true, Some(x32), Some(w32), Some(cache), Some(_)) = (pointwise && group == 1 && out_sz < 16 && s.out_channels >= 32, as_f32(x), as_f32(weights), plans, packed) {
+        // Fewer than 16 pixels (the last stages of a small-input CNN: 3x3 maps): the GEMM's
+        // vectors along the pixels would be mostly empty, so compute the transposed product,
+        // pixels × channels, with vectors along the channels (constant weights only: `packed`).
+        let bt = cache.transposed.get_or_init(|| crate::kernels::sgemm::PackedB::new(kdim, s.out_channels, w32, 1, kdim));
+        let y32 = as_f32_mut(y).expect("y has the type of x");
+        return pointwise_transposed(pool, s, x32, bt, bias.and_then(as_f32), act, y32, y_stride);
+    }
     let flops_per_task = mg * kdim * out_sz;
     let build = || match (as_f32(x).is_some(), pointwise) {
         (false, _) => None,
@@ -1197,6 +1280,11 @@ mod tests {
             // Deep pointwise: in place for few output channels, packed B for many.
             (1, 300, 20, 1, [1, 37], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 300, 260, 1, [5, 7], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            // Pointwise over fewer than 16 pixels with constant (packed) weights: the
+            // transposed product, in blocks of 256 channels (the last partial).
+            (2, 24, 300, 1, [3, 3], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            (3, 17, 40, 1, [2, 5], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            (1, 8, 33, 1, [1, 15], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             // The window covers the input: matrix-vector products (one output per channel).
             (3, 40, 37, 1, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (2, 6, 10, 2, [3, 4], [3, 4], [1, 1], [1, 1], [0, 0, 0, 0]),
