@@ -230,23 +230,26 @@ impl PhaseRows {
     }
 
     /// Rows `rows` of plane `x` split into their even and odd columns in `buf` (stride 2;
-    /// `buf` holds `rows.len() · 2 · ceil(iw / 2)` floats): only those rows may be read.
+    /// `buf` holds `rows.len() · 2 · ceil(iw / 2)` floats: the even columns of every row, then
+    /// the odd ones): only those rows may be read. Even widths split all rows in one pass
+    /// over the flattened rows (a call per row cost as much as the taps on 28-wide planes).
     pub fn split(w: &Window3, x: &[f32], rows: std::ops::Range<usize>, buf: &mut [f32]) -> PhaseRows {
         debug_assert_eq!(w.strides[2], 2);
         let iw = w.input[2];
-        let half = iw.div_ceil(2);
-        assert!(rows.end * iw <= x.len() && rows.len() * 2 * half <= buf.len() && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512);
-        for i in rows.clone() {
-            // SAFETY: AVX-512 CPU (asserted, as the direct kernels require); row i of x and
-            // its two phases in buf are in bounds (asserted).
-            unsafe {
-                let dst = buf.as_mut_ptr().add((i - rows.start) * 2 * half);
-                let (even, odd) = (std::slice::from_raw_parts_mut(dst, half), std::slice::from_raw_parts_mut(dst.add(half), iw / 2));
-                split_columns2_avx512(x.get_unchecked(i * iw..(i + 1) * iw), even, odd);
+        let (half, n) = (iw.div_ceil(2), rows.len());
+        assert!(rows.end * iw <= x.len() && n * 2 * half <= buf.len() && crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512);
+        let (even, odd) = buf[..2 * n * half].split_at_mut(n * half);
+        // SAFETY (both calls): AVX-512 CPU (asserted, as the direct kernels require).
+        if iw % 2 == 0 {
+            unsafe { split_columns2_avx512(&x[rows.start * iw..rows.end * iw], even, odd) };
+        } else {
+            for (r, i) in rows.clone().enumerate() {
+                let src = &x[i * iw..(i + 1) * iw];
+                unsafe { split_columns2_avx512(src, &mut even[r * half..(r + 1) * half], &mut odd[r * half..r * half + iw / 2]) };
             }
         }
-        let base = buf.as_ptr().wrapping_sub(rows.start * 2 * half);
-        PhaseRows::taps(w, base, 2 * half, half, [half, iw / 2])
+        let base = buf.as_ptr().wrapping_sub(rows.start * half);
+        PhaseRows::taps(w, base, half, n * half, [half, iw / 2])
     }
 
     /// Where tap `kw` of output column `ow` reads in input row `i` (masked lanes of a load
