@@ -846,20 +846,14 @@ impl ConvShape {
 /// Output channels per task of [`pointwise_transposed`] (a multiple of the GEMM's 16 columns).
 const TRANSPOSED_COLS: usize = 256;
 
-/// `dst` (`cols × rows`) = `src` (`rows × cols`) transposed.
+/// `dst` (`cols × rows`) = `src` (`rows × cols`) transposed: the register transposes of
+/// [`transpose_block_u32`](crate::kernels::transpose::transpose_block_u32), a scalar loop
+/// without AVX-512.
 fn transpose_block(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    #[cfg(target_arch = "x86_64")]
-    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
-        let lanes = |n: usize| ((1u32 << n.min(16)) - 1) as u16;
-        for j0 in (0..cols).step_by(16) {
-            for i0 in (0..rows).step_by(16) {
-                let (ni, nj) = ((rows - i0).min(16), (cols - j0).min(16));
-                // SAFETY: AVX-512 CPU; rows i0..i0+ni, columns j0..j0+nj of src and their
-                // transposes in dst are in bounds (asserted above); only those lanes are touched.
-                unsafe { crate::kernels::transpose::transpose16_part(src.as_ptr().add(i0 * cols + j0), cols, ni, lanes(nj), dst.as_mut_ptr().add(j0 * rows + i0), rows, nj, lanes(ni)) };
-            }
-        }
+    // SAFETY: f32 and u32 have the same size and alignment; the views cover the same slices.
+    let (s32, d32) = unsafe { (std::slice::from_raw_parts(src.as_ptr() as *const u32, rows * cols), std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u32, rows * cols)) };
+    if crate::kernels::transpose::transpose_block_u32(s32, cols, cols, rows, d32, rows) {
         return;
     }
     for (j, row) in dst.chunks_exact_mut(rows).take(cols).enumerate() {
