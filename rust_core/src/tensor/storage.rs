@@ -44,7 +44,6 @@ unsafe impl Sync for Storage {}
 mod recycle {
     use super::ALIGNMENT;
     use std::alloc::Layout;
-    use std::collections::HashMap;
     use std::sync::Mutex;
 
     /// Buffers smaller than this go straight back to the allocator, which serves them from
@@ -56,64 +55,71 @@ mod recycle {
     /// batch of images (efficientnet_b0 at batch 8 has 38.5 MB activations: with a 32 MB
     /// per-buffer cap they were allocated, page-faulted and zeroed on every run, 3x slower).
     pub const MAX_BYTES: usize = 512 << 20;
-    /// Idle buffers kept per length.
-    const PER_LEN: usize = 8;
+    /// Idle buffers kept at most (the oldest are freed first).
+    const MAX_IDLE: usize = 256;
 
-    struct Cache {
-        by_len: HashMap<usize, Vec<usize>>,
-        bytes: usize,
-    }
+    /// Idle buffers `(capacity, address)`, oldest first.
+    static CACHE: Mutex<(Vec<(usize, usize)>, usize)> = Mutex::new((Vec::new(), 0));
 
-    static CACHE: Mutex<Option<Cache>> = Mutex::new(None);
-
-    /// A recycled buffer of exactly `len` bytes (previous contents), if one is idle.
-    pub fn take(len: usize) -> Option<*mut u8> {
+    /// A recycled buffer of at least `len` bytes (previous contents) and its capacity, if one
+    /// is idle: the most recently freed buffer of `len` to `2·len` bytes, whose lines are the
+    /// likeliest to still be in the caches (an output written into a buffer that has left
+    /// them first reads every line back from memory).
+    pub fn take(len: usize) -> Option<(*mut u8, usize)> {
         if len < MIN_BYTES {
             return None;
         }
         let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        let c = g.as_mut()?;
-        let p = c.by_len.get_mut(&len)?.pop()?;
-        c.bytes -= len;
-        Some(p as *mut u8)
+        let (idle, bytes) = &mut *g;
+        let i = idle.iter().rposition(|&(cap, _)| cap >= len && cap / 2 <= len)?;
+        let (cap, p) = idle.remove(i);
+        *bytes -= cap;
+        Some((p as *mut u8, cap))
     }
 
     /// Keep `p` (allocated with `layout`) for reuse, or free it.
     pub fn give(p: *mut u8, layout: Layout) {
         let len = layout.size();
+        let mut evicted = Vec::new();
         if len >= MIN_BYTES && len <= MAX_BYTES / 4 && layout.align() == ALIGNMENT {
             let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-            let c = g.get_or_insert_with(|| Cache { by_len: HashMap::new(), bytes: 0 });
-            if c.bytes + len <= MAX_BYTES {
-                let v = c.by_len.entry(len).or_default();
-                if v.len() < PER_LEN {
-                    v.push(p as usize);
-                    c.bytes += len;
-                    return;
-                }
+            let (idle, bytes) = &mut *g;
+            idle.push((len, p as usize));
+            *bytes += len;
+            let mut n = 0;
+            while *bytes > MAX_BYTES || idle.len() - n > MAX_IDLE {
+                *bytes -= idle[n].0;
+                n += 1;
             }
+            evicted.extend(idle.drain(..n));
+        } else {
+            // SAFETY: `p` was allocated with `layout` and is no longer used.
+            unsafe { std::alloc::dealloc(p, layout) }
         }
-        // SAFETY: `p` was allocated with `layout` and is no longer used.
-        unsafe { std::alloc::dealloc(p, layout) }
+        for (cap, p) in evicted {
+            let layout = Layout::from_size_align(cap, ALIGNMENT).expect("valid cached layout");
+            // SAFETY: `p` was allocated with this layout and is no longer used.
+            unsafe { std::alloc::dealloc(p as *mut u8, layout) }
+        }
     }
 
     /// Free every idle buffer.
     pub fn clear() {
-        let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = g.take() {
-            for (len, ptrs) in c.by_len {
-                let layout = Layout::from_size_align(len, ALIGNMENT).expect("valid cached layout");
-                for p in ptrs {
-                    // SAFETY: cached buffers were allocated with this layout and are unused.
-                    unsafe { std::alloc::dealloc(p as *mut u8, layout) }
-                }
-            }
+        let idle = {
+            let mut g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+            g.1 = 0;
+            std::mem::take(&mut g.0)
+        };
+        for (cap, p) in idle {
+            let layout = Layout::from_size_align(cap, ALIGNMENT).expect("valid cached layout");
+            // SAFETY: cached buffers were allocated with this layout and are unused.
+            unsafe { std::alloc::dealloc(p as *mut u8, layout) }
         }
     }
 
     /// Bytes held idle now.
     pub fn idle_bytes() -> usize {
-        CACHE.lock().unwrap_or_else(|e| e.into_inner()).as_ref().map_or(0, |c| c.bytes)
+        CACHE.lock().unwrap_or_else(|e| e.into_inner()).1
     }
 }
 
@@ -134,9 +140,9 @@ impl Storage {
     /// A 64-byte aligned buffer of `len` bytes whose contents are unspecified (a recycled
     /// buffer's old values, or zeros): for outputs that the caller overwrites entirely.
     pub fn for_overwrite(len: usize) -> Result<Storage> {
-        if let Some(p) = recycle::take(len) {
-            let layout = Layout::from_size_align(len, ALIGNMENT).expect("recycled layout is valid");
-            // SAFETY: a non-null buffer of `len` bytes we own.
+        if let Some((p, cap)) = recycle::take(len) {
+            let layout = Layout::from_size_align(cap, ALIGNMENT).expect("recycled layout is valid");
+            // SAFETY: a non-null buffer of `cap >= len` bytes we own.
             let ptr = unsafe { NonNull::new_unchecked(p) };
             return Ok(Storage { ptr, len, writable: true, owner: Owner::Aligned(layout) });
         }
@@ -145,10 +151,10 @@ impl Storage {
 
     /// A zero-filled, 64-byte aligned buffer of `len` bytes.
     pub fn zeroed(len: usize) -> Result<Storage> {
-        if let Some(p) = recycle::take(len) {
-            // SAFETY: a buffer of `len` bytes we own.
+        if let Some((p, cap)) = recycle::take(len) {
+            // SAFETY: a buffer of `cap >= len` bytes we own.
             unsafe { std::ptr::write_bytes(p, 0, len) };
-            let layout = Layout::from_size_align(len, ALIGNMENT).expect("recycled layout is valid");
+            let layout = Layout::from_size_align(cap, ALIGNMENT).expect("recycled layout is valid");
             // SAFETY: non-null, owned.
             let ptr = unsafe { NonNull::new_unchecked(p) };
             return Ok(Storage { ptr, len, writable: true, owner: Owner::Aligned(layout) });
@@ -305,8 +311,32 @@ mod tests {
         drop(first);
         // Straight from the cache (the allocator might hand the same address back anyway).
         let kept = recycle::take(len);
-        assert_eq!(kept, Some(p as *mut u8), "a {len}-byte buffer was not kept for reuse");
+        assert_eq!(kept, Some((p as *mut u8, len)), "a {len}-byte buffer was not kept for reuse");
         recycle::give(p as *mut u8, Layout::from_size_align(len, ALIGNMENT).unwrap());
+    }
+
+    #[test]
+    fn the_latest_freed_buffer_of_up_to_twice_the_size_is_reused() {
+        // Unusual lengths, so that no other test's buffers qualify.
+        let big = (24 << 20) + 3 * ALIGNMENT;
+        let mut first = Storage::for_overwrite(big).unwrap();
+        first.bytes_mut().unwrap().fill(7);
+        let p = first.as_ptr();
+        drop(first);
+        // Over twice the request: not taken (kept for requests of its size).
+        let small = Storage::for_overwrite(big / 2 - ALIGNMENT).unwrap();
+        assert_ne!(small.as_ptr(), p);
+        // Within twice the request: the freed buffer serves it, zeroed over the requested length.
+        let z = Storage::zeroed(big / 2 + ALIGNMENT).unwrap();
+        assert_eq!(z.as_ptr(), p, "the freed {big}-byte buffer was not reused");
+        assert_eq!(z.len(), big / 2 + ALIGNMENT);
+        assert!(z.bytes().iter().all(|b| *b == 0));
+        drop(z);
+        drop(small);
+        // Given back with its whole capacity: a request of the original size takes it again.
+        let again = recycle::take(big);
+        assert_eq!(again, Some((p as *mut u8, big)));
+        recycle::give(p as *mut u8, Layout::from_size_align(big, ALIGNMENT).unwrap());
     }
 
     #[test]
