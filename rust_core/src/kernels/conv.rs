@@ -652,32 +652,51 @@ impl ImplicitConv {
             let j1 = if iw_n + pl > pw { (iw_n + pl - pw).div_ceil(sw).min(ws) } else { 0 }.max(j0);
             (j0, j1, (j0 * sw + pw).saturating_sub(pl))
         };
+        // Stride 2 along rows: both column phases of an input row in one pass (each input
+        // row is read once and split into its even and odd columns).
+        let (p0, p1) = if sw == 2 { (phase_cols(0), phase_cols(1)) } else { ((0, 0, 0), (0, 0, 0)) };
+        let pairs = sw == 2 && p0.0 < p0.1 && p1.0 < p1.1 && p0.2.abs_diff(p1.2) == 1;
+        // Row r of sub-images k (column phase 0) and k + 1 (phase 1) from one input row.
+        let split_row = |k: usize, r: usize| {
+            let (c, ph) = (k / (sh * sw), (k % (sh * sw)) / sw);
+            let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
+            // SAFETY: row r of sub-images k and k + 1 (caller's contract).
+            let (row0, row1) = unsafe { (xp.slice(k * sub + r * ws, ws), xp.slice((k + 1) * sub + r * ws, ws)) };
+            let rp = r * sh + ph;
+            if rp < pt || rp >= pt + ih_n {
+                row0.fill(0.0);
+                row1.fill(0.0);
+                return;
+            }
+            let srow = &src[(rp - pt) * iw_n..(rp - pt + 1) * iw_n];
+            for (row, (j0, j1, _)) in [(&mut *row0, p0), (&mut *row1, p1)] {
+                row[..j0].fill(0.0);
+                row[j1..].fill(0.0);
+            }
+            // The phase whose first column is even in the input takes the even ones.
+            let ((e, (ej0, ej1, ef)), (o, (oj0, oj1, _))) = if p0.2 < p1.2 { ((row0, p0), (row1, p1)) } else { ((row1, p1), (row0, p0)) };
+            split_columns2(&srow[ef..], &mut e[ej0..ej1], &mut o[oj0..oj1]);
+        };
+        let per_channel = sh * sw;
+        if pairs && subs.start % per_channel == 0 && subs.end % per_channel == 0 {
+            // Whole channels: their input rows in order (row phases interleaved), one
+            // sequential read of each channel plane.
+            for c in subs.start / per_channel..subs.end / per_channel {
+                for r in rows.clone() {
+                    for ph in 0..sh {
+                        split_row(c * per_channel + ph * sw, r);
+                    }
+                }
+            }
+            return;
+        }
         let mut k = subs.start;
         while k < subs.end {
             let c = k / (sh * sw);
             let (ph, pw) = ((k % (sh * sw)) / sw, k % sw);
-            // Stride 2 along rows: both column phases of an input row in one pass (each input
-            // row is read once and split into its even and odd columns).
-            let (p0, p1) = if sw == 2 { (phase_cols(0), phase_cols(1)) } else { ((0, 0, 0), (0, 0, 0)) };
-            if sw == 2 && pw == 0 && k + 1 < subs.end && p0.0 < p0.1 && p1.0 < p1.1 && p0.2.abs_diff(p1.2) == 1 {
-                let src = &x[c * ih_n * iw_n..(c + 1) * ih_n * iw_n];
+            if pairs && pw == 0 && k + 1 < subs.end {
                 for r in rows.clone() {
-                    // SAFETY: row r of sub-images k and k + 1 (caller's contract).
-                    let (row0, row1) = unsafe { (xp.slice(k * sub + r * ws, ws), xp.slice((k + 1) * sub + r * ws, ws)) };
-                    let rp = r * sh + ph;
-                    if rp < pt || rp >= pt + ih_n {
-                        row0.fill(0.0);
-                        row1.fill(0.0);
-                        continue;
-                    }
-                    let srow = &src[(rp - pt) * iw_n..(rp - pt + 1) * iw_n];
-                    for (row, (j0, j1, _)) in [(&mut *row0, p0), (&mut *row1, p1)] {
-                        row[..j0].fill(0.0);
-                        row[j1..].fill(0.0);
-                    }
-                    // The phase whose first column is even in the input takes the even ones.
-                    let ((e, (ej0, ej1, ef)), (o, (oj0, oj1, _))) = if p0.2 < p1.2 { ((row0, p0), (row1, p1)) } else { ((row1, p1), (row0, p0)) };
-                    split_columns2(&srow[ef..], &mut e[ej0..ej1], &mut o[oj0..oj1]);
+                    split_row(k, r);
                 }
                 k += 2;
                 continue;
