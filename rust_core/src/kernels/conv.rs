@@ -799,7 +799,7 @@ pub struct PlanCache {
     plan: std::sync::Mutex<Option<(PlanKey, Option<std::sync::Arc<ImplicitConv>>)>>,
     depthwise: Option<crate::kernels::depthwise::DepthwiseTaps>,
     /// Constant pointwise weights transposed and packed as a GEMM's B (`[Cin][Cout]`), for
-    /// outputs of fewer than 16 pixels (built on the first such run).
+    /// outputs of few pixels (built on the first such run, see [`transposed_pays`]).
     transposed: std::sync::OnceLock<crate::kernels::sgemm::PackedB>,
 }
 
@@ -862,6 +862,20 @@ impl ConvShape {
     }
 }
 
+/// Whether a pointwise convolution of `px` pixels, `cin` -> `cout` channels, runs faster as
+/// [`pointwise_transposed`]: when its 16-lane vectors along the pixels would be under 85% full
+/// and along the output channels would fill 10% more lanes, for products large enough to
+/// repay its scratch block and transpose (below 16 pixels, always). On the Zen 4 machine, per
+/// image, 1152 -> 192 on 7x7 (49 of 64 lanes): 256 -> 228 us, 96 -> 576 73 -> 70 us;
+/// 192 -> 32 on 6x6 (221k multiply-adds) was 6% slower transposed and stays as it is.
+fn transposed_pays(px: usize, cin: usize, cout: usize) -> bool {
+    let fill = |n: usize| n as f64 / n.div_ceil(16).max(1) as f64 / 16.0;
+    if cout < 32 || px == 0 {
+        return false;
+    }
+    px < 16 || (fill(px) < 0.85 && fill(cout) > 1.1 * fill(px) && px * cin * cout >= 1 << 20)
+}
+
 /// Output channels per task of [`pointwise_transposed`] (a multiple of the GEMM's 16 columns).
 const TRANSPOSED_COLS: usize = 256;
 
@@ -883,8 +897,8 @@ fn transpose_block(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 }
 
 /// A pointwise convolution of few pixels as `Yᵀ = Xᵀ · Wᵀ` (`Wᵀ` packed in `bt`): per image
-/// and block of output channels, the product (pixels × channels) goes to a scratch block, then
-/// into the output planes with the bias, and the activation over them.
+/// and block of output channels, the product (pixels × channels, with the bias per column and
+/// the activation in the GEMM's epilogue) goes to a scratch block, then into the output planes.
 #[allow(clippy::too_many_arguments)]
 fn pointwise_transposed(pool: &ThreadPool, s: &ConvShape, x: &[f32], bt: &crate::kernels::sgemm::PackedB, bias: Option<&[f32]>, act: Act, y: &mut [f32], y_stride: usize) -> Result<()> {
     let (px, cin, cout) = (s.window.out_size(), s.in_channels, s.out_channels);
@@ -907,16 +921,11 @@ fn pointwise_transposed(pool: &ThreadPool, s: &ConvShape, x: &[f32], bt: &crate:
             let (n, b) = (t / blocks, t % blocks);
             let (c0, nc) = (b * TRANSPOSED_COLS, TRANSPOSED_COLS.min(cout - b * TRANSPOSED_COLS));
             let a = ASrc::Raw { a: x[n * cin * px..].as_ptr(), rsa: 1, csa: px, alpha: 1.0 };
+            let epi = Epilogue { bias: None, col_bias: bias.map(|b| &b[c0..c0 + nc]), act };
             // SAFETY: A is image n's px x cin transposed view (inside x, asserted), B has cin
             // rows and columns c0..c0 + nc (c0 a multiple of 16), C the px x nc scratch block.
-            unsafe { crate::kernels::sgemm::sgemm_packed_b(px, nc, cin, a, bt, c0, 0.0, ct.as_mut_ptr(), nc, Epilogue { bias: None, act: Act::Identity }) };
-            let ct = &mut ct[..px * nc];
-            if let Some(b) = bias {
-                for row in ct.chunks_exact_mut(nc) {
-                    row.iter_mut().zip(&b[c0..c0 + nc]).for_each(|(v, b)| *v += b);
-                }
-            }
-            crate::kernels::vmath::apply_inplace(act, ct);
+            unsafe { crate::kernels::sgemm::sgemm_packed_b(px, nc, cin, a, bt, c0, 0.0, ct.as_mut_ptr(), nc, epi) };
+            let ct = &ct[..px * nc];
             // SAFETY: channels c0..c0 + nc of image n belong to this task.
             let yo = unsafe { yp.slice(n * y_stride + c0 * px, nc * px) };
             transpose_block(ct, px, nc, yo);
@@ -1076,10 +1085,10 @@ pub fn conv_forward_into<T: GemmElem>(
         return Ok(());
     }
     let pointwise = s.is_pointwise();
-    if let (true, Some(x32), Some(w32), Some(cache), Some(_)) = (pointwise && group == 1 && out_sz < 16 && s.out_channels >= 32, as_f32(x), as_f32(weights), plans, packed) {
-        // Fewer than 16 pixels (the last stages of a small-input CNN: 3x3 maps): the GEMM's
-        // vectors along the pixels would be mostly empty, so compute the transposed product,
-        // pixels × channels, with vectors along the channels (constant weights only: `packed`).
+    if let (true, Some(x32), Some(w32), Some(cache), Some(_)) = (pointwise && group == 1 && transposed_pays(out_sz, s.in_channels, s.out_channels), as_f32(x), as_f32(weights), plans, packed) {
+        // Few pixels (the last stages of a CNN: 3x3 to 7x7 maps): the GEMM's vectors along the
+        // pixels would be partly empty, so compute the transposed product, pixels × channels,
+        // with vectors along the channels (constant weights only: `packed`).
         let bt = cache.transposed.get_or_init(|| crate::kernels::sgemm::PackedB::new(kdim, s.out_channels, w32, 1, kdim));
         let y32 = as_f32_mut(y).expect("y has the type of x");
         return pointwise_transposed(pool, s, x32, bt, bias.and_then(as_f32), act, y32, y_stride);
@@ -1106,7 +1115,7 @@ pub fn conv_forward_into<T: GemmElem>(
                 Some(p) if p.rows() == mg && p.depth() == kdim => ASrc::Packed(p),
                 _ => ASrc::Raw { a: w32.as_ptr(), rsa: kdim, csa: 1, alpha: 1.0 },
             };
-            let epi = Epilogue { bias: bias.and_then(as_f32).map(|b| &b[g * mg..(g + 1) * mg]), act };
+            let epi = Epilogue { bias: bias.and_then(as_f32).map(|b| &b[g * mg..(g + 1) * mg]), col_bias: None, act };
             let xp = if imp.direct { &mut [][..] } else { col.slice::<f32>(imp.len)? };
             imp.run(par.then_some(pool), w, cg, x32, a, mg, epi, xp, y32);
             return Ok(());
@@ -1133,7 +1142,7 @@ pub fn conv_forward_into<T: GemmElem>(
                 Some(p) if p.rows() == mg && p.depth() == kdim => ASrc::Packed(p),
                 _ => ASrc::Raw { a: w32.as_ptr(), rsa: kdim, csa: 1, alpha: 1.0 },
             };
-            let epi = Epilogue { bias: bias.and_then(as_f32).map(|b| &b[g * mg..(g + 1) * mg]), act };
+            let epi = Epilogue { bias: bias.and_then(as_f32).map(|b| &b[g * mg..(g + 1) * mg]), col_bias: None, act };
             // SAFETY: A is mg x kdim (row-major), B kdim x out_sz, C mg x out_sz: all in bounds.
             unsafe {
                 if par {
@@ -1263,6 +1272,18 @@ mod tests {
     }
 
     #[test]
+    fn pointwise_products_are_transposed_where_pixel_vectors_would_be_partly_empty() {
+        // 7x7 maps: 49 pixels fill 77% of 64 lanes; 576 or 96 channels fill them all.
+        assert!(transposed_pays(49, 96, 576) && transposed_pays(49, 1152, 192));
+        // Fewer than 16 pixels: always (with 32 channels or more).
+        assert!(transposed_pays(9, 8, 64) && !transposed_pays(9, 64, 24));
+        // Full enough pixel vectors (14x14: 92%, 12x12: 100%), or too small a product (6x6,
+        // 192 -> 32: 221k multiply-adds), or channels no fuller (40 of 48 lanes).
+        assert!(!transposed_pays(196, 96, 576) && !transposed_pays(144, 96, 576));
+        assert!(!transposed_pays(36, 192, 32) && !transposed_pays(49, 1000, 40));
+    }
+
+    #[test]
     fn gemm_convolutions_match_the_definition_on_every_path() {
         // (batch, C, M, group, input HxW, kernel, strides, dilations, pads t/l/b/r): windows
         // take the implicit GEMM on AVX-512 (rows of 1, 7 and 56 outputs, asymmetric pads,
@@ -1297,10 +1318,15 @@ mod tests {
             (1, 300, 20, 1, [1, 37], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 300, 260, 1, [5, 7], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             // Pointwise over fewer than 16 pixels with constant (packed) weights: the
-            // transposed product, in blocks of 256 channels (the last partial).
+            // transposed product, in blocks of 256 channels (the last partial), the bias per
+            // column and the activation in its epilogue.
             (2, 24, 300, 1, [3, 3], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (3, 17, 40, 1, [2, 5], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (1, 8, 33, 1, [1, 15], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            // 7x7 and 5x5 maps whose 16-lane pixel vectors would be 77-78% full, transposed when
+            // the product is large enough (a partial block of 44 channels after 256).
+            (2, 96, 240, 1, [7, 7], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
+            (1, 160, 300, 1, [5, 5], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             // The window covers the input: matrix-vector products (one output per channel).
             (3, 40, 37, 1, [1, 1], [1, 1], [1, 1], [1, 1], [0, 0, 0, 0]),
             (2, 6, 10, 2, [3, 4], [3, 4], [1, 1], [1, 1], [0, 0, 0, 0]),

@@ -125,6 +125,8 @@ struct TileOut<'a> {
     last: bool,
     /// Bias of the tile's first row onwards.
     bias: Option<&'a [f32]>,
+    /// Bias of the tile's first column onwards.
+    col_bias: Option<&'a [f32]>,
     act: Act,
     /// Scattered tile (only the AVX-512 kernel takes one): where each 16-column part's lanes
     /// go in C, instead of `nr` consecutive columns.
@@ -151,6 +153,9 @@ unsafe fn store_tile<M: MulAdd>(acc: &mut [[f32; NR]; MR], c: *mut f32, rsc: usi
             if let Some(b) = t.bias {
                 let bv = b[i];
                 row.iter_mut().for_each(|a| *a += bv);
+            }
+            if let Some(cb) = t.col_bias {
+                row.iter_mut().zip(&cb[..nr]).for_each(|(a, b)| *a += b);
             }
             apply_inplace_body::<M>(t.act, &mut row[..]);
         }
@@ -225,6 +230,10 @@ unsafe fn kernel_avx2(kc: usize, a: &[f32], b: &[f32], c: *mut f32, rsc: usize, 
                     let bv = _mm256_set1_ps(b[i]);
                     lo = _mm256_add_ps(lo, bv);
                     hi = _mm256_add_ps(hi, bv);
+                }
+                if let Some(cb) = t.col_bias {
+                    lo = _mm256_add_ps(lo, _mm256_loadu_ps(cb.as_ptr()));
+                    hi = _mm256_add_ps(hi, _mm256_loadu_ps(cb.as_ptr().add(8)));
                 }
             }
             if t.last && t.act != Act::Identity {
@@ -385,6 +394,9 @@ unsafe fn kernel_avx512<const R: usize, const W: usize, const LAST: usize, B: BT
                     if let Some(bias) = t.bias {
                         *v = _mm512_add_ps(*v, _mm512_set1_ps(bias[ri]));
                     }
+                    if let Some(cb) = t.col_bias {
+                        *v = _mm512_add_ps(*v, _mm512_maskz_loadu_ps(masks[w], cb.as_ptr().add(w * NR)));
+                    }
                 }
             }
             if t.last && t.act != Act::Identity {
@@ -512,16 +524,18 @@ pub enum ASrc<'a> {
     Packed(&'a PackedA),
 }
 
-/// Bias per row of C and an activation, applied when the product is complete.
+/// Bias per row of C, bias per column of C and an activation, applied when the product is
+/// complete (`act(A·B + bias[i] + col_bias[j])`).
 #[derive(Clone, Copy)]
 pub struct Epilogue<'a> {
     pub bias: Option<&'a [f32]>,
+    pub col_bias: Option<&'a [f32]>,
     pub act: Act,
 }
 
 impl Epilogue<'_> {
     /// Plain product.
-    pub const NONE: Epilogue<'static> = Epilogue { bias: None, act: Act::Identity };
+    pub const NONE: Epilogue<'static> = Epilogue { bias: None, col_bias: None, act: Act::Identity };
 }
 
 /// `C[m×n] = alpha·A·B + beta·C` with C rows contiguous (`C[i][j]` at `c[i*rsc + j]`).
@@ -622,6 +636,9 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
             if let Some(bv) = epi.bias {
                 cr.iter_mut().for_each(|v| *v += bv[i]);
             }
+            if let Some(cb) = epi.col_bias {
+                cr.iter_mut().zip(&cb[..n]).for_each(|(v, b)| *v += b);
+            }
             crate::kernels::vmath::apply_inplace(epi.act, cr);
         }
         return;
@@ -691,6 +708,7 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                                 beta: beta_k,
                                 last,
                                 bias: epi.bias.map(|bv| &bv[ic + i0..ic + i0 + mr]),
+                                col_bias: epi.col_bias.map(|cb| &cb[jc + j0..jc + j0 + nr]),
                                 act: epi.act,
                                 map: None,
                             };
@@ -698,13 +716,19 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                             if avx512 {
                                 let bt = PackedTile { b: bpanel.as_ptr(), kc };
                                 // Rows of the last A panel that hold rows of A: the common
-                                // small batches (2, 4, 8 rows) skip the zero rows' work.
+                                // small batches (2, 4, 8 rows) and the transposed products of
+                                // small maps (9 or 49 pixels) skip the zero rows' work.
                                 match (h, w, mr - (h - 1) * MR) {
+                                    (2, 2, 1) => kernel_avx512::<2, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     (2, 2, 2) => kernel_avx512::<2, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (2, 2, 3) => kernel_avx512::<2, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     (2, 2, 4) => kernel_avx512::<2, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (2, 2, 5) => kernel_avx512::<2, 2, 5, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     (2, 2, _) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     (2, _, _) => kernel_avx512::<2, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (_, 2, 1) => kernel_avx512::<1, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     (_, 2, 2) => kernel_avx512::<1, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                    (_, 2, 3) => kernel_avx512::<1, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     (_, 2, 4) => kernel_avx512::<1, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     (_, 2, _) => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
                                     _ => kernel_avx512::<1, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
@@ -766,6 +790,7 @@ pub unsafe fn sgemm_ex_par(
     pool.parallel_for(blocks, 1, |s, e| {
         let (c0, c1) = (s * NR, (e * NR).min(n));
         let a = &sa;
+        let epi = Epilogue { col_bias: epi.col_bias.map(|cb| &cb[c0..c1]), ..epi };
         sgemm_ex(m, c1 - c0, k, a.0, (bp as *const f32).add(c0 * csb), rsb, csb, beta, (cp as *mut f32).add(c0), rsc, epi);
     });
 }
@@ -807,6 +832,7 @@ pub unsafe fn sgemm_packed_b_par(
         pool.parallel_for(tiles, 1, |s, e| {
             let (c0, c1) = (s * COLS, (e * COLS).min(n));
             let ar = ASrc::Raw { a: ap as *const f32, rsa, csa, alpha };
+            let epi = Epilogue { col_bias: epi.col_bias.map(|cb| &cb[c0..c1]), ..epi };
             // SAFETY: every task writes its own columns of C; c0 is a multiple of NR.
             unsafe { sgemm_packed_b(m, c1 - c0, k, ar, b, c0, beta, (cp as *mut f32).add(c0), rsc, epi) };
         });
@@ -815,7 +841,7 @@ pub unsafe fn sgemm_packed_b_par(
     pool.parallel_for(blocks, 1, |s, e| {
         let (r0, r1) = (s * ROWS, (e * ROWS).min(m));
         let ar = ASrc::Raw { a: (ap as *const f32).add(r0 * rsa), rsa, csa, alpha };
-        let epi = Epilogue { bias: epi.bias.map(|bv| &bv[r0..r1]), act: epi.act };
+        let epi = Epilogue { bias: epi.bias.map(|bv| &bv[r0..r1]), ..epi };
         // SAFETY: every task writes its own rows of C.
         unsafe { sgemm_packed_b(r1 - r0, n, k, ar, b, 0, beta, (cp as *mut f32).add(r0 * rsc), rsc, epi) };
     });
@@ -898,6 +924,7 @@ impl ImplicitB<'_> {
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: std::ops::Range<usize>, rows: std::ops::Range<usize>, c: *mut f32, rsc: usize, epi: Epilogue) {
     assert!(implicit_available(), "sgemm_implicit needs AVX-512");
+    assert!(epi.col_bias.is_none(), "sgemm_implicit: no bias per column");
     assert!(b.offs.len() == k, "sgemm_implicit: {} offsets for depth {k}", b.offs.len());
     let offs_max = b.offs.iter().copied().max().unwrap_or(0);
     assert!(b.width >= b.cols && (b.rows <= 1 || b.width >= 6), "sgemm_implicit: grid rows of {} in {}", b.cols, b.width);
@@ -977,6 +1004,7 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                                 beta: if pc == 0 { 0.0 } else { 1.0 },
                                 last,
                                 bias: epi.bias.map(|bv| &bv[ic + i0..ic + i0 + mr]),
+                                col_bias: None,
                                 act: epi.act,
                                 map: if plain { None } else { Some(map) },
                             };
@@ -1067,9 +1095,10 @@ mod tests {
             seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((seed >> 33) as f32 / (1u64 << 31) as f32) - 0.5
         };
-        // (8, ..), (20, ..), (16, ..), (4, ..), (2, ..): tiles whose last A panel holds 2 or 4 rows
-        // (the kernels skipping the zero rows).
-        let shapes = [(1, 1, 1), (5, 7, 3), (6, 16, 8), (7, 17, 300), (13, 33, 257), (100, 40, 20), (97, 2100, 9), (2, 3, 600), (8, 40, 33), (20, 70, 50), (16, 33, 10), (4, 64, 7), (2, 48, 5)];
+        // (8, ..), (20, ..), (16, ..), (4, ..), (2, ..), (9, ..), (11, ..), (3, ..), (49, ..),
+        // (7, ..), (13, ..): tiles whose last A panel holds 1 to 5 rows (the kernels skipping
+        // the zero rows).
+        let shapes = [(1, 1, 1), (5, 7, 3), (6, 16, 8), (7, 17, 300), (13, 33, 257), (100, 40, 20), (97, 2100, 9), (2, 3, 600), (8, 40, 33), (20, 70, 50), (16, 33, 10), (4, 64, 7), (2, 48, 5), (9, 40, 20), (11, 33, 17), (3, 40, 9), (49, 64, 30)];
         for_each_isa(|isa| {
             for &(m, n, k) in &shapes {
                 for &(ta, tb) in &[(false, false), (true, false), (false, true)] {
@@ -1115,7 +1144,7 @@ mod tests {
                         *v = act.apply::<crate::kernels::simd::Plain>(*v + bias[i]);
                     }
                 }
-                let epi = Epilogue { bias: Some(&bias), act };
+                let epi = Epilogue { bias: Some(&bias), col_bias: None, act };
                 let pool = crate::executor::pool::ThreadPool::new(2);
                 for (packed, par) in [(PackedA::new(m, k, &a, k, 1), false), (PackedA::new(m, k, &a, k, 1), true), (PackedA::for_implicit(m, k, &a, k, 1), false)] {
                     let mut got = vec![f32::NAN; m * n];
@@ -1143,9 +1172,17 @@ mod tests {
                 let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 97) as f32 / 48.0 - 1.0).collect();
                 let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
                 let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.25 - 1.0).collect();
-                let epi = Epilogue { bias: Some(&bias), act: Act::Relu };
+                let col_bias: Vec<f32> = (0..n).map(|j| (j % 7) as f32 * 0.5 - 1.5).collect();
+                let epi = Epilogue { bias: Some(&bias), col_bias: Some(&col_bias), act: Act::Relu };
                 let mut want = vec![0f32; m * n];
                 unsafe { sgemm_ex(m, n, k, ASrc::Raw { a: a.as_ptr(), rsa: k, csa: 1, alpha: 1.0 }, b.as_ptr(), n, 1, 0.0, want.as_mut_ptr(), n, epi) };
+                // Both biases, then the activation.
+                for (idx, w) in want.iter().enumerate() {
+                    let (i, j) = (idx / n, idx % n);
+                    let dot: f64 = (0..k).map(|p| a[i * k + p] as f64 * b[p * n + j] as f64).sum();
+                    let v = (dot + bias[i] as f64 + col_bias[j] as f64).max(0.0);
+                    assert!((*w as f64 - v).abs() <= 1e-4 * (1.0 + v.abs()) * (k as f64).sqrt(), "{isa:?} {m}x{n}x{k} ({i},{j}): {w} vs {v}");
+                }
                 // B given transposed (column-major) to the packer, as Gemm's transB stores it.
                 let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
                 for packed in [PackedB::new(k, n, &b, n, 1), PackedB::new(k, n, &bt, 1, k)] {
@@ -1156,6 +1193,8 @@ mod tests {
                     // Columns from 16 on only, as a thread of a split product computes them.
                     if n > NR {
                         got[..].iter_mut().enumerate().filter(|(i, _)| i % n >= NR).for_each(|(_, v)| *v = f32::NAN);
+                        // (The column biases of the product's columns.)
+                        let epi = Epilogue { col_bias: Some(&col_bias[NR..]), ..epi };
                         unsafe { sgemm_packed_b(m, n - NR, k, ar, &packed, NR, 0.0, got.as_mut_ptr().add(NR), n, epi) };
                     }
                     for (i, (g, w)) in got.iter().zip(&want).enumerate() {
@@ -1199,7 +1238,7 @@ mod tests {
             let n = rows * cols;
             // The explicit matrix and the reference product.
             let bx: Vec<f32> = (0..k * n).map(|i| x[offs[i / n] + (i % n) / cols * width + (i % n) % cols]).collect();
-            let epi = Epilogue { bias: Some(&bias), act: Act::Relu };
+            let epi = Epilogue { bias: Some(&bias), col_bias: None, act: Act::Relu };
             let mut want = vec![0f32; m * n];
             let ar = ASrc::Raw { a: a.as_ptr(), rsa: k, csa: 1, alpha: 1.0 };
             unsafe { sgemm_ex(m, n, k, ar, bx.as_ptr(), n, 1, 0.0, want.as_mut_ptr(), n, epi) };

@@ -623,7 +623,7 @@ impl Rnn {
                         0.0,
                         xw.as_mut_ptr() as *mut f32,
                         sb,
-                        Epilogue { bias: bias_f32, act: VAct::Identity },
+                        Epilogue { bias: bias_f32, col_bias: None, act: VAct::Identity },
                     );
                 }
             } else {
