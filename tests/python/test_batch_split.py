@@ -1,7 +1,8 @@
 """Batches of large images run one image per run when the graph treats images independently
-(rust_core/src/executor/batch.rs): results equal the whole-batch ones (checked against
-onnxruntime), the split is observable in the per-operator call counts, graphs that mix the
-images run whole, and a split run that fails falls back to the whole batch."""
+(rust_core/src/executor/batch.rs), and on several threads batches of smaller images run as one
+block of images per thread: results equal the whole-batch ones (checked against onnxruntime),
+the split is observable in the per-operator call counts, graphs that mix the images run whole,
+and a split run that fails falls back to the whole batch."""
 
 from __future__ import annotations
 
@@ -74,9 +75,12 @@ def _calls(model: bytes, batch: int, threads: int, tmp_path, split: str = "1") -
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("batch", [2, 3, 5])
-def test_image_batches_match_onnxruntime(threads, batch):
-    model = _classifier()
+@pytest.mark.parametrize("batch", [2, 3, 4, 5])
+@pytest.mark.parametrize("first_stride", [1, 2])
+def test_image_batches_match_onnxruntime(threads, batch, first_stride):
+    # Stride 1: one run per image; stride 2 (smaller activations) on 2 threads and an even
+    # batch: a block of images per thread; otherwise the whole batch.
+    model = _classifier(first_stride=first_stride)
     x = np.random.default_rng(batch).standard_normal((batch, C, H, H)).astype(np.float32)
     want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     so = pmi.SessionOptions()
@@ -99,8 +103,12 @@ def test_split_runs_once_per_image_and_can_be_turned_off(threads, tmp_path):
     assert _calls(model, 3, threads, tmp_path)["Softmax"] == 3
     assert _calls(model, 3, threads, tmp_path, split="0")["Softmax"] == 1
     assert _calls(model, 1, threads, tmp_path)["Softmax"] == 1
-    # Smaller first activations (stride 2: 256 KB per image) run whole.
-    assert _calls(_classifier(first_stride=2), 3, threads, tmp_path)["Softmax"] == 1
+    # Smaller first activations (stride 2: 256 KB per image) run whole on one thread, and on
+    # two threads when the batch is odd; an even batch runs as a block of images per thread.
+    small = _classifier(first_stride=2)
+    assert _calls(small, 3, threads, tmp_path)["Softmax"] == 1
+    assert _calls(small, 4, threads, tmp_path)["Softmax"] == threads
+    assert _calls(small, 4, threads, tmp_path, split="0")["Softmax"] == 1
 
 
 def test_graphs_mixing_the_images_run_whole(tmp_path):

@@ -215,7 +215,7 @@ impl Session {
         let ctx = RunContext { pool: &self.pool };
         let _running = self.pool.run_scope();
         let defaults = |n: &str| self.defaults.get(n).cloned();
-        let split = self.split_images(&slots).and_then(|n| self.run_split(&slots, n, &defaults));
+        let split = self.split_images(&slots).and_then(|(n, blocks)| self.run_split(&slots, n, blocks, &defaults));
         let mut all = match split {
             Some(all) => all,
             None => self.plan.execute(slots, &defaults, &[], &ctx)?,
@@ -230,11 +230,13 @@ impl Session {
 }
 
 impl Session {
-    /// The number of images when this run is split (see [`super::batch`]): every input fed,
-    /// a tensor of one batch size of at least 2, large enough images and first activations;
+    /// The number of images when this run is split (see [`super::batch`]) and the number of
+    /// parts it is split into: every input fed, a tensor of one batch size of at least 2;
     /// initializer-backed inputs left at their defaults (the graph was analysed with them as
-    /// constants).
-    fn split_images(&self, slots: &[Option<Value>]) -> Option<usize> {
+    /// constants). Large enough images and first activations run one image at a time; smaller
+    /// ones, on several threads and a batch that they divide, run as one block of images per
+    /// thread.
+    fn split_images(&self, slots: &[Option<Value>]) -> Option<(usize, usize)> {
         let first = self.split?;
         let mut n = None;
         let (mut image_bytes, mut image_elems) = (0, 0);
@@ -253,25 +255,36 @@ impl Session {
                 _ => return None,
             }
         }
+        let n = n?;
         let large = image_bytes >= super::batch::SPLIT_MIN_BYTES && first.output_bytes(image_elems) >= super::batch::SPLIT_MIN_ACTIVATION;
-        large.then_some(n?)
+        let threads = self.pool.threads();
+        if large {
+            Some((n, n))
+        } else if threads > 1 && n % threads == 0 {
+            Some((n, threads))
+        } else {
+            None
+        }
     }
 
-    /// Run `n` images one at a time and stack their outputs along the first axis; None when
-    /// any image fails (the caller then runs the batch whole, for its result or its error).
-    /// With several threads, the largest multiple of the thread count of images are shared
-    /// between the threads, each running its images alone; the rest use the whole pool.
-    fn run_split(&self, slots: &[Option<Value>], n: usize, defaults: &(dyn Fn(&str) -> Option<Value> + Sync)) -> Option<Vec<Value>> {
+    /// Run the `n` images in `parts` equal blocks (`parts` divides `n`) and stack their
+    /// outputs along the first axis; None when any block fails (the caller then runs the batch
+    /// whole, for its result or its error). With several threads, the largest multiple of the
+    /// thread count of blocks are shared between the threads, each running its blocks alone;
+    /// the rest use the whole pool.
+    fn run_split(&self, slots: &[Option<Value>], n: usize, parts: usize, defaults: &(dyn Fn(&str) -> Option<Value> + Sync)) -> Option<Vec<Value>> {
+        let per = n / parts;
         let image = |i: usize| -> Option<Vec<Option<Value>>> {
             slots
                 .iter()
                 .map(|s| match s {
                     None => Some(None),
-                    Some(Value::Tensor(t)) => image_of(t, i, n).map(|t| Some(Value::Tensor(t))),
+                    Some(Value::Tensor(t)) => images_of(t, i * per..(i + 1) * per, n).map(|t| Some(Value::Tensor(t))),
                     Some(_) => None,
                 })
                 .collect()
         };
+        let n = parts;
         let results: Vec<std::sync::Mutex<Option<Vec<Value>>>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
         let run_one = |i: usize, pool: &ThreadPool| {
             let ctx = RunContext { pool };
@@ -289,12 +302,12 @@ impl Session {
     }
 }
 
-/// Image `i` of `n` (a view of its block of the first axis, kept alive by the batch).
-fn image_of(t: &crate::tensor::Tensor, i: usize, n: usize) -> Option<crate::tensor::Tensor> {
+/// Images `images` of `n` (a view of their block of the first axis, kept alive by the batch).
+fn images_of(t: &crate::tensor::Tensor, images: std::ops::Range<usize>, n: usize) -> Option<crate::tensor::Tensor> {
     let per = t.nbytes() / n;
     let mut shape = t.shape().to_vec();
-    shape[0] /= n;
-    let bytes = t.bytes().ok()?.get(i * per..(i + 1) * per)?;
+    shape[0] = shape[0] / n * images.len();
+    let bytes = t.bytes().ok()?.get(images.start * per..images.end * per)?;
     // SAFETY: the bytes lie in the batch's storage, which the Arc keeps alive and which no
     // one writes while the run that borrows it lasts.
     unsafe { crate::tensor::Tensor::from_shared_bytes(t.dtype(), &shape, Arc::new(t.clone()), bytes).ok() }
