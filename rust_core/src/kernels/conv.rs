@@ -904,13 +904,22 @@ fn pointwise_transposed(pool: &ThreadPool, s: &ConvShape, x: &[f32], bt: &crate:
     let (px, cin, cout) = (s.window.out_size(), s.in_channels, s.out_channels);
     assert!(bt.depth() == cin && bt.cols() == cout && x.len() >= s.batch * cin * px);
     assert!(s.batch == 0 || y.len() >= (s.batch - 1) * y_stride + cout * px);
-    let blocks = cout.div_ceil(TRANSPOSED_COLS);
+    // Blocks of at most TRANSPOSED_COLS channels (multiples of 16); with fewer images than
+    // threads, as many blocks per image as make every thread's share equal (576 -> 96 on 7x7
+    // in one block ran on one thread of two).
+    let threads = pool.threads();
+    let mut per_image = cout.div_ceil(TRANSPOSED_COLS);
+    if threads > 1 && s.batch < threads {
+        per_image = per_image.div_ceil(threads) * threads;
+    }
+    let cols = cout.div_ceil(per_image).div_ceil(16) * 16;
+    let blocks = cout.div_ceil(cols);
     let yp = SendPtr(y.as_mut_ptr());
     let failed = std::sync::Mutex::new(None);
-    let work = px * cin * TRANSPOSED_COLS.min(cout);
+    let work = px * cin * cols.min(cout);
     pool.parallel_for(s.batch * blocks, (1 << 18) / work.max(1) + 1, |t0, t1| {
         let mut scratch = Scratch::default();
-        let ct = match scratch.slice::<f32>(px * TRANSPOSED_COLS.min(cout)) {
+        let ct = match scratch.slice::<f32>(px * cols.min(cout)) {
             Ok(c) => c,
             Err(e) => {
                 *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
@@ -919,7 +928,7 @@ fn pointwise_transposed(pool: &ThreadPool, s: &ConvShape, x: &[f32], bt: &crate:
         };
         for t in t0..t1 {
             let (n, b) = (t / blocks, t % blocks);
-            let (c0, nc) = (b * TRANSPOSED_COLS, TRANSPOSED_COLS.min(cout - b * TRANSPOSED_COLS));
+            let (c0, nc) = (b * cols, cols.min(cout - b * cols));
             let a = ASrc::Raw { a: x[n * cin * px..].as_ptr(), rsa: 1, csa: px, alpha: 1.0 };
             let epi = Epilogue { bias: None, col_bias: bias.map(|b| &b[c0..c0 + nc]), act };
             // SAFETY: A is image n's px x cin transposed view (inside x, asserted), B has cin
