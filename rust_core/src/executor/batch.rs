@@ -229,7 +229,7 @@ impl Scan<'_> {
                 };
                 c_ok.then(|| vec![2; outs])
             }
-            "MatMul" if r >= 2 => match tin.get(1)? {
+            "MatMul" | "FusedMatMul" if r >= 2 => match tin.get(1)? {
                 None => (self.consts.get(n.inputs[1].as_str())?.rank() <= 2).then(|| vec![r; outs]),
                 Some(rb) => (*rb == r && r >= 3).then(|| vec![r; outs]),
             },

@@ -30,6 +30,7 @@ pub fn prepare(model: &Model) -> Result<Graph> {
         fuse::fuse_gelu(&mut g);
         fuse::fuse_gelu_tanh(&mut g);
         fuse::fuse_layer_norm(&mut g);
+        fuse::fuse_matmul_bias(&mut g);
         fuse::prune_unused_initializers(&mut g);
     }
     Ok(g)

@@ -12,6 +12,8 @@ use crate::tensor::{DType, Element, Tensor};
 
 pub fn register(r: &mut Registry) {
     r.add("MatMul", build_matmul);
+    // MatMul + Add of a bias per column, made by the optimizer (see crate::optimizer::fuse).
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "FusedMatMul", build_fused_matmul);
     r.add("Gemm", build_gemm);
     r.add("MatMulInteger", build_matmul_integer);
     r.add("QLinearMatMul", build_qlinear_matmul);
@@ -285,10 +287,14 @@ impl LazyPackedB {
 }
 
 /// `MatMul` (opsets 1, 9, 13): numpy matmul with batch broadcasting; 1-D operands promoted.
+/// `FusedMatMul` (private domain): the same with a third input, a bias of one value per
+/// column of the product added to every row.
 struct MatMul {
     /// A constant B already widened to compute precision.
     b_const: Option<Tensor>,
     b_packed: LazyPackedB,
+    /// Whether input 2 is a bias per column (`FusedMatMul`).
+    bias: bool,
 }
 
 fn build_matmul(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -298,7 +304,12 @@ fn build_matmul(ctx: &BuildContext) -> Result<Box<dyn Op>> {
         }
         _ => None,
     };
-    Ok(Box::new(MatMul { b_const, b_packed: LazyPackedB::new(ctx) }))
+    Ok(Box::new(MatMul { b_const, b_packed: LazyPackedB::new(ctx), bias: false }))
+}
+
+fn build_fused_matmul(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let b_packed = LazyPackedB::new(ctx);
+    Ok(Box::new(MatMul { b_const: None, b_packed, bias: true }))
 }
 
 impl Op for MatMul {
@@ -315,20 +326,44 @@ impl Op for MatMul {
         let sh = MatMulShape::new(a.shape(), b.shape(), "MatMul")?;
         let dt = a.dtype();
         let rows = sh.m * sh.offsets.len();
+        let bias = match self.bias {
+            false => None,
+            true => {
+                let t = tensor_in(inputs, 2, "FusedMatMul")?;
+                if t.dtype() != DType::Float32 || dt != DType::Float32 || t.shape() != [sh.n] {
+                    return Err(Error::InvalidArgument(format!(
+                        "FusedMatMul: bias of shape {:?} ({}) for a {} product of {} columns",
+                        t.shape(),
+                        t.dtype(),
+                        dt,
+                        sh.n
+                    )));
+                }
+                Some(t.as_slice::<f32>()?)
+            }
+        };
         if let (true, Some(pb)) = (sh.fold && dt == DType::Float32 && b.rank() == 2, self.b_packed.get(b, false, rows)?) {
             let av = a.as_slice::<f32>()?;
             let (k, n) = (sh.k, sh.n);
+            let epi = Epilogue { col_bias: bias, ..Epilogue::NONE };
             let out = Tensor::build_uninit::<f32>(dt, &sh.out_shape, |o| {
                 debug_assert!(av.len() >= rows * k && o.len() >= rows * n);
-                // SAFETY: A is rows×k and C rows×n row-major (checked by the shape), B packed k×n.
-                unsafe { sgemm_packed_b_par(ctx.pool, rows, n, k, (av.as_ptr(), k, 1, 1.0), pb, 0.0, o.as_mut_ptr(), n, Epilogue::NONE) };
+                // SAFETY: A is rows×k and C rows×n row-major (checked by the shape), B packed k×n,
+                // the bias has n values (checked above).
+                unsafe { sgemm_packed_b_par(ctx.pool, rows, n, k, (av.as_ptr(), k, 1, 1.0), pb, 0.0, o.as_mut_ptr(), n, epi) };
                 Ok(())
             })?;
             return Ok(vec![out.into()]);
         }
         if is_compute_float(dt) {
             let b = self.b_const.as_ref().unwrap_or(b);
-            return Ok(vec![float_product(ctx.pool, &sh, a, b, "MatMul")?.into()]);
+            let mut out = float_product(ctx.pool, &sh, a, b, "MatMul")?;
+            if let Some(bias) = bias {
+                for row in out.make_mut_slice::<f32>()?.chunks_exact_mut(sh.n) {
+                    row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+                }
+            }
+            return Ok(vec![out.into()]);
         }
         macro_rules! int_case {
             ($t:ty) => {{
