@@ -1011,14 +1011,21 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                             if nr == 2 * NR {
                                 // A whole tile reads 32 virtual columns, all inside B.
                                 let bt = RowsTile::<false> { base, offs, mask, ahead };
-                                // Output channels past a multiple of 6 (16 = 12 + 4, 80 = 72 + 8):
-                                // no multiply-adds for the last panel's zero rows.
+                                // Output channels past a multiple of 6 (16 = 12 + 4, 80 = 72 + 8,
+                                // a 1-channel map, 255 = 252 + 3): no multiply-adds for the last
+                                // panel's zero rows.
                                 match (h, mr - (h - 1) * MR) {
+                                    (2, 1) => kernel_avx512::<2, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                     (2, 2) => kernel_avx512::<2, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 3) => kernel_avx512::<2, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                     (2, 4) => kernel_avx512::<2, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 5) => kernel_avx512::<2, 2, 5, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                     (2, _) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 1) => kernel_avx512::<1, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                     (_, 2) => kernel_avx512::<1, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 3) => kernel_avx512::<1, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                     (_, 4) => kernel_avx512::<1, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 5) => kernel_avx512::<1, 2, 5, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                     _ => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                 }
                             } else {
@@ -1226,6 +1233,12 @@ mod tests {
             (100, 30, &[(0, 0), (0, 2), (2, 0), (2, 2), (1, 1), (0, 1), (1, 0), (1, 2), (2, 1)], 6, 56, 58),
             (24, 2, &[(0, 0)], 11, 6, 6),
             (20, 140, &[(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)], 4, 5, 7),
+            // Last A panels of 1, 3, 5 rows, alone or after a full one (1, 3, 7, 9, 11 rows).
+            (1, 2, &[(0, 0), (1, 1), (2, 2)], 8, 20, 22),
+            (3, 2, &[(0, 0), (1, 1), (2, 2)], 8, 20, 22),
+            (7, 3, &[(0, 0), (0, 2), (2, 1)], 6, 33, 35),
+            (9, 3, &[(0, 0), (0, 2), (2, 1)], 6, 33, 35),
+            (11, 3, &[(0, 0), (0, 2), (2, 1)], 6, 33, 35),
         ];
         for &(m, ch, taps, rows, cols, width) in cases {
             let k = ch * taps.len();
