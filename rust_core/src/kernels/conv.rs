@@ -169,7 +169,7 @@ pub fn col2im_rows<T: Float>(w: &Window3, col: &[T], rows: std::ops::Range<usize
 /// `even[i] = src[2i]` and `odd[i] = src[2i + 1]` (the two column phases of an input row;
 /// `even` holds at most `⌈len/2⌉` values, `odd` at most `⌊len/2⌋`). AVX-512: two loads and two
 /// two-source permutes per 32 floats, against eight shuffles for two stride-2 copies.
-fn split_columns2(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
+pub(crate) fn split_columns2(src: &[f32], even: &mut [f32], odd: &mut [f32]) {
     assert!(2 * even.len() <= src.len() + 1 && 2 * odd.len() <= src.len(), "split_columns2: {} + {} columns from {}", even.len(), odd.len(), src.len());
     let mut i = 0;
     #[cfg(target_arch = "x86_64")]

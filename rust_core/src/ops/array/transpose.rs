@@ -318,6 +318,33 @@ impl Op for SpaceToDepth {
                 "SpaceToDepth: height {h} and width {w} must be divisible by blocksize {b}"
             )));
         }
+        if b == 2 && x.dtype() == crate::tensor::DType::Float32 && h > 0 && w > 0 {
+            // Blocks of 2: each input row split into its even and odd columns, straight into
+            // two output planes (the general 6-D transpose took 1.8x onnxruntime's time).
+            let xv = x.as_slice::<f32>()?;
+            let (oh, ow) = (h / 2, w / 2);
+            let out = Tensor::build_uninit::<f32>(x.dtype(), &[n, c * 4, oh, ow], |o| {
+                let op = crate::kernels::SendPtr(o.as_mut_ptr());
+                ctx.pool.parallel_for(n * c, 1.max((1 << 14) / (h * w)), |p0, p1| {
+                    for p in p0..p1 {
+                        let (img, ch) = (p / c, p % c);
+                        let plane = &xv[p * h * w..(p + 1) * h * w];
+                        // Output channel of block offset (bh, bw).
+                        let oc = |bh: usize, bw: usize| if self.crd { ch * 4 + bh * 2 + bw } else { (bh * 2 + bw) * c + ch };
+                        for r in 0..h {
+                            let (y, bh) = (r / 2, r % 2);
+                            let at = |bw: usize| (img * c * 4 + oc(bh, bw)) * oh * ow + y * ow;
+                            // SAFETY: row y of the planes of block (bh, 0) and (bh, 1) of input
+                            // channel ch belong to this task alone.
+                            let (even, odd) = unsafe { (op.slice(at(0), ow), op.slice(at(1), ow)) };
+                            crate::kernels::conv::split_columns2(&plane[r * w..(r + 1) * w], even, odd);
+                        }
+                    }
+                });
+                Ok(())
+            })?;
+            return Ok(vec![out.into()]);
+        }
         let perm: &[usize] = if self.crd {
             &[0, 1, 3, 5, 2, 4]
         } else {
@@ -479,5 +506,19 @@ mod tests {
             1
         )
         .is_err());
+    }
+
+    #[test]
+    fn space_to_depth_by_two_matches_the_transpose() {
+        // f32 blocks of 2 take the row-splitting path; both orders, several images and channels,
+        // rows wider than a vector.
+        let (n, c, h, w) = (2usize, 3usize, 6usize, 42usize);
+        let x = iota(&[n, c, h, w]);
+        let xv = floats(&x);
+        for (mode, perm) in [("DCR", [0usize, 3, 5, 1, 2, 4]), ("CRD", [0, 1, 3, 5, 2, 4])] {
+            let got = run1("SpaceToDepth", 13, vec![("blocksize", AttrValue::Int(2)), ("mode", AttrValue::String(mode.as_bytes().to_vec()))], vec![x.clone()]);
+            assert_eq!(got.shape(), &[n, c * 4, h / 2, w / 2]);
+            assert_eq!(floats(&got), naive(&xv, &[n, c, h / 2, 2, w / 2, 2], &perm), "{mode}");
+        }
     }
 }
