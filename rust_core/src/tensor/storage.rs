@@ -308,10 +308,11 @@ mod tests {
 
     #[test]
     fn batch_sized_buffers_are_recycled() {
-        // An activation of a batch of images (tens of MB, an unusual length so no other test
-        // takes it): dropped, it comes back for the next run instead of being allocated,
-        // page-faulted and zeroed again.
-        let len = (40 << 20) + 7 * ALIGNMENT;
+        // An activation of a batch of images: dropped, it comes back for the next run instead
+        // of being allocated, page-faulted and zeroed again. 120 MB: a freed buffer serves
+        // requests down to half its size, and no other test asks for 60 MB or more (tests
+        // share the process-wide cache).
+        let len = (120 << 20) + 7 * ALIGNMENT;
         let first = Storage::for_overwrite(len).unwrap();
         let p = first.as_ptr();
         drop(first);
@@ -341,7 +342,7 @@ mod tests {
         // A freed buffer (filled with 7s) up to twice a later request's size serves it; zeroed
         // then clears the requested length. (Other tests share the process-wide cache, so which
         // buffer comes back is not asserted here: `pick` above is the policy.)
-        let big = (100 << 20) + 3 * ALIGNMENT;
+        let big = (30 << 20) + 3 * ALIGNMENT;
         let mut first = Storage::for_overwrite(big).unwrap();
         first.bytes_mut().unwrap().fill(7);
         drop(first);
