@@ -274,7 +274,8 @@ impl Session {
     /// the rest use the whole pool.
     fn run_split(&self, slots: &[Option<Value>], n: usize, parts: usize, defaults: &(dyn Fn(&str) -> Option<Value> + Sync)) -> Option<Vec<Value>> {
         let per = n / parts;
-        let image = |i: usize| -> Option<Vec<Option<Value>>> {
+        // The slots of block i (images i·per..(i + 1)·per).
+        let block = |i: usize| -> Option<Vec<Option<Value>>> {
             slots
                 .iter()
                 .map(|s| match s {
@@ -284,21 +285,20 @@ impl Session {
                 })
                 .collect()
         };
-        let n = parts;
-        let results: Vec<std::sync::Mutex<Option<Vec<Value>>>> = (0..n).map(|_| std::sync::Mutex::new(None)).collect();
+        let results: Vec<std::sync::Mutex<Option<Vec<Value>>>> = (0..parts).map(|_| std::sync::Mutex::new(None)).collect();
         let run_one = |i: usize, pool: &ThreadPool| {
             let ctx = RunContext { pool };
-            let out = image(i).and_then(|slots| self.plan.execute(slots, defaults, &[], &ctx).ok());
+            let out = block(i).and_then(|slots| self.plan.execute(slots, defaults, &[], &ctx).ok());
             *results[i].lock().unwrap_or_else(|e| e.into_inner()) = out;
         };
         let threads = self.pool.threads();
-        let shared = if threads > 1 { n / threads * threads } else { 0 };
+        let shared = if threads > 1 { parts / threads * threads } else { 0 };
         if shared > 0 {
             self.pool.parallel_for(shared, shared / threads, |s, e| (s..e).for_each(|i| run_one(i, &self.single)));
         }
-        (shared..n).for_each(|i| run_one(i, &self.pool));
-        let per_image: Vec<Vec<Value>> = results.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect::<Option<_>>()?;
-        (0..per_image.first()?.len()).map(|j| stack(per_image.iter().map(|o| &o[j]))).collect()
+        (shared..parts).for_each(|i| run_one(i, &self.pool));
+        let per_block: Vec<Vec<Value>> = results.into_iter().map(|m| m.into_inner().unwrap_or_else(|e| e.into_inner())).collect::<Option<_>>()?;
+        (0..per_block.first()?.len()).map(|j| stack(per_block.iter().map(|o| &o[j]))).collect()
     }
 }
 
