@@ -1,11 +1,11 @@
 //! 2-D MaxPool and AveragePool of `f32` planes with AVX-512, entirely in registers.
 //!
 //! Sixteen consecutive outputs of a row need input columns `c0 .. c0 + 15·s + kw` of each
-//! window row (`c0` the first output's first column, `s` the stride, 1 or 2). They are loaded as
-//! three vectors (48 columns; columns outside the input masked to -inf for a max, which never
-//! wins, or to 0 for a sum), combined over the window rows with vertical max (add)
+//! window row (`c0` the first output's first column, `s` the stride, 1 to 4). They are loaded as
+//! up to four vectors (64 columns; columns outside the input masked to -inf for a max, which
+//! never wins, or to 0 for a sum), combined over the window rows with vertical max (add)
 //! instructions, then each tap `t` of the 16 outputs (`column s·i + t` for output `i`) is picked
-//! out of the three vectors by a two-source permute and maxed (added) in; an average divides by
+//! out of the vectors by two-source permutes and maxed (added) in; an average divides by
 //! its window's count (taps inside the input, or inside the padded input with
 //! `count_include_pad`: a row factor times a column factor; multiplied by its reciprocal, so
 //! within an ulp or two of the quotient). No temporary row, no phase split
@@ -19,9 +19,12 @@
 
 use crate::kernels::conv::Window3;
 
-/// Widest window row the kernel takes: tap `t` of output 15 must stay inside the 48 loaded
-/// columns (`15·s + t < 48`).
+/// Widest window row the kernel takes (and, with the stride, the 64 loaded columns:
+/// `15·s + kw <= 64`).
 const MAX_KW: usize = 16;
+
+/// Columns loaded per window row for 16 outputs: four vectors.
+const MAX_SPAN: usize = 64;
 
 /// What the window computes.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -41,7 +44,8 @@ pub fn applicable(w: &Window3) -> bool {
             && w.input[0] == 1
             && w.kernel[0] == 1
             && w.out[0] == 1
-            && (1..=2).contains(&w.strides[2])
+            && (1..=4).contains(&w.strides[2])
+            && 15 * w.strides[2] + kw <= MAX_SPAN
             && w.strides[1] >= 1
             && w.dilations[2] == 1
             && w.dilations[1] >= 1
@@ -87,7 +91,8 @@ pub unsafe fn pool_planes_rows_f32(w: &Window3, red: Reduce, planes: usize, rows
     // SAFETY: AVX-512F checked by `applicable`; x's extent asserted above, y's the caller's.
     unsafe {
         // The common windows with their tap count and stride as constants (indices in
-        // registers, tap loop unrolled); any other applicable window in the general loop.
+        // registers, tap loop unrolled: 3/2, 2/2, 3/1 and 5/1 of CNNs, 4/4 and 3/3 of 1-D
+        // audio and text models); any other applicable window in the general loop.
         macro_rules! by_window {
             ($avg:literal, $pad:expr) => {
                 match (w.kernel[2], w.strides[2]) {
@@ -95,6 +100,8 @@ pub unsafe fn pool_planes_rows_f32(w: &Window3, red: Reduce, planes: usize, rows
                     (2, 2) => pool_planes_avx512::<2, 2, $avg>(w, $pad, planes, rows, x, y),
                     (3, 1) => pool_planes_avx512::<3, 1, $avg>(w, $pad, planes, rows, x, y),
                     (5, 1) => pool_planes_avx512::<5, 1, $avg>(w, $pad, planes, rows, x, y),
+                    (4, 4) => pool_planes_avx512::<4, 4, $avg>(w, $pad, planes, rows, x, y),
+                    (3, 3) => pool_planes_avx512::<3, 3, $avg>(w, $pad, planes, rows, x, y),
                     _ => pool_planes_avx512::<0, 0, $avg>(w, $pad, planes, rows, x, y),
                 }
             };
@@ -133,18 +140,22 @@ unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w
     let pl = w.pad_begin[2] as isize;
     let (in_sz, out_sz) = (w.in_size(), w.out_size());
     // Tap t of output i is loaded column s·i + t: from vectors (0, 1) when below 32, else from
-    // vectors (1, 2) at index - 16.
+    // the last two loaded vectors, (1, 2) at index - 16 when three are loaded, (2, 3) at index -
+    // 32 when four are (strides 3 and 4).
     let mut lo_idx = [_mm512_setzero_si512(); MAX_KW];
     let mut hi_idx = [_mm512_setzero_si512(); MAX_KW];
     let mut hi_mask = [0u16; MAX_KW];
+    let span = s * 15 + kw_n;
+    let need_third = span > 32;
+    let need_fourth = span > 48;
+    let hi_off = if need_fourth { 32 } else { 16 };
     for t in 0..kw_n {
         let idx: [i32; 16] = std::array::from_fn(|i| (s * i + t) as i32);
         lo_idx[t] = _mm512_loadu_si512(idx.as_ptr() as *const _);
-        let hi: [i32; 16] = std::array::from_fn(|i| (idx[i] - 16).max(0));
+        let hi: [i32; 16] = std::array::from_fn(|i| (idx[i] - hi_off).max(0));
         hi_idx[t] = _mm512_loadu_si512(hi.as_ptr() as *const _);
         hi_mask[t] = (0..16).filter(|&i| idx[i] >= 32).fold(0u16, |m, i| m | (1 << i));
     }
-    let need_third = s * 15 + kw_n > 32;
     // What masked-out (padding) lanes hold: nothing a max or a sum notices.
     let fill = _mm512_set1_ps(if AVG { 0.0 } else { f32::NEG_INFINITY });
     // Averages: per output column its window's column count (padded to whole vectors), per
@@ -192,7 +203,8 @@ unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w
                 let c0 = (ow * s) as isize - pl;
                 let (m0, m1) = (col_mask(c0, iw_n), col_mask(c0 + 16, iw_n));
                 let m2 = if need_third { col_mask(c0 + 32, iw_n) } else { 0 };
-                let (mut v0, mut v1, mut v2) = (fill, fill, fill);
+                let m3 = if need_fourth { col_mask(c0 + 48, iw_n) } else { 0 };
+                let (mut v0, mut v1, mut v2, mut v3) = (fill, fill, fill, fill);
                 for (r, &off) in rows.iter().enumerate() {
                     // Masked-out lanes are neither read nor faulted on, so the column pointer
                     // may point before the row (wrapping arithmetic, never dereferenced there).
@@ -200,16 +212,19 @@ unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w
                     let l0 = _mm512_mask_loadu_ps(fill, m0, p);
                     let l1 = _mm512_mask_loadu_ps(fill, m1, p.wrapping_add(16));
                     let l2 = if need_third { _mm512_mask_loadu_ps(fill, m2, p.wrapping_add(32)) } else { fill };
+                    let l3 = if need_fourth { _mm512_mask_loadu_ps(fill, m3, p.wrapping_add(48)) } else { fill };
                     if r == 0 {
-                        (v0, v1, v2) = (l0, l1, l2);
+                        (v0, v1, v2, v3) = (l0, l1, l2, l3);
                     } else if AVG {
                         v0 = _mm512_add_ps(v0, l0);
                         v1 = _mm512_add_ps(v1, l1);
                         v2 = _mm512_add_ps(v2, l2);
+                        v3 = _mm512_add_ps(v3, l3);
                     } else {
                         v0 = _mm512_max_ps(l0, v0);
                         v1 = _mm512_max_ps(l1, v1);
                         v2 = _mm512_max_ps(l2, v2);
+                        v3 = _mm512_max_ps(l3, v3);
                     }
                 }
                 // (A macro, not a closure: the permutes must be compiled with AVX-512 enabled.)
@@ -219,6 +234,8 @@ unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w
                         let a = _mm512_permutex2var_ps(v0, lo_idx[t], v1);
                         if hi_mask[t] == 0 {
                             a
+                        } else if need_fourth {
+                            _mm512_mask_mov_ps(a, hi_mask[t], _mm512_permutex2var_ps(v2, hi_idx[t], v3))
                         } else {
                             _mm512_mask_mov_ps(a, hi_mask[t], _mm512_permutex2var_ps(v1, hi_idx[t], v2))
                         }
@@ -285,15 +302,16 @@ mod tests {
     fn register_pools_match_the_definition() {
         let Some(_isa) = crate::kernels::simd::test_util::avx512_guard("the register pooling kernel") else { return };
         let mut n_cases = 0;
-        // Kernels 1-7 and 16 (the specialized 3/2, 2/2, 3/1 and 5/1 tap counts/strides and the
-        // general loop), strides 1 and 2, vertical stride 3 and dilation 2, pads on both
-        // sides, ceil-mode overhang; widths from 1 to more than three vectors.
-        for (kh, kw, sh, sw, dh) in [(3, 3, 2, 2, 1), (2, 2, 2, 2, 1), (3, 3, 1, 1, 1), (5, 5, 1, 1, 1), (1, 1, 1, 1, 1), (5, 5, 1, 2, 1), (2, 7, 3, 1, 2), (1, 16, 1, 2, 1), (4, 16, 1, 1, 1)] {
+        // Kernels 1-7 and 16 (the specialized 3/2, 2/2, 3/1, 5/1, 4/4 and 3/3 tap
+        // counts/strides and the general loop), strides 1 to 4 (three and four loaded vectors),
+        // vertical stride 3 and dilation 2, 1-D windows, pads on both sides, ceil-mode
+        // overhang; widths from 1 to more than four vectors.
+        for (kh, kw, sh, sw, dh) in [(3, 3, 2, 2, 1), (2, 2, 2, 2, 1), (3, 3, 1, 1, 1), (5, 5, 1, 1, 1), (1, 1, 1, 1, 1), (5, 5, 1, 2, 1), (2, 7, 3, 1, 2), (1, 16, 1, 2, 1), (4, 16, 1, 1, 1), (1, 4, 1, 4, 1), (4, 4, 4, 4, 1), (1, 3, 1, 3, 1), (2, 2, 1, 3, 1), (1, 16, 1, 3, 1), (1, 2, 1, 4, 1), (3, 5, 2, 3, 1)] {
             for (pb, pe, extra) in [(0, 0, 0), (1, 1, 0), (1, 0, 1), (0, 2, 1)] {
                 if pb >= kw.min(kh) || pe >= kw.min(kh) {
                     continue;
                 }
-                for (ih, iw) in [(9, 17), (7, 40), (12, 11), (3, 1), (5, 111), (4, 16)] {
+                for (ih, iw) in [(9, 17), (7, 40), (12, 11), (3, 1), (5, 111), (4, 16), (1, 250)] {
                     let out = |n: usize, k: usize, s: usize, d: usize| (n + pb + pe + extra).checked_sub(d * (k - 1) + 1).map(|v| v / s + 1);
                     let (Some(oh), Some(ow)) = (out(ih, kh, sh, dh), out(iw, kw, sw, 1)) else { continue };
                     let w = Window3 {

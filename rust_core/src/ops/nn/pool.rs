@@ -91,7 +91,8 @@ fn build_lp_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 
 /// Max or average pool of one 2-D plane (`w.input[0] == w.kernel[0] == 1`) without indices:
 /// per output row, the valid input rows are first combined elementwise into `tmp` (contiguous,
-/// vectorizable), then each output takes its valid taps of `tmp`. Same results as
+/// vectorizable; a single valid row, as in 1-D pools, is read in place), then each output takes
+/// its valid taps of that line. Same results as
 /// [`pool_plane`] except for NaN inputs of MaxPool: both keep the first of the taps they
 /// compare when one is NaN, but this path compares rows before columns (ONNX leaves NaN
 /// handling open; onnxruntime's result also depends on the tap order).
@@ -118,7 +119,18 @@ fn pool_plane_2d<T: Float>(
         let mut nrows = 0usize;
         let row = |ih: isize| &x[ih as usize * iw_n..(ih as usize + 1) * iw_n];
         let mut valid = (0..kh_n).map(|kh| w.coord(1, oh, kh)).filter(|&ih| ih >= 0 && ih < ih_n as isize);
-        if avg.is_none() {
+        // A window of one valid row (1-D pools, kernel height 1) reads that row in place.
+        let single = {
+            let mut v = valid.clone();
+            match (v.next(), v.next()) {
+                (Some(a), None) => Some(a),
+                _ => None,
+            }
+        };
+        if single.is_some() {
+            nrows = 1;
+            valid.next();
+        } else if avg.is_none() {
             // The first three rows in one pass that writes `tmp` without reading it: an
             // in-place select compiles to compare + masked store, much slower than a max.
             let (a, b, c) = (valid.next(), valid.next(), valid.next());
@@ -154,9 +166,13 @@ fn pool_plane_2d<T: Float>(
             }
             nrows += 1;
         }
+        let line: &[T] = match single {
+            Some(a) => row(a),
+            None => &tmp[..],
+        };
         // Interior columns (all kw taps valid, dilation 1) in vectorizable passes over the
         // output row, tap by tap in tap order (same results as the per-column loop below).
-        // Strided windows read `tmp` split into phases (`hred[r·plen + j] = tmp[j·sw + r]`),
+        // Strided windows read `line` split into phases (`hred[r·plen + j] = line[j·sw + r]`),
         // so that tap t of consecutive outputs reads consecutive values.
         let kw_n = w.kernel[2];
         let (sw, pl) = (w.strides[2].max(1), w.pad_begin[2]);
@@ -175,21 +191,42 @@ fn pool_plane_2d<T: Float>(
             if sw == 2 {
                 // Whole pairs first (a branch-free loop that vectorizes).
                 let (even, odd) = ph_buf.split_at_mut(plen);
-                for ((pair, e), o) in tmp[..iw_n / 2 * 2].chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
+                for ((pair, e), o) in line[..iw_n / 2 * 2].chunks_exact(2).zip(even.iter_mut()).zip(odd.iter_mut()) {
                     *e = pair[0];
                     *o = pair[1];
                 }
                 if iw_n % 2 == 1 {
-                    (even[plen - 1], odd[plen - 1]) = (tmp[iw_n - 1], T::ZERO);
+                    (even[plen - 1], odd[plen - 1]) = (line[iw_n - 1], T::ZERO);
                 }
             } else if sw > 2 {
-                for (r, ph) in ph_buf.chunks_exact_mut(plen).enumerate() {
-                    for (j, v) in ph.iter_mut().enumerate() {
-                        *v = if j * sw + r < iw_n { tmp[j * sw + r] } else { T::ZERO };
+                // Whole strides first, one input window after another (no bounds test per
+                // value: 3-4x faster than filling the phases one at a time), then the tail.
+                let whole_n = iw_n / sw;
+                // f32 on AVX-512: the split is a transpose of `whole_n × sw` into `sw × plen`,
+                // done in registers.
+                let in_registers = match (as_f32(&line[..whole_n * sw]), as_f32_mut(&mut ph_buf[..])) {
+                    (Some(l), Some(p)) if whole_n > 0 => {
+                        // SAFETY: f32 and u32 have the same size and alignment; the views cover
+                        // the same slices.
+                        let (l32, p32) = unsafe { (std::slice::from_raw_parts(l.as_ptr() as *const u32, l.len()), std::slice::from_raw_parts_mut(p.as_mut_ptr() as *mut u32, p.len())) };
+                        crate::kernels::transpose::transpose_block_u32(l32, sw, sw, whole_n, p32, plen)
+                    }
+                    _ => false,
+                };
+                if !in_registers {
+                    for (j, chunk) in line[..whole_n * sw].chunks_exact(sw).enumerate() {
+                        for (r, v) in chunk.iter().enumerate() {
+                            ph_buf[r * plen + j] = *v;
+                        }
+                    }
+                }
+                for j in whole_n..plen {
+                    for r in 0..sw {
+                        ph_buf[r * plen + j] = if j * sw + r < iw_n { line[j * sw + r] } else { T::ZERO };
                     }
                 }
             }
-            let phases: &[T] = if sw == 1 { &tmp[..] } else { ph_buf };
+            let phases: &[T] = if sw == 1 { line } else { ph_buf };
             // The values of tap t for the interior outputs.
             let src = |t: usize| -> &[T] {
                 let a = t as isize - pl as isize;
@@ -231,7 +268,7 @@ fn pool_plane_2d<T: Float>(
             let mut acc = if avg.is_some() { T::ZERO } else { T::NEG_INFINITY };
             if count > 0 {
                 let d = dw.max(1);
-                let taps = &tmp[lo..lo + (n - 1) * d + 1];
+                let taps = &line[lo..lo + (n - 1) * d + 1];
                 if avg.is_some() {
                     let mut k = 0;
                     while k < taps.len() {
@@ -707,16 +744,19 @@ mod tests {
     #[test]
     fn row_pass_pooling_matches_the_per_output_loop() {
         use super::*;
-        // Strides 1-3 (phase split), kernels 1-4, pads, ceil-mode overhang, max and both
-        // averages, rows of 1 to 3 valid taps.
+        // Strides 1-8 (phase split: whole strides, then a partial one), kernels 1-8, pads,
+        // ceil-mode overhang, max and both averages, rows of 1 to 3 valid taps.
         let mut cases = Vec::new();
-        for (k, s) in [(3, 2), (2, 2), (3, 1), (1, 1), (4, 3), (3, 3), (2, 1)] {
+        for (k, s) in [(3, 2), (2, 2), (3, 1), (1, 1), (4, 3), (3, 3), (2, 1), (8, 8), (6, 5), (4, 7)] {
             for (pl, pr, extra) in [(0, 0, 0), (1, 1, 0), (1, 0, 1), (0, 2, 1)] {
                 cases.push((k, s, pl, pr, extra));
             }
         }
         for (k, s, pad_b, pad_e, extra) in cases {
-            for (ih, iw) in [(9, 17), (7, 40), (12, 11)] {
+            for (ih, iw) in [(9, 17), (7, 40), (12, 11), (8, 83)] {
+                if ih.min(iw) + pad_b + pad_e + extra < k {
+                    continue;
+                }
                 let out = |n: usize| (n + pad_b + pad_e + extra - k) / s + 1;
                 let w = Window3 {
                     input: [1, ih, iw],
