@@ -278,6 +278,45 @@ trait BTile: Copy {
     unsafe fn prefetch(self, _p: usize) {}
 }
 
+/// The A operand of an AVX-512 tile: element (row `i`, depth `p`) for `i` below the tile's
+/// rows.
+trait ATile: Copy {
+    /// # Safety
+    /// `i` below the rows the tile holds, `p` below its depth `kc`.
+    unsafe fn at(self, kc: usize, i: usize, p: usize) -> f32;
+    /// Whether the tile holds `panels` panels of MR rows and depth `kc` (debug checks).
+    fn holds(self, panels: usize, kc: usize) -> bool;
+}
+
+/// Packed micro-panels (see [`pack_a`]): panel `r` holds `[p][MR]`.
+impl ATile for &[f32] {
+    #[inline(always)]
+    unsafe fn at(self, kc: usize, i: usize, p: usize) -> f32 {
+        *self.as_ptr().add((i / MR) * kc * MR + p * MR + i % MR)
+    }
+    fn holds(self, panels: usize, kc: usize) -> bool {
+        self.len() >= panels * kc * MR
+    }
+}
+
+/// A row-major A read in place (no packing): row `i` starts at `a + i·rsa`. Only tiles whose
+/// every row exists use it (the kernel reads all `R·MR` rows, or `(R-1)·MR + LAST`).
+#[derive(Clone, Copy)]
+struct RowsA {
+    a: *const f32,
+    rsa: usize,
+}
+
+impl ATile for RowsA {
+    #[inline(always)]
+    unsafe fn at(self, _kc: usize, i: usize, p: usize) -> f32 {
+        *self.a.add(i * self.rsa + p)
+    }
+    fn holds(self, _panels: usize, _kc: usize) -> bool {
+        true
+    }
+}
+
 /// Packed panels of `kc` rows: panel `w` holds `[p][NR]`.
 #[derive(Clone, Copy)]
 struct PackedTile {
@@ -342,12 +381,11 @@ impl<const MASKED: bool> BTile for RowsTile<MASKED> {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn kernel_avx512<const R: usize, const W: usize, const LAST: usize, B: BTile>(kc: usize, a: &[f32], b: B, c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
+unsafe fn kernel_avx512<const R: usize, const W: usize, const LAST: usize, B: BTile, A: ATile>(kc: usize, a: A, b: B, c: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
     use crate::kernels::vmath::act_m512;
     use std::arch::x86_64::*;
-    debug_assert!(a.len() >= R * kc * MR && (1..=MR).contains(&LAST) && mr <= (R - 1) * MR + LAST);
+    debug_assert!(a.holds(R, kc) && (1..=MR).contains(&LAST) && mr <= (R - 1) * MR + LAST);
     let mut acc = [[[_mm512_setzero_ps(); W]; MR]; R];
-    let ap = a.as_ptr();
     for p in 0..kc {
         b.prefetch(p);
         let mut bv = [_mm512_setzero_ps(); W];
@@ -355,10 +393,9 @@ unsafe fn kernel_avx512<const R: usize, const W: usize, const LAST: usize, B: BT
             *v = b.load(p, w);
         }
         for (r, rows) in acc.iter_mut().enumerate() {
-            let apr = ap.add(r * kc * MR + p * MR);
             let n_rows = if r + 1 == R { LAST } else { MR };
             for (i, row) in rows.iter_mut().enumerate().take(n_rows) {
-                let av = _mm512_set1_ps(*apr.add(i));
+                let av = _mm512_set1_ps(a.at(kc, r * MR + i, p));
                 for (w, v) in row.iter_mut().enumerate() {
                     *v = _mm512_fmadd_ps(av, bv[w], *v);
                 }
@@ -615,6 +652,34 @@ unsafe fn a_block<'r>(a: ASrc<'r>, abuf: &'r mut [f32], ic: usize, pc: usize, mc
     }
 }
 
+/// One AVX-512 tile of `h` A panels and `w` B panels (`mr` rows, `nr` columns): the kernel
+/// variant that computes only the rows the last A panel holds (the common small batches of
+/// 2, 4 or 8 rows and the transposed products of small maps, 9 or 49 pixels, skip the zero
+/// rows' work; a row-major A read in place must not be read past its rows either).
+///
+/// # Safety
+/// As [`kernel_avx512`], on an AVX-512F CPU.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn tile_avx512<A: ATile>(h: usize, w: usize, kc: usize, a: A, bt: PackedTile, cp: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
+    match (h, w, mr - (h - 1) * MR) {
+        (2, 2, 1) => kernel_avx512::<2, 2, 1, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (2, 2, 2) => kernel_avx512::<2, 2, 2, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (2, 2, 3) => kernel_avx512::<2, 2, 3, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (2, 2, 4) => kernel_avx512::<2, 2, 4, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (2, 2, 5) => kernel_avx512::<2, 2, 5, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (2, 2, _) => kernel_avx512::<2, 2, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (2, _, _) => kernel_avx512::<2, 1, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (_, 2, 1) => kernel_avx512::<1, 2, 1, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (_, 2, 2) => kernel_avx512::<1, 2, 2, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (_, 2, 3) => kernel_avx512::<1, 2, 3, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (_, 2, 4) => kernel_avx512::<1, 2, 4, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (_, 2, _) => kernel_avx512::<1, 2, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        _ => kernel_avx512::<1, 1, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+    }
+}
+
 /// The driver behind [`sgemm_ex`] and [`sgemm_packed_b`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f32, c: *mut f32, rsc: usize, epi: Epilogue) {
@@ -668,6 +733,10 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
         if matches!(bsrc, BSrc::Raw { .. }) && bbuf.len() < b_need {
             bbuf.resize(b_need, 0.0);
         }
+        // The packed rows of the tile short of rows when A is read in place, and the block of
+        // rows and depth they belong to.
+        let mut edge: Vec<f32> = Vec::new();
+        let mut edge_of: Option<(usize, usize)> = None;
         for jc in (0..n).step_by(nc_step) {
             let nc = nc_step.min(n - jc);
             let mut packed_off = 0usize;
@@ -684,7 +753,14 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                 let last = pc + kc == k;
                 for ic in (0..m).step_by(MC) {
                     let mc = MC.min(m - ic);
-                    let ablock = a_block(a, abuf, ic, pc, mc, kc, &mut packed_off);
+                    // A row-major A with unit alpha is read in place by the AVX-512 tiles (its
+                    // rows are broadcast one value at a time, so they need no packing); only
+                    // tiles short of rows pack theirs.
+                    let direct = match a {
+                        ASrc::Raw { a, rsa, csa: 1, alpha } if avx512 && alpha == 1.0 => Some((a.add(ic * rsa + pc), rsa)),
+                        _ => None,
+                    };
+                    let ablock: &[f32] = if direct.is_some() { &[] } else { a_block(a, abuf, ic, pc, mc, kc, &mut packed_off) };
                     let panels = nc.div_ceil(NR);
                     let mut q = 0;
                     while q < panels {
@@ -699,7 +775,6 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                         while r < apanels {
                             // AVX-512 takes two A panels (12 rows) per tile while two remain.
                             let h = if avx512 && r + 1 < apanels { 2 } else { 1 };
-                            let apanel = &ablock[r * MR * kc..(r + h) * MR * kc];
                             let i0 = r * MR;
                             let mr = (h * MR).min(mc - i0);
                             r += h;
@@ -715,26 +790,23 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                             #[cfg(target_arch = "x86_64")]
                             if avx512 {
                                 let bt = PackedTile { b: bpanel.as_ptr(), kc };
-                                // Rows of the last A panel that hold rows of A: the common
-                                // small batches (2, 4, 8 rows) and the transposed products of
-                                // small maps (9 or 49 pixels) skip the zero rows' work.
-                                match (h, w, mr - (h - 1) * MR) {
-                                    (2, 2, 1) => kernel_avx512::<2, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (2, 2, 2) => kernel_avx512::<2, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (2, 2, 3) => kernel_avx512::<2, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (2, 2, 4) => kernel_avx512::<2, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (2, 2, 5) => kernel_avx512::<2, 2, 5, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (2, 2, _) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (2, _, _) => kernel_avx512::<2, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (_, 2, 1) => kernel_avx512::<1, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (_, 2, 2) => kernel_avx512::<1, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (_, 2, 3) => kernel_avx512::<1, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (_, 2, 4) => kernel_avx512::<1, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    (_, 2, _) => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
-                                    _ => kernel_avx512::<1, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, t),
+                                match direct {
+                                    Some((a0, rsa)) if mr == h * MR => tile_avx512(h, w, kc, RowsA { a: a0.add(i0 * rsa), rsa }, bt, cp, rsc, mr, nr, t),
+                                    Some((a0, rsa)) => {
+                                        // Packed once per block of rows and depth, for every
+                                        // column panel after it.
+                                        if edge_of != Some((ic, pc)) {
+                                            edge.resize(h * MR * kc, 0.0);
+                                            pack_a(mr, kc, a0.add(i0 * rsa), rsa, 1, 1.0, &mut edge);
+                                            edge_of = Some((ic, pc));
+                                        }
+                                        tile_avx512(h, w, kc, &edge[..h * MR * kc], bt, cp, rsc, mr, nr, t);
+                                    }
+                                    None => tile_avx512(h, w, kc, &ablock[i0 * kc..(i0 + h * MR) * kc], bt, cp, rsc, mr, nr, t),
                                 }
                                 continue;
                             }
+                            let apanel = &ablock[i0 * kc..(i0 + h * MR) * kc];
                             #[cfg(target_arch = "x86_64")]
                             if avx2 {
                                 kernel_avx2(kc, apanel, bpanel, cp, rsc, mr, nr, t);
@@ -1015,26 +1087,26 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                                 // a 1-channel map, 255 = 252 + 3): no multiply-adds for the last
                                 // panel's zero rows.
                                 match (h, mr - (h - 1) * MR) {
-                                    (2, 1) => kernel_avx512::<2, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 2) => kernel_avx512::<2, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 3) => kernel_avx512::<2, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 4) => kernel_avx512::<2, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 5) => kernel_avx512::<2, 2, 5, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, _) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 1) => kernel_avx512::<1, 2, 1, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 2) => kernel_avx512::<1, 2, 2, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 3) => kernel_avx512::<1, 2, 3, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 4) => kernel_avx512::<1, 2, 4, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 5) => kernel_avx512::<1, 2, 5, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    _ => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 1) => kernel_avx512::<2, 2, 1, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 2) => kernel_avx512::<2, 2, 2, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 3) => kernel_avx512::<2, 2, 3, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 4) => kernel_avx512::<2, 2, 4, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, 5) => kernel_avx512::<2, 2, 5, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, _) => kernel_avx512::<2, 2, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 1) => kernel_avx512::<1, 2, 1, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 2) => kernel_avx512::<1, 2, 2, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 3) => kernel_avx512::<1, 2, 3, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 4) => kernel_avx512::<1, 2, 4, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, 5) => kernel_avx512::<1, 2, 5, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    _ => kernel_avx512::<1, 2, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                 }
                             } else {
                                 let bt = RowsTile::<true> { base, offs, mask, ahead };
                                 match (h, nr > NR) {
-                                    (2, true) => kernel_avx512::<2, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, false) => kernel_avx512::<2, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, true) => kernel_avx512::<1, 2, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    _ => kernel_avx512::<1, 1, 6, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, true) => kernel_avx512::<2, 2, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (2, false) => kernel_avx512::<2, 1, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    (_, true) => kernel_avx512::<1, 2, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
+                                    _ => kernel_avx512::<1, 1, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
                                 }
                             }
                         }
