@@ -109,6 +109,8 @@ def main():
     case("Tile", "Tile", [("a",f(1,64,28,28))], inits=[("r",np.array([1,1,2,2],np.int64))])
     case("ConvTranspose 2x", "ConvTranspose", [("a",f(1,32,28,28))], {"kernel_shape":[2,2],"strides":[2,2]}, inits=[("w",f(32,16,2,2))])
     case("Conv 3x3 64", "Conv", [("a",f(1,64,28,28))], {"kernel_shape":[3,3],"pads":[1,1,1,1]}, inits=[("w",f(64,64,3,3))])
+    case("MatMul shallow 960x16x1024", "MatMul", [("a",f(960,16))], inits=[("w",f(16,1024))])
+    case("MatMul thin 2400x256x32", "MatMul", [("a",f(2400,256))], inits=[("w",f(256,32))])
     case("Gemm 8x512x512", "Gemm", [("a",f(8,512))], {"transB":1}, inits=[("w",f(512,512)),("b",f(512))])
     case("HardSwish", "HardSwish", [("a",X)])
     case("LeakyRelu", "LeakyRelu", [("a",X)])

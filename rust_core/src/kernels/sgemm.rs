@@ -680,6 +680,19 @@ unsafe fn tile_avx512<A: ATile>(h: usize, w: usize, kc: usize, a: A, bt: PackedT
     }
 }
 
+/// Whether the 2·MR rows of a tile, `rsa` floats apart, spread over the sets of a 32 KB
+/// 8-way L1 (64 sets of 64-byte lines), at most four rows per set: read in place, more rows
+/// than that in one set (all twelve when rows are 4 KB apart) evict each other and the
+/// panels of B at every step of depth.
+fn rows_spread_in_l1(rsa: usize) -> bool {
+    let mut per_set = [0u8; 64];
+    (0..2 * MR).all(|i| {
+        let set = (i * rsa * 4 / 64) % 64;
+        per_set[set] += 1;
+        per_set[set] <= 4
+    })
+}
+
 /// The driver behind [`sgemm_ex`] and [`sgemm_packed_b`].
 #[allow(clippy::too_many_arguments)]
 unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f32, c: *mut f32, rsc: usize, epi: Epilogue) {
@@ -755,9 +768,11 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                     let mc = MC.min(m - ic);
                     // A row-major A with unit alpha is read in place by the AVX-512 tiles (its
                     // rows are broadcast one value at a time, so they need no packing); only
-                    // tiles short of rows pack theirs.
+                    // tiles short of rows pack theirs. Not when the tile's 12 rows would crowd
+                    // a few L1 sets (rows 2 or 4 KB apart: 1024 x 1024 x 1024 ran at 1.08x
+                    // onnxruntime's time read in place, 0.99x packed).
                     let direct = match a {
-                        ASrc::Raw { a, rsa, csa: 1, alpha } if avx512 && alpha == 1.0 => Some((a.add(ic * rsa + pc), rsa)),
+                        ASrc::Raw { a, rsa, csa: 1, alpha } if avx512 && alpha == 1.0 && rows_spread_in_l1(rsa) => Some((a.add(ic * rsa + pc), rsa)),
                         _ => None,
                     };
                     let ablock: &[f32] = if direct.is_some() { &[] } else { a_block(a, abuf, ic, pc, mc, kc, &mut packed_off) };
@@ -1358,6 +1373,14 @@ mod tests {
                 assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "split m{m} {rows}x{cols} [{i}]: {g} vs {w}");
             }
         }
+    }
+
+    #[test]
+    fn a_is_read_in_place_only_when_its_rows_spread_over_l1() {
+        // 12 rows 4 KB apart all land in one set, 2 KB apart six per set: packed.
+        assert!(!rows_spread_in_l1(1024) && !rows_spread_in_l1(512) && !rows_spread_in_l1(3072));
+        // vit_tiny's 192 and 768 columns, a Keras 1280, small depths: read in place.
+        assert!(rows_spread_in_l1(192) && rows_spread_in_l1(768) && rows_spread_in_l1(1280) && rows_spread_in_l1(16));
     }
 
     #[test]
