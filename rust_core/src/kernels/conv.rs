@@ -880,13 +880,11 @@ fn transposed_pays(px: usize, cin: usize, cout: usize) -> bool {
 const TRANSPOSED_COLS: usize = 256;
 
 /// `dst` (`cols × rows`) = `src` (`rows × cols`) transposed: the register transposes of
-/// [`transpose_block_u32`](crate::kernels::transpose::transpose_block_u32), a scalar loop
+/// [`transpose_block_f32`](crate::kernels::transpose::transpose_block_f32), a scalar loop
 /// without AVX-512.
 fn transpose_block(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    // SAFETY: f32 and u32 have the same size and alignment; the views cover the same slices.
-    let (s32, d32) = unsafe { (std::slice::from_raw_parts(src.as_ptr() as *const u32, rows * cols), std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u32, rows * cols)) };
-    if crate::kernels::transpose::transpose_block_u32(s32, cols, cols, rows, d32, rows) {
+    if crate::kernels::transpose::transpose_block_f32(&src[..rows * cols], cols, cols, rows, &mut dst[..rows * cols], rows) {
         return;
     }
     for (j, row) in dst.chunks_exact_mut(rows).take(cols).enumerate() {

@@ -53,8 +53,9 @@ const MC: usize = 96;
 const NC: usize = 2048;
 
 thread_local! {
-    /// Packing buffers of the calling thread (A block, B block), reused across calls.
-    static PACK: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    /// Packing buffers of the calling thread (A block, B block, the rows of a tile short of
+    /// rows when A is read in place), reused across calls.
+    static PACK: RefCell<(Vec<f32>, Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new(), Vec::new())) };
 }
 
 /// Pack `mc × kc` of A (element (i, p) at `a[i*rsa + p*csa]`), times `alpha`, into micro-panels
@@ -654,15 +655,16 @@ unsafe fn a_block<'r>(a: ASrc<'r>, abuf: &'r mut [f32], ic: usize, pc: usize, mc
 
 /// One AVX-512 tile of `h` A panels and `w` B panels (`mr` rows, `nr` columns): the kernel
 /// variant that computes only the rows the last A panel holds (the common small batches of
-/// 2, 4 or 8 rows and the transposed products of small maps, 9 or 49 pixels, skip the zero
-/// rows' work; a row-major A read in place must not be read past its rows either).
+/// 2, 4 or 8 rows, the transposed products of small maps, 9 or 49 pixels, and convolutions
+/// of 16, 80 or 255 output channels skip the zero rows' work; a row-major A read in place
+/// must not be read past its rows either).
 ///
 /// # Safety
 /// As [`kernel_avx512`], on an AVX-512F CPU.
 #[cfg(target_arch = "x86_64")]
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-unsafe fn tile_avx512<A: ATile>(h: usize, w: usize, kc: usize, a: A, bt: PackedTile, cp: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
+unsafe fn tile_avx512<A: ATile, B: BTile>(h: usize, w: usize, kc: usize, a: A, bt: B, cp: *mut f32, rsc: usize, mr: usize, nr: usize, t: TileOut) {
     match (h, w, mr - (h - 1) * MR) {
         (2, 2, 1) => kernel_avx512::<2, 2, 1, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
         (2, 2, 2) => kernel_avx512::<2, 2, 2, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
@@ -675,6 +677,7 @@ unsafe fn tile_avx512<A: ATile>(h: usize, w: usize, kc: usize, a: A, bt: PackedT
         (_, 2, 2) => kernel_avx512::<1, 2, 2, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
         (_, 2, 3) => kernel_avx512::<1, 2, 3, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
         (_, 2, 4) => kernel_avx512::<1, 2, 4, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+        (_, 2, 5) => kernel_avx512::<1, 2, 5, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
         (_, 2, _) => kernel_avx512::<1, 2, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
         _ => kernel_avx512::<1, 1, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
     }
@@ -725,7 +728,7 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
     let avx512 = cfg!(target_arch = "x86_64") && active() >= Isa::Avx512;
     PACK.with(|cell| {
         let mut bufs = cell.borrow_mut();
-        let (abuf, bbuf) = &mut *bufs;
+        let (abuf, bbuf, edge) = &mut *bufs;
         // The depth blocks of a packed operand (a packed B and a packed A never meet), and
         // fewer columns per packed B block when they are deeper than KC (same L2 footprint).
         let depth = match (a, bsrc) {
@@ -746,9 +749,7 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
         if matches!(bsrc, BSrc::Raw { .. }) && bbuf.len() < b_need {
             bbuf.resize(b_need, 0.0);
         }
-        // The packed rows of the tile short of rows when A is read in place, and the block of
-        // rows and depth they belong to.
-        let mut edge: Vec<f32> = Vec::new();
+        // The block of rows and depth whose short tile `edge` holds packed.
         let mut edge_of: Option<(usize, usize)> = None;
         for jc in (0..n).step_by(nc_step) {
             let nc = nc_step.min(n - jc);
@@ -812,7 +813,7 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
                                         // column panel after it.
                                         if edge_of != Some((ic, pc)) {
                                             edge.resize(h * MR * kc, 0.0);
-                                            pack_a(mr, kc, a0.add(i0 * rsa), rsa, 1, 1.0, &mut edge);
+                                            pack_a(mr, kc, a0.add(i0 * rsa), rsa, 1, 1.0, edge);
                                             edge_of = Some((ic, pc));
                                         }
                                         tile_avx512(h, w, kc, &edge[..h * MR * kc], bt, cp, rsc, mr, nr, t);
@@ -1101,20 +1102,7 @@ pub unsafe fn sgemm_implicit(m: usize, k: usize, a: ASrc, b: &ImplicitB, tiles: 
                                 // Output channels past a multiple of 6 (16 = 12 + 4, 80 = 72 + 8,
                                 // a 1-channel map, 255 = 252 + 3): no multiply-adds for the last
                                 // panel's zero rows.
-                                match (h, mr - (h - 1) * MR) {
-                                    (2, 1) => kernel_avx512::<2, 2, 1, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 2) => kernel_avx512::<2, 2, 2, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 3) => kernel_avx512::<2, 2, 3, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 4) => kernel_avx512::<2, 2, 4, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, 5) => kernel_avx512::<2, 2, 5, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (2, _) => kernel_avx512::<2, 2, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 1) => kernel_avx512::<1, 2, 1, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 2) => kernel_avx512::<1, 2, 2, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 3) => kernel_avx512::<1, 2, 3, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 4) => kernel_avx512::<1, 2, 4, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    (_, 5) => kernel_avx512::<1, 2, 5, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                    _ => kernel_avx512::<1, 2, 6, _, _>(kc, apanel, bt, cp, rsc, mr, nr, tt),
-                                }
+                                tile_avx512(h, 2, kc, apanel, bt, cp, rsc, mr, nr, tt);
                             } else {
                                 let bt = RowsTile::<true> { base, offs, mask, ahead };
                                 match (h, nr > NR) {

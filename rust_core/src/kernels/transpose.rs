@@ -87,6 +87,14 @@ pub fn transpose_block_u32(src: &[u32], ss: usize, rows: usize, cols: usize, dst
     false
 }
 
+/// [`transpose_block_u32`] of `f32` values (moved bit for bit): `dst[a·ds + b] = src[a + b·ss]`
+/// for `a < rows`, `b < cols`. Returns `false` (and writes nothing) without AVX-512.
+pub fn transpose_block_f32(src: &[f32], ss: usize, rows: usize, cols: usize, dst: &mut [f32], ds: usize) -> bool {
+    // SAFETY: f32 and u32 have the same size and alignment; the views cover the same slices.
+    let (s32, d32) = unsafe { (std::slice::from_raw_parts(src.as_ptr() as *const u32, src.len()), std::slice::from_raw_parts_mut(dst.as_mut_ptr() as *mut u32, dst.len())) };
+    transpose_block_u32(s32, ss, rows, cols, d32, ds)
+}
+
 /// Lanes `0..n` (n ≤ 16).
 #[inline(always)]
 fn lanes(n: usize) -> u16 {

@@ -205,12 +205,7 @@ fn pool_plane_2d<T: Float>(
                 // f32 on AVX-512: the split is a transpose of `whole_n × sw` into `sw × plen`,
                 // done in registers.
                 let in_registers = match (as_f32(&line[..whole_n * sw]), as_f32_mut(&mut ph_buf[..])) {
-                    (Some(l), Some(p)) if whole_n > 0 => {
-                        // SAFETY: f32 and u32 have the same size and alignment; the views cover
-                        // the same slices.
-                        let (l32, p32) = unsafe { (std::slice::from_raw_parts(l.as_ptr() as *const u32, l.len()), std::slice::from_raw_parts_mut(p.as_mut_ptr() as *mut u32, p.len())) };
-                        crate::kernels::transpose::transpose_block_u32(l32, sw, sw, whole_n, p32, plen)
-                    }
+                    (Some(l), Some(p)) => crate::kernels::transpose::transpose_block_f32(l, sw, sw, whole_n, p, plen),
                     _ => false,
                 };
                 if !in_registers {
