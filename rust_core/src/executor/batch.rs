@@ -216,7 +216,7 @@ impl Scan<'_> {
             // Per image and channel; a second MaxPool output (flat indices) counts the images.
             "Conv" | "FusedConv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool"
             | "GlobalMaxPool" | "GlobalLpPool" | "LRN" | "InstanceNormalization" | "BatchNormalization"
-            | "DepthToSpace" | "SpaceToDepth"
+            | "DepthToSpace" | "SpaceToDepth" | "NhwcConv" | "NhwcGlobalAveragePool"
                 if only_first(&tin[1..]) && one_output =>
             {
                 same(r)

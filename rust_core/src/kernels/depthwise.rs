@@ -853,6 +853,204 @@ fn depthwise_blocks<const CB: usize>(
     }
 }
 
+/// `y = act(depthwise_conv(x, weights) + bias)` over channels-last images, the layout the
+/// optimizer gives chains of pointwise and depthwise convolutions (see
+/// `crate::optimizer::layout`): `x` is `[N][IH][IW][C]`, `y` `[N][OH][OW][C]` (every element
+/// written), `weights` `[C][KH·KW]`, for a 2-D window (`w.input[0] == 1`). Sixteen consecutive
+/// channels of a pixel are one vector already: each task copies its block's input rows into a
+/// zero-padded band (one load and one store per pixel, no transposes) and runs the register
+/// tiles of the channel-interleaved kernel on it. `taps`: as for [`depthwise_f32`].
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_nhwc_f32(
+    pool: &ThreadPool,
+    w: &Window3,
+    batch: usize,
+    channels: usize,
+    x: &[f32],
+    weights: &[f32],
+    taps: Option<&DepthwiseTaps>,
+    bias: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) -> Result<()> {
+    let (in_sz, out_sz, ksz) = (w.in_size(), w.out_size(), w.kernel_size());
+    assert!(w.input[0] == 1 && w.kernel[0] == 1 && w.out[0] == 1, "depthwise_nhwc_f32: 2-D windows only");
+    assert!(x.len() >= batch * in_sz * channels && y.len() >= batch * out_sz * channels && weights.len() >= channels * ksz);
+    assert!(bias.is_none_or(|b| b.len() >= channels));
+    if batch == 0 || channels == 0 || out_sz == 0 {
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512 {
+        return nhwc_blocks_avx512(pool, w, batch, channels, x, weights, taps, bias, act, y);
+    }
+    let _ = taps;
+    // Any other CPU: one output pixel at a time, channels innermost (contiguous on both sides).
+    let [_, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let [_, kh_n, kw_n] = w.kernel;
+    let yp = SendPtr(y.as_mut_ptr());
+    pool.parallel_for(batch * oh_n, 1.max((1 << 14) / (ow_n * channels * ksz).max(1)), |r0, r1| {
+        for r in r0..r1 {
+            let (n, oh) = (r / oh_n, r % oh_n);
+            // SAFETY: output row r belongs to this task.
+            let yr = unsafe { yp.slice(r * ow_n * channels, ow_n * channels) };
+            for (ow, yv) in yr.chunks_exact_mut(channels).enumerate() {
+                match bias {
+                    Some(b) => yv.copy_from_slice(&b[..channels]),
+                    None => yv.fill(0.0),
+                }
+                for kh in 0..kh_n {
+                    let ih = w.coord(1, oh, kh);
+                    if ih < 0 || ih >= ih_n as isize {
+                        continue;
+                    }
+                    for kw in 0..kw_n {
+                        let iw = w.coord(2, ow, kw);
+                        if iw < 0 || iw >= iw_n as isize {
+                            continue;
+                        }
+                        let xv = &x[((n * ih_n + ih as usize) * iw_n + iw as usize) * channels..][..channels];
+                        let k = kh * kw_n + kw;
+                        for (c, (o, v)) in yv.iter_mut().zip(xv).enumerate() {
+                            *o += v * weights[c * ksz + k];
+                        }
+                    }
+                }
+            }
+            crate::kernels::vmath::apply_inplace(act, yr);
+        }
+    });
+    Ok(())
+}
+
+/// [`depthwise_nhwc_f32`] on AVX-512: tasks of (image, block of 16 channels, band of output
+/// rows) as in [`depthwise_blocks`].
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn nhwc_blocks_avx512(
+    pool: &ThreadPool,
+    w: &Window3,
+    batch: usize,
+    channels: usize,
+    x: &[f32],
+    weights: &[f32],
+    packed: Option<&DepthwiseTaps>,
+    bias: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) -> Result<()> {
+    let [_, oh_n, ow_n] = w.out;
+    let [_, kh_n, kw_n] = w.kernel;
+    let ksz = kh_n * kw_n;
+    let (sh, dh) = (w.strides[1], w.dilations[1]);
+    let cols = (ow_n - 1) * w.strides[2] + (kw_n - 1) * w.dilations[2] + 1;
+    let band_rows = |n_out: usize| (n_out - 1) * sh + (kh_n - 1) * dh + 1;
+    let mut per_band = (BAND_BYTES / (sh * cols * CB16 * 4).max(1)).clamp(1, oh_n);
+    let blocks = channels.div_ceil(CB16);
+    let want_tasks = 4 * pool.threads();
+    if pool.threads() > 1 && batch * blocks * oh_n.div_ceil(per_band) < want_tasks {
+        let bands = want_tasks.div_ceil(batch * blocks).min(oh_n);
+        per_band = per_band.min(oh_n.div_ceil(bands));
+    }
+    let bands = oh_n.div_ceil(per_band);
+    let work = (per_band * ow_n * ksz * CB16).max(1);
+    let yp = SendPtr(y.as_mut_ptr());
+    let failed = std::sync::Mutex::new(None);
+    pool.parallel_for(batch * blocks * bands, (1 << 15) / work + 1, |t0, t1| {
+        let mut scratch = Scratch::default();
+        let mut taps_heap = Vec::new();
+        let mut taps_stack = [0f32; 49 * CB16];
+        let taps: &mut [f32] = if ksz <= 49 {
+            &mut taps_stack[..ksz * CB16]
+        } else {
+            taps_heap.resize(ksz * CB16, 0.0);
+            &mut taps_heap
+        };
+        // The padded band and one output row.
+        let buf = match scratch.slice::<f32>(band_rows(per_band) * cols * CB16 + ow_n * CB16) {
+            Ok(b) => b,
+            Err(e) => {
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                return;
+            }
+        };
+        let mut bias_v = [0f32; CB16];
+        let mut last_block = usize::MAX;
+        for t in t0..t1 {
+            let (n, rest) = (t / (blocks * bands), t % (blocks * bands));
+            let (blk, band) = (rest / bands, rest % bands);
+            let (c0, nc) = (blk * CB16, CB16.min(channels - blk * CB16));
+            let pre = packed.and_then(|p| p.block(CB16, channels, ksz, blk));
+            if blk != last_block {
+                if pre.is_none() {
+                    interleave_taps(weights, c0, nc, ksz, taps);
+                }
+                for (l, v) in bias_v.iter_mut().enumerate() {
+                    *v = if l < nc { bias.map_or(0.0, |b| b[c0 + l]) } else { 0.0 };
+                }
+                last_block = blk;
+            }
+            let oh0 = band * per_band;
+            let oh1 = (oh0 + per_band).min(oh_n);
+            let b = Band { oh0, oh1, rows: band_rows(oh1 - oh0), cols };
+            // SAFETY: AVX-512 CPU (checked by the caller); the task reads image n's rows of
+            // x and writes rows oh0..oh1 of channels c0..c0 + nc of image n's output only.
+            unsafe { nhwc_band_avx512(w, x, channels, n, c0, nc, pre.unwrap_or(taps), &bias_v, act, b, &yp, buf) };
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// One task of [`nhwc_blocks_avx512`]: copy the band's input pixels of channels
+/// `c0..c0 + nc` of image `n` into a zero-padded `[rows][cols][16]` band, compute its output
+/// rows with [`row_avx512`] and store their `nc` lanes into the channels-last output.
+///
+/// # Safety
+/// AVX-512F CPU; `x` and `y` hold `n + 1` images of `channels` channels (input and output
+/// geometry of `w`); `buf` holds the band and one output row of 16 lanes.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn nhwc_band_avx512(w: &Window3, x: &[f32], channels: usize, n: usize, c0: usize, nc: usize, taps: &[f32], bias: &[f32; CB16], act: Act, b: Band, y: &SendPtr<f32>, buf: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let [_, oh_n, ow_n] = w.out;
+    let [_, ih_n, iw_n] = w.input;
+    let (sh, ph, pw) = (w.strides[1], w.pad_begin[1], w.pad_begin[2]);
+    let mask = ((1u32 << nc) - 1) as u16;
+    let (band, orow) = buf.split_at_mut(b.rows * b.cols * CB16);
+    let zero = _mm512_setzero_ps();
+    let bp = band.as_mut_ptr();
+    let xi = x.as_ptr().add(n * ih_n * iw_n * channels + c0);
+    for r in 0..b.rows {
+        let ih = (b.oh0 * sh + r) as isize - ph as isize;
+        let row = bp.add(r * b.cols * CB16);
+        if ih < 0 || ih >= ih_n as isize {
+            for q in 0..b.cols {
+                _mm512_storeu_ps(row.add(q * CB16), zero);
+            }
+            continue;
+        }
+        let src = xi.add(ih as usize * iw_n * channels);
+        for q in 0..b.cols {
+            let iw = q as isize - pw as isize;
+            let v = if iw < 0 || iw >= iw_n as isize { zero } else { _mm512_maskz_loadu_ps(mask, src.add(iw as usize * channels)) };
+            _mm512_storeu_ps(row.add(q * CB16), v);
+        }
+    }
+    let op = orow.as_mut_ptr();
+    for oh in b.oh0..b.oh1 {
+        row_avx512(w, bp, b.cols, (oh - b.oh0) * sh, taps, bias, act, true, op);
+        let dst = y.0.add(((n * oh_n + oh) * ow_n) * channels + c0);
+        for ow in 0..ow_n {
+            _mm512_mask_storeu_ps(dst.add(ow * channels), mask, _mm512_loadu_ps(op.add(ow * CB16)));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -933,6 +1131,28 @@ mod tests {
                         depthwise_f32(&pool, &w, batch, c, &x, &wt, packed, Some(&bias), Act::Relu, &mut y).unwrap();
                         for (i, (a, b)) in y.iter().zip(&want).enumerate() {
                             assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{w:?} c={c} {isa:?} t={threads} [{i}]: {a} vs {b}");
+                        }
+                        // The same images channels-last (2-D windows).
+                        if w.input[0] == 1 && w.kernel[0] == 1 {
+                            let (pi, po) = (w.in_size(), w.out_size());
+                            let mut xl = vec![0f32; x.len()];
+                            for n in 0..batch {
+                                for ch in 0..c {
+                                    for p in 0..pi {
+                                        xl[(n * pi + p) * c + ch] = x[(n * c + ch) * pi + p];
+                                    }
+                                }
+                            }
+                            let mut yl = vec![f32::NAN; want.len()];
+                            depthwise_nhwc_f32(&pool, &w, batch, c, &xl, &wt, packed, Some(&bias), Act::Relu, &mut yl).unwrap();
+                            for n in 0..batch {
+                                for ch in 0..c {
+                                    for p in 0..po {
+                                        let (a, b) = (yl[(n * po + p) * c + ch], want[(n * c + ch) * po + p]);
+                                        assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "nhwc {w:?} c={c} {isa:?} t={threads} n={n} ch={ch} p={p}: {a} vs {b}");
+                                    }
+                                }
+                            }
                         }
                     }
                 });

@@ -89,7 +89,7 @@ fn is_default_domain(n: &Node) -> bool {
 
 /// Readers of each value of `g` (node indices; `usize::MAX` for graph outputs and subgraph
 /// captures, which must never be rewritten away).
-fn readers_of(g: &Graph) -> HashMap<String, Vec<usize>> {
+pub(super) fn readers_of(g: &Graph) -> HashMap<String, Vec<usize>> {
     let mut readers: HashMap<String, Vec<usize>> = HashMap::new();
     for (k, n) in g.nodes.iter().enumerate() {
         for i in n.inputs.iter().filter(|i| !i.is_empty()) {
@@ -112,7 +112,7 @@ fn first_output_producers(g: &Graph) -> HashMap<&str, usize> {
 }
 
 /// Initializers and `Constant` node outputs of `g`, by name.
-fn constant_maps(g: &Graph) -> (HashMap<&str, &Tensor>, HashMap<&str, &Tensor>) {
+pub(super) fn constant_maps(g: &Graph) -> (HashMap<&str, &Tensor>, HashMap<&str, &Tensor>) {
     let inits = g.initializers.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let consts = g
         .nodes

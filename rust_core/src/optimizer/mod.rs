@@ -3,6 +3,7 @@
 pub mod fold;
 pub mod fuse;
 mod inline;
+pub mod layout;
 
 use crate::error::Result;
 use crate::graph::ir::{Graph, Model};
@@ -11,7 +12,9 @@ pub use inline::inline_functions;
 
 /// The graph a session executes: model-local functions inlined, zero Pads and per-channel
 /// Mul/Add folded into the convolutions around them, activations fused into the convolutions
-/// before them, GELU and layer-norm chains fused into one node each (unless `PYML_INTEROP_NO_FUSION` is set, for comparisons).
+/// before them, GELU and layer-norm chains fused into one node each, chains of pointwise and
+/// depthwise convolutions run channels-last (see [`layout`]; `PYML_INTEROP_NO_LAYOUT` keeps them
+/// NCHW), unless `PYML_INTEROP_NO_FUSION` is set, for comparisons.
 pub fn prepare(model: &Model) -> Result<Graph> {
     let mut g = if model.functions.is_empty() {
         (*model.graph).clone()
@@ -31,6 +34,9 @@ pub fn prepare(model: &Model) -> Result<Graph> {
         fuse::fuse_gelu_tanh(&mut g);
         fuse::fuse_layer_norm(&mut g);
         fuse::fuse_matmul_bias(&mut g);
+        if std::env::var_os("PYML_INTEROP_NO_LAYOUT").is_none() {
+            layout::channels_last(&mut g);
+        }
         fuse::prune_unused_initializers(&mut g);
     }
     Ok(g)

@@ -21,6 +21,10 @@ pub fn register(r: &mut Registry) {
     r.add("Conv", build_conv);
     // Conv + activation, made by the optimizer (see crate::optimizer::fuse).
     r.add_domain(crate::optimizer::fuse::DOMAIN, "FusedConv", build_fused_conv);
+    // Channels-last pointwise and depthwise convolutions and their global average pool, made
+    // by the layout pass (see crate::optimizer::layout).
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "NhwcConv", build_nhwc_conv);
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "NhwcGlobalAveragePool", |_| Ok(Box::new(NhwcGlobalAveragePool)));
     r.add("ConvTranspose", build_conv_transpose);
     r.add("ConvInteger", build_conv_integer);
     r.add("QLinearConv", build_qlinear_conv);
@@ -219,6 +223,131 @@ impl Op for Conv {
             Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, self.packed.as_deref(), Some(&self.plans), o))
         })?;
         Ok(vec![narrow(y, dt)?.into()])
+    }
+}
+
+/// `NhwcConv` (private domain): a `Conv`/`FusedConv` over channels-last images, `X` `[N, H, W,
+/// C]` -> `Y` `[N, OH, OW, M]`, with the attributes of `FusedConv` (`activation` optional) and
+/// constant f32 weights in ONNX order (`[M, C/group, KH, KW]`). Two kinds: pointwise (1x1,
+/// unit strides, no padding, one group: a GEMM whose rows are the pixels, read in place) and
+/// depthwise (`group == C == M`).
+struct NhwcConv {
+    attrs: ConvAttrs,
+    act: Act,
+    weights: Vec<f32>,
+    kind: NhwcKind,
+}
+
+enum NhwcKind {
+    /// `Wᵀ` (`[C][M]`) packed as the GEMM's B.
+    Pointwise(crate::kernels::sgemm::PackedB),
+    /// The taps interleaved for this CPU's depthwise kernel.
+    Depthwise(Option<crate::kernels::depthwise::DepthwiseTaps>),
+}
+
+fn build_nhwc_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let name = ctx.attr_s("activation", "")?;
+    let params = ctx.attr_floats("activation_params")?.unwrap_or_default();
+    let act = if name.is_empty() {
+        Act::Identity
+    } else {
+        Act::from_attrs(&name, &params).ok_or_else(|| ctx.invalid(format!("unknown fused activation '{name}' with parameters {params:?}")))?
+    };
+    let attrs = ConvAttrs::parse(ctx)?;
+    let w = match ctx.const_inputs.get(1).copied().flatten() {
+        Some(w) if w.dtype() == DType::Float32 && w.rank() == 4 => w,
+        _ => return Err(ctx.invalid("NhwcConv: W must be a constant float32 tensor of rank 4")),
+    };
+    let (m, cg, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
+    let weights = w.as_slice::<f32>()?.to_vec();
+    let kind = if attrs.group == 1 && kh == 1 && kw == 1 {
+        NhwcKind::Pointwise(crate::kernels::sgemm::PackedB::new(cg, m, &weights, 1, cg))
+    } else if cg == 1 && attrs.group == m {
+        NhwcKind::Depthwise(crate::kernels::depthwise::DepthwiseTaps::new(&weights, m))
+    } else {
+        return Err(ctx.invalid(format!("NhwcConv: W {:?} with group {} is neither pointwise nor depthwise", w.shape(), attrs.group)));
+    };
+    Ok(Box::new(NhwcConv { attrs, act, weights, kind }))
+}
+
+impl Op for NhwcConv {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "NhwcConv";
+        let x = tensor_in(inputs, 0, OP)?;
+        let w = tensor_in(inputs, 1, OP)?;
+        let b = opt_tensor_in(inputs, 2, OP)?;
+        if x.dtype() != DType::Float32 || x.rank() != 4 {
+            return Err(Error::UnsupportedDtype(format!("{OP}: X must be a float32 [N, H, W, C] tensor, got {} {:?}", x.dtype(), x.shape())));
+        }
+        let xs = x.shape();
+        let (shape, out) = self.attrs.geometry(&[xs[0], xs[3], xs[1], xs[2]], w.shape(), OP)?;
+        let bias = match b {
+            Some(b) if b.dtype() != DType::Float32 || b.len() != shape.out_channels => {
+                return Err(Error::ShapeMismatch(format!("{OP}: B must hold {} float32 values, got {} {:?}", shape.out_channels, b.dtype(), b.shape())))
+            }
+            Some(b) => Some(b.as_slice::<f32>()?),
+            None => None,
+        };
+        let xv = x.as_slice::<f32>()?;
+        let out_shape = [out[0], out[2], out[3], out[1]];
+        let y = Tensor::build_uninit::<f32>(DType::Float32, &out_shape, |y| match &self.kind {
+            NhwcKind::Pointwise(bt) => {
+                if shape.window.input != shape.window.out || shape.window.strides != [1, 1, 1] || shape.window.pad_begin != [0, 0, 0] {
+                    return Err(Error::InvalidArgument(format!("{OP}: a pointwise NhwcConv needs unit strides and no padding, got {:?}", shape.window)));
+                }
+                let (px, c, m) = (xv.len() / shape.in_channels.max(1), shape.in_channels, shape.out_channels);
+                if px == shape.batch && c > 0 {
+                    // 1x1 maps (squeeze-excitation): one matrix-vector product per image,
+                    // each output a dot product of a weight row (contiguous) and the pixel.
+                    for (xn, yn) in xv.chunks_exact(c).zip(y.chunks_exact_mut(m)) {
+                        crate::kernels::gemm::dots_f32(xn, &self.weights, c, m, 1.0, 0.0, yn, 1);
+                        if let Some(b) = bias {
+                            yn.iter_mut().zip(b).for_each(|(v, b)| *v += b);
+                        }
+                        crate::kernels::vmath::apply_inplace(self.act, yn);
+                    }
+                } else if px > 0 && m > 0 {
+                    let epi = crate::kernels::sgemm::Epilogue { bias: None, col_bias: bias, act: self.act };
+                    // SAFETY: A is the px x c row-major input, B the packed c x m weights, C
+                    // the px x m output (sizes from the checked geometry).
+                    unsafe { crate::kernels::sgemm::sgemm_packed_b_par(ctx.pool, px, m, c, (xv.as_ptr(), c, 1, 1.0), bt, 0.0, y.as_mut_ptr(), m, epi) };
+                }
+                Ok(())
+            }
+            NhwcKind::Depthwise(taps) => {
+                crate::kernels::depthwise::depthwise_nhwc_f32(ctx.pool, &shape.window, shape.batch, shape.out_channels, xv, &self.weights, taps.as_ref(), bias, self.act, y)
+            }
+        })?;
+        Ok(vec![y.into()])
+    }
+}
+
+/// `NhwcGlobalAveragePool` (private domain): `[N, H, W, C]` -> `[N, 1, 1, C]`.
+struct NhwcGlobalAveragePool;
+
+impl Op for NhwcGlobalAveragePool {
+    fn run(&self, inputs: &[Option<&Value>], _ctx: &RunContext) -> Result<Vec<Value>> {
+        const OP: &str = "NhwcGlobalAveragePool";
+        let x = tensor_in(inputs, 0, OP)?;
+        if x.dtype() != DType::Float32 || x.rank() != 4 {
+            return Err(Error::UnsupportedDtype(format!("{OP}: X must be a float32 [N, H, W, C] tensor, got {} {:?}", x.dtype(), x.shape())));
+        }
+        let s = x.shape();
+        let (n, px, c) = (s[0], s[1] * s[2], s[3]);
+        let xv = x.as_slice::<f32>()?;
+        let mut y = vec![0f32; n * c];
+        if c > 0 && px == 0 {
+            y.fill(f32::NAN);
+        } else if c > 0 {
+            for (yn, xn) in y.chunks_exact_mut(c).zip(xv.chunks(px * c)) {
+                for row in xn.chunks_exact(c) {
+                    yn.iter_mut().zip(row).for_each(|(a, v)| *a += v);
+                }
+                let inv = 1.0 / px.max(1) as f32;
+                yn.iter_mut().for_each(|a| *a *= inv);
+            }
+        }
+        Ok(vec![Tensor::from_vec(&[n, 1, 1, c], y)?.into()])
     }
 }
 
