@@ -750,6 +750,21 @@ pub fn depthwise_f32(
     }
 }
 
+/// How a depthwise pass over `batch` images of `blocks` channel blocks of `cb` lanes bands its
+/// output rows: the band width in input pixels, output rows per band (a band's interleaved
+/// input within [`BAND_BYTES`], and enough tasks for every thread) and bands per plane.
+fn band_plan(pool: &ThreadPool, w: &Window3, batch: usize, blocks: usize, cb: usize) -> (usize, usize, usize) {
+    let (oh_n, ow_n, kw_n) = (w.out[1], w.out[2], w.kernel[2]);
+    let cols = (ow_n - 1) * w.strides[2] + (kw_n - 1) * w.dilations[2] + 1;
+    let mut per_band = (BAND_BYTES / (w.strides[1] * cols * cb * 4).max(1)).clamp(1, oh_n);
+    let want_tasks = 4 * pool.threads();
+    if pool.threads() > 1 && batch * blocks * oh_n.div_ceil(per_band) < want_tasks {
+        let bands = want_tasks.div_ceil(batch * blocks).min(oh_n);
+        per_band = per_band.min(oh_n.div_ceil(bands));
+    }
+    (cols, per_band, oh_n.div_ceil(per_band))
+}
+
 /// [`depthwise_f32`] with blocks of `CB` channels.
 #[allow(clippy::too_many_arguments)]
 fn depthwise_blocks<const CB: usize>(
@@ -772,18 +787,9 @@ fn depthwise_blocks<const CB: usize>(
         return Ok(());
     }
     let (sh, dh) = (w.strides[1], w.dilations[1]);
-    let cols = (ow_n - 1) * w.strides[2] + (kw_n - 1) * w.dilations[2] + 1;
     let band_rows = |n_out: usize| (n_out - 1) * sh + (kh_n - 1) * dh + 1;
-    // Output rows per band: within BAND_BYTES, and enough tasks for every thread.
-    let row_bytes = (sh * cols * CB * 4).max(1);
-    let mut per_band = (BAND_BYTES / row_bytes).clamp(1, oh_n);
     let blocks = channels.div_ceil(CB);
-    let want_tasks = 4 * pool.threads();
-    if pool.threads() > 1 && batch * blocks * oh_n.div_ceil(per_band) < want_tasks {
-        let bands = want_tasks.div_ceil(batch * blocks).min(oh_n);
-        per_band = per_band.min(oh_n.div_ceil(bands));
-    }
-    let bands = oh_n.div_ceil(per_band);
+    let (cols, per_band, bands) = band_plan(pool, w, batch, blocks, CB);
     let tasks = batch * blocks * bands;
     let work = (per_band * ow_n * ksz * CB).max(1);
     let yp = SendPtr(y.as_mut_ptr());
@@ -944,16 +950,9 @@ fn nhwc_blocks_avx512(
     let [_, kh_n, kw_n] = w.kernel;
     let ksz = kh_n * kw_n;
     let (sh, dh) = (w.strides[1], w.dilations[1]);
-    let cols = (ow_n - 1) * w.strides[2] + (kw_n - 1) * w.dilations[2] + 1;
     let band_rows = |n_out: usize| (n_out - 1) * sh + (kh_n - 1) * dh + 1;
-    let mut per_band = (BAND_BYTES / (sh * cols * CB16 * 4).max(1)).clamp(1, oh_n);
     let blocks = channels.div_ceil(CB16);
-    let want_tasks = 4 * pool.threads();
-    if pool.threads() > 1 && batch * blocks * oh_n.div_ceil(per_band) < want_tasks {
-        let bands = want_tasks.div_ceil(batch * blocks).min(oh_n);
-        per_band = per_band.min(oh_n.div_ceil(bands));
-    }
-    let bands = oh_n.div_ceil(per_band);
+    let (cols, per_band, bands) = band_plan(pool, w, batch, blocks, CB16);
     let work = (per_band * ow_n * ksz * CB16).max(1);
     let yp = SendPtr(y.as_mut_ptr());
     let failed = std::sync::Mutex::new(None);
