@@ -117,18 +117,11 @@ struct Scan<'g> {
 
 /// An integer or integer-list attribute.
 fn ints(n: &Node, name: &str) -> Option<Vec<i64>> {
-    match n.attr(name)? {
-        AttrValue::Ints(v) => Some(v.clone()),
-        AttrValue::Int(v) => Some(vec![*v]),
-        _ => None,
-    }
+    n.attr_ints(name).map(<[i64]>::to_vec).or_else(|| n.attr_int(name).map(|v| vec![v]))
 }
 
 fn int(n: &Node, name: &str, default: i64) -> i64 {
-    match n.attr(name) {
-        Some(AttrValue::Int(v)) => *v,
-        _ => default,
-    }
+    n.attr_int(name).unwrap_or(default)
 }
 
 /// `axis` in `0..rank` (None when out of range).

@@ -170,6 +170,30 @@ impl Node {
     pub fn attr(&self, name: &str) -> Option<&AttrValue> {
         self.attrs.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
+
+    /// The integer attribute `name` (None when absent or of another type).
+    pub fn attr_int(&self, name: &str) -> Option<i64> {
+        match self.attr(name) {
+            Some(AttrValue::Int(v)) => Some(*v),
+            _ => None,
+        }
+    }
+
+    /// The integer-list attribute `name` (None when absent or of another type).
+    pub fn attr_ints(&self, name: &str) -> Option<&[i64]> {
+        match self.attr(name) {
+            Some(AttrValue::Ints(v)) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The string attribute `name`, or `default` when absent or of another type.
+    pub fn attr_str(&self, name: &str, default: &str) -> String {
+        match self.attr(name) {
+            Some(AttrValue::String(s)) => String::from_utf8_lossy(s).into_owned(),
+            _ => default.to_string(),
+        }
+    }
 }
 
 /// A graph: nodes in topological order plus its interface.

@@ -750,6 +750,46 @@ pub fn depthwise_f32(
     }
 }
 
+/// A task's taps and bias lanes for the channel block it is on (`[tap][CB]` and `[CB]`, zero
+/// past the last channel): the taps interleaved at session creation when they match, else
+/// interleaved here once per change of block (on the stack up to 7x7 taps: no allocation).
+struct BlockParams<'a, const CB: usize> {
+    packed: Option<&'a DepthwiseTaps>,
+    weights: &'a [f32],
+    bias: Option<&'a [f32]>,
+    channels: usize,
+    ksz: usize,
+    stack: [f32; 49 * CB16],
+    heap: Vec<f32>,
+    bias_v: [f32; CB],
+    last: usize,
+}
+
+impl<'a, const CB: usize> BlockParams<'a, CB> {
+    fn new(packed: Option<&'a DepthwiseTaps>, weights: &'a [f32], bias: Option<&'a [f32]>, channels: usize, ksz: usize) -> Self {
+        let heap = if ksz * CB > 49 * CB16 { vec![0.0; ksz * CB] } else { Vec::new() };
+        BlockParams { packed, weights, bias, channels, ksz, stack: [0.0; 49 * CB16], heap, bias_v: [0.0; CB], last: usize::MAX }
+    }
+
+    /// Taps and bias lanes of block `blk`.
+    fn block(&mut self, blk: usize) -> (&[f32], &[f32]) {
+        let (c0, ksz) = (blk * CB, self.ksz);
+        let nc = CB.min(self.channels - c0);
+        let pre = self.packed.and_then(|p| p.block(CB, self.channels, ksz, blk));
+        let own = if self.heap.is_empty() { &mut self.stack[..ksz * CB] } else { &mut self.heap[..] };
+        if blk != self.last {
+            if pre.is_none() {
+                interleave_taps(self.weights, c0, nc, ksz, own);
+            }
+            for (l, v) in self.bias_v.iter_mut().enumerate() {
+                *v = if l < nc { self.bias.map_or(0.0, |b| b[c0 + l]) } else { 0.0 };
+            }
+            self.last = blk;
+        }
+        (pre.unwrap_or(own), &self.bias_v)
+    }
+}
+
 /// How a depthwise pass over `batch` images of `blocks` channel blocks of `cb` lanes bands its
 /// output rows: the band width in input pixels, output rows per band (a band's interleaved
 /// input within [`BAND_BYTES`], and enough tasks for every thread) and bands per plane.
@@ -796,15 +836,7 @@ fn depthwise_blocks<const CB: usize>(
     let failed = std::sync::Mutex::new(None);
     pool.parallel_for(tasks, (1 << 15) / work + 1, |t0, t1| {
         let mut scratch = Scratch::default();
-        // Interleaved taps on the stack for kernels up to 7x7 (no allocation per call).
-        let mut taps_stack = [0f32; 49 * CB16];
-        let mut taps_heap = Vec::new();
-        let taps: &mut [f32] = if ksz <= 49 {
-            &mut taps_stack[..ksz * CB]
-        } else {
-            taps_heap.resize(ksz * CB, 0.0);
-            &mut taps_heap
-        };
+        let mut params = BlockParams::<CB>::new(packed, weights, bias, channels, ksz);
         // Padded input band, the band's output rows, its input rows before padding.
         let flat = narrow_planes(w);
         let buf_need = |rows: usize, out_rows: usize| {
@@ -818,25 +850,12 @@ fn depthwise_blocks<const CB: usize>(
                 return;
             }
         };
-        let mut last_block = usize::MAX;
-        let mut bias_v = [0f32; CB16];
         for t in t0..t1 {
             let (n, rest) = (t / (blocks * bands), t % (blocks * bands));
             let (blk, band) = (rest / bands, rest % bands);
             let c0 = blk * CB;
             let nc = CB.min(channels - c0);
-            // This block's taps ([tap][CB], zero past the last channel): interleaved at session
-            // creation, or here.
-            let pre = packed.and_then(|p| p.block(CB, channels, ksz, blk));
-            if blk != last_block {
-                if pre.is_none() {
-                    interleave_taps(weights, c0, nc, ksz, taps);
-                }
-                for (l, v) in bias_v[..CB].iter_mut().enumerate() {
-                    *v = if l < nc { bias.map_or(0.0, |b| b[c0 + l]) } else { 0.0 };
-                }
-                last_block = blk;
-            }
+            let (block_taps, bias_v) = params.block(blk);
             let oh0 = band * per_band;
             let oh1 = (oh0 + per_band).min(oh_n);
             let b = Band { oh0, oh1, rows: band_rows(oh1 - oh0), cols };
@@ -845,11 +864,10 @@ fn depthwise_blocks<const CB: usize>(
             // SAFETY: inside y (n < batch, c0 < channels).
             let yb = unsafe { yp.offset((n * channels + c0) * out_sz) };
             let buf = &mut buf[..buf_need(b.rows, oh1 - oh0)];
-            let block_taps: &[f32] = pre.unwrap_or(taps);
             if CB == CB16 {
-                band_f32_16(w, xb, nc, block_taps, &bias_v[..CB], act, b, &yb, buf);
+                band_f32_16(w, xb, nc, block_taps, bias_v, act, b, &yb, buf);
             } else {
-                band_f32_8(w, xb, nc, block_taps, &bias_v[..CB], act, b, &yb, buf);
+                band_f32_8(w, xb, nc, block_taps, bias_v, act, b, &yb, buf);
             }
         }
     });
@@ -958,14 +976,7 @@ fn nhwc_blocks_avx512(
     let failed = std::sync::Mutex::new(None);
     pool.parallel_for(batch * blocks * bands, (1 << 15) / work + 1, |t0, t1| {
         let mut scratch = Scratch::default();
-        let mut taps_heap = Vec::new();
-        let mut taps_stack = [0f32; 49 * CB16];
-        let taps: &mut [f32] = if ksz <= 49 {
-            &mut taps_stack[..ksz * CB16]
-        } else {
-            taps_heap.resize(ksz * CB16, 0.0);
-            &mut taps_heap
-        };
+        let mut params = BlockParams::<CB16>::new(packed, weights, bias, channels, ksz);
         // The padded band and one output row.
         let buf = match scratch.slice::<f32>(band_rows(per_band) * cols * CB16 + ow_n * CB16) {
             Ok(b) => b,
@@ -974,28 +985,18 @@ fn nhwc_blocks_avx512(
                 return;
             }
         };
-        let mut bias_v = [0f32; CB16];
-        let mut last_block = usize::MAX;
         for t in t0..t1 {
             let (n, rest) = (t / (blocks * bands), t % (blocks * bands));
             let (blk, band) = (rest / bands, rest % bands);
             let (c0, nc) = (blk * CB16, CB16.min(channels - blk * CB16));
-            let pre = packed.and_then(|p| p.block(CB16, channels, ksz, blk));
-            if blk != last_block {
-                if pre.is_none() {
-                    interleave_taps(weights, c0, nc, ksz, taps);
-                }
-                for (l, v) in bias_v.iter_mut().enumerate() {
-                    *v = if l < nc { bias.map_or(0.0, |b| b[c0 + l]) } else { 0.0 };
-                }
-                last_block = blk;
-            }
+            let (taps, bias_v) = params.block(blk);
+            let bias_v: &[f32; CB16] = bias_v.try_into().expect("16 bias lanes");
             let oh0 = band * per_band;
             let oh1 = (oh0 + per_band).min(oh_n);
             let b = Band { oh0, oh1, rows: band_rows(oh1 - oh0), cols };
             // SAFETY: AVX-512 CPU (checked by the caller); the task reads image n's rows of
             // x and writes rows oh0..oh1 of channels c0..c0 + nc of image n's output only.
-            unsafe { nhwc_band_avx512(w, x, channels, n, c0, nc, pre.unwrap_or(taps), &bias_v, act, b, &yp, buf) };
+            unsafe { nhwc_band_avx512(w, x, channels, n, c0, nc, taps, bias_v, act, b, &yp, buf) };
         }
     });
     match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {

@@ -34,20 +34,6 @@ enum Role {
     GlobalPool,
 }
 
-fn ints<'a>(n: &'a Node, name: &str) -> Option<&'a [i64]> {
-    match n.attr(name) {
-        Some(AttrValue::Ints(v)) => Some(v),
-        _ => None,
-    }
-}
-
-fn int(n: &Node, name: &str) -> Option<i64> {
-    match n.attr(name) {
-        Some(AttrValue::Int(v)) => Some(*v),
-        _ => None,
-    }
-}
-
 /// What `n` can be in a region (None: it cannot). `fixed` tells the constant float tensors.
 fn role(n: &Node, fixed: &dyn Fn(&str) -> Option<Vec<usize>>, constant: &dyn Fn(&str) -> bool, const_ints: &dyn Fn(&str) -> Option<Vec<i64>>) -> Option<Role> {
     let default = n.domain.is_empty() || n.domain == "ai.onnx";
@@ -75,18 +61,15 @@ fn role(n: &Node, fixed: &dyn Fn(&str) -> Option<Vec<usize>>, constant: &dyn Fn(
     }
     let w = fixed(&n.inputs[1])?;
     let [m, cg, kh, kw] = w[..] else { return None };
-    let group = int(n, "group").unwrap_or(1);
-    let auto_pad = match n.attr("auto_pad") {
-        Some(AttrValue::String(s)) => String::from_utf8_lossy(s).into_owned(),
-        _ => "NOTSET".into(),
-    };
-    let kernel_ok = ints(n, "kernel_shape").is_none_or(|k| k == [kh as i64, kw as i64]);
-    if m == 0 || cg == 0 || !kernel_ok || ints(n, "strides").is_some_and(|s| s.len() != 2) {
+    let group = n.attr_int("group").unwrap_or(1);
+    let auto_pad = n.attr_str("auto_pad", "NOTSET");
+    let kernel_ok = n.attr_ints("kernel_shape").is_none_or(|k| k == [kh as i64, kw as i64]);
+    if m == 0 || cg == 0 || !kernel_ok || n.attr_ints("strides").is_some_and(|s| s.len() != 2) {
         return None;
     }
     if group == 1 && kh == 1 && kw == 1 {
-        let unit = |name: &str| ints(n, name).is_none_or(|v| v.iter().all(|&x| x == 1));
-        let no_pads = ints(n, "pads").is_none_or(|p| p.iter().all(|&x| x == 0));
+        let unit = |name: &str| n.attr_ints(name).is_none_or(|v| v.iter().all(|&x| x == 1));
+        let no_pads = n.attr_ints("pads").is_none_or(|p| p.iter().all(|&x| x == 0));
         (unit("strides") && unit("dilations") && no_pads && (auto_pad == "NOTSET" || auto_pad == "VALID")).then_some(Role::Pointwise)
     } else if cg == 1 && group == m as i64 {
         Some(Role::Depthwise)
@@ -116,7 +99,7 @@ fn spatial_sizes<'g>(g: &'g Graph, const_ints: &dyn Fn(&str) -> Option<Vec<i64>>
     for (name, t) in &g.initializers {
         shapes.entry(name.as_str()).or_insert_with(|| t.shape().iter().map(|&d| Some(d)).collect());
     }
-    let attr_or = |n: &Node, name: &str, len: usize, v: i64| -> Vec<i64> { ints(n, name).map_or(vec![v; len], |a| a.to_vec()) };
+    let attr_or = |n: &Node, name: &str, len: usize, v: i64| -> Vec<i64> { n.attr_ints(name).map_or(vec![v; len], |a| a.to_vec()) };
     for n in &g.nodes {
         let Some(x) = n.inputs.first().and_then(|i| shapes.get(i.as_str())).cloned() else { continue };
         let op = n.op_type.as_str();
@@ -133,11 +116,8 @@ fn spatial_sizes<'g>(g: &'g Graph, const_ints: &dyn Fn(&str) -> Option<Vec<i64>>
                 let strides = attr_or(n, "strides", 2, 1);
                 let dil = attr_or(n, "dilations", 2, 1);
                 let pads = attr_or(n, "pads", 4, 0);
-                let auto = match n.attr("auto_pad") {
-                    Some(AttrValue::String(s)) => String::from_utf8_lossy(s).into_owned(),
-                    _ => "NOTSET".into(),
-                };
-                let ceil = int(n, "ceil_mode").unwrap_or(0) != 0;
+                let auto = n.attr_str("auto_pad", "NOTSET");
+                let ceil = n.attr_int("ceil_mode").unwrap_or(0) != 0;
                 let mut dims = vec![x[0], channels, None, None];
                 for a in 0..2 {
                     let (Some(i), Some(k)) = (x[2 + a], kernel.get(a).copied().flatten()) else { continue };
@@ -167,9 +147,9 @@ fn spatial_sizes<'g>(g: &'g Graph, const_ints: &dyn Fn(&str) -> Option<Vec<i64>>
             }
             "GlobalAveragePool" | "GlobalMaxPool" if x.len() == 4 => Some(vec![x[0], x[1], Some(1), Some(1)]),
             "ReduceMean" if x.len() == 4 && spatial_mean(n, const_ints) => Some(vec![x[0], x[1], Some(1), Some(1)]),
-            "Transpose" => ints(n, "perm").filter(|p| p.len() == x.len()).map(|p| p.iter().map(|&a| x.get(a as usize).copied().flatten()).collect()),
+            "Transpose" => n.attr_ints("perm").filter(|p| p.len() == x.len()).map(|p| p.iter().map(|&a| x.get(a as usize).copied().flatten()).collect()),
             "Concat" => {
-                let axis = int(n, "axis").unwrap_or(0);
+                let axis = n.attr_int("axis").unwrap_or(0);
                 let axis = if axis < 0 { axis + x.len() as i64 } else { axis } as usize;
                 let mut dims = x.clone();
                 for i in &n.inputs[1..] {
@@ -196,7 +176,7 @@ fn spatial_sizes<'g>(g: &'g Graph, const_ints: &dyn Fn(&str) -> Option<Vec<i64>>
 /// Whether a `ReduceMean` averages axes 2 and 3 of a rank-4 value and keeps them; `axes` is
 /// read from the attribute or the constant second input.
 fn spatial_mean(n: &Node, const_ints: &dyn Fn(&str) -> Option<Vec<i64>>) -> bool {
-    let axes = match (ints(n, "axes"), n.inputs.get(1).filter(|a| !a.is_empty())) {
+    let axes = match (n.attr_ints("axes"), n.inputs.get(1).filter(|a| !a.is_empty())) {
         (Some(a), None) => a.to_vec(),
         (None, Some(a)) => match const_ints(a) {
             Some(v) => v,
@@ -206,7 +186,7 @@ fn spatial_mean(n: &Node, const_ints: &dyn Fn(&str) -> Option<Vec<i64>>) -> bool
     };
     let mut axes: Vec<i64> = axes.iter().map(|&a| if a < 0 { a + 4 } else { a }).collect();
     axes.sort_unstable();
-    axes == [2, 3] && int(n, "keepdims").unwrap_or(1) != 0
+    axes == [2, 3] && n.attr_int("keepdims").unwrap_or(1) != 0
 }
 
 fn find(parent: &mut [usize], mut k: usize) -> usize {

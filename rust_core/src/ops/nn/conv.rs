@@ -234,7 +234,6 @@ impl Op for Conv {
 struct NhwcConv {
     attrs: ConvAttrs,
     act: Act,
-    weights: Vec<f32>,
     kind: NhwcKind,
 }
 
@@ -259,15 +258,15 @@ fn build_nhwc_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
         _ => return Err(ctx.invalid("NhwcConv: W must be a constant float32 tensor of rank 4")),
     };
     let (m, cg, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
-    let weights = w.as_slice::<f32>()?.to_vec();
+    let weights = w.as_slice::<f32>()?;
     let kind = if attrs.group == 1 && kh == 1 && kw == 1 {
-        NhwcKind::Pointwise(crate::kernels::sgemm::PackedB::new(cg, m, &weights, 1, cg))
+        NhwcKind::Pointwise(crate::kernels::sgemm::PackedB::new(cg, m, weights, 1, cg))
     } else if cg == 1 && attrs.group == m {
-        NhwcKind::Depthwise(crate::kernels::depthwise::DepthwiseTaps::new(&weights, m))
+        NhwcKind::Depthwise(crate::kernels::depthwise::DepthwiseTaps::new(weights, m))
     } else {
         return Err(ctx.invalid(format!("NhwcConv: W {:?} with group {} is neither pointwise nor depthwise", w.shape(), attrs.group)));
     };
-    Ok(Box::new(NhwcConv { attrs, act, weights, kind }))
+    Ok(Box::new(NhwcConv { attrs, act, kind }))
 }
 
 impl Op for NhwcConv {
@@ -288,7 +287,12 @@ impl Op for NhwcConv {
             Some(b) => Some(b.as_slice::<f32>()?),
             None => None,
         };
-        let xv = x.as_slice::<f32>()?;
+        if w.dtype() != DType::Float32 {
+            return Err(Error::UnsupportedDtype(format!("{OP}: W must be float32, got {}", w.dtype())));
+        }
+        // The weights as read at run time (the constant the node was built from): the
+        // matrix-vector and the depthwise paths read them as they are.
+        let (xv, wv) = (x.as_slice::<f32>()?, w.as_slice::<f32>()?);
         let out_shape = [out[0], out[2], out[3], out[1]];
         let y = Tensor::build_uninit::<f32>(DType::Float32, &out_shape, |y| match &self.kind {
             NhwcKind::Pointwise(bt) => {
@@ -300,7 +304,7 @@ impl Op for NhwcConv {
                     // 1x1 maps (squeeze-excitation): one matrix-vector product per image,
                     // each output a dot product of a weight row (contiguous) and the pixel.
                     for (xn, yn) in xv.chunks_exact(c).zip(y.chunks_exact_mut(m)) {
-                        crate::kernels::gemm::dots_f32(xn, &self.weights, c, m, 1.0, 0.0, yn, 1);
+                        crate::kernels::gemm::dots_f32(xn, wv, c, m, 1.0, 0.0, yn, 1);
                         if let Some(b) = bias {
                             yn.iter_mut().zip(b).for_each(|(v, b)| *v += b);
                         }
@@ -315,7 +319,7 @@ impl Op for NhwcConv {
                 Ok(())
             }
             NhwcKind::Depthwise(taps) => {
-                crate::kernels::depthwise::depthwise_nhwc_f32(ctx.pool, &shape.window, shape.batch, shape.out_channels, xv, &self.weights, taps.as_ref(), bias, self.act, y)
+                crate::kernels::depthwise::depthwise_nhwc_f32(ctx.pool, &shape.window, shape.batch, shape.out_channels, xv, wv, taps.as_ref(), bias, self.act, y)
             }
         })?;
         Ok(vec![y.into()])
