@@ -300,3 +300,51 @@ def test_inception_block_concat_written_in_place_matches_onnxruntime(threads, ba
     assert got[0].shape == (batch, 21, 11, 13)
     for g, w in zip(got, want):
         np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_small_map_convolutions_transposed_into_a_concat_match_onnxruntime(threads, batch):
+    """Fire modules on 13x13 and 7x7 maps (squeeze 1x1, expand 1x1 and 3x3 concatenated): the
+    3x3 convolutions run as the transposed product (vectors along the 64-128 output channels),
+    writing their channels into the Concat's output, with a fused activation; run twice (the
+    second run without the weights packed for the other product)."""
+    rng = np.random.default_rng(5)
+    inits = []
+
+    def conv(x, out, m, cin, k, act="relu", **kw):
+        w = (rng.standard_normal((m, cin, k, k)) * 0.2).astype(np.float32)
+        inits.extend([_const(out + "_w", w), _const(out + "_b", rng.standard_normal(m).astype(np.float32))])
+        y = out + "_c"
+        return [helper.make_node("Conv", [x, out + "_w", out + "_b"], [y], kernel_shape=[k, k], pads=[k // 2] * 4, **kw)] + ACTIVATIONS[act](y, out)
+
+    nodes = (conv("x", "s1", 16, 32, 1) + conv("s1", "e1", 64, 16, 1) + conv("s1", "e3", 64, 16, 3, "silu")
+             + [helper.make_node("Concat", ["e1", "e3"], ["f1"], axis=1)]
+             + conv("f1", "d", 128, 128, 3, strides=[2, 2]) + conv("d", "s2", 32, 128, 1)
+             + conv("s2", "e4", 128, 32, 1) + conv("s2", "e5", 128, 32, 3)
+             + [helper.make_node("Concat", ["e4", "e5"], ["out"], axis=1)])
+    model = _model(nodes, [_vi("x", [batch, 32, 13, 13])], [_vi("out", None)], inits)
+    feeds = {"x": rng.standard_normal((batch, 32, 13, 13)).astype(np.float32)}
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    so = pmi.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = pmi.InferenceSession(model, so)
+    for _ in range(2):
+        got = sess.run(None, feeds)[0]
+        assert got.shape == (batch, 256, 7, 7)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+
+
+def test_a_convolution_transposed_on_a_small_map_stays_right_on_a_large_one():
+    """A 3x3 convolution with a free image size: first on 7x7 (the transposed product, after
+    which its weights packed for the other product are freed), then on 64x64 (the product with
+    vectors along the pixels, from the unpacked weights), then on 7x7 again."""
+    rng = np.random.default_rng(6)
+    w = (rng.standard_normal((64, 24, 3, 3)) * 0.2).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    model = _model(nodes, [_vi("x", [1, 24, "h", "w"])], [_vi("y", None)], [_const("w", w)])
+    ref = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    sess = pmi.InferenceSession(model)
+    for side in (7, 64, 7):
+        x = rng.standard_normal((1, 24, side, side)).astype(np.float32)
+        np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)

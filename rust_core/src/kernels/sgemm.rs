@@ -318,6 +318,24 @@ impl ATile for RowsA {
     }
 }
 
+/// An A never materialized whose rows are consecutive floats: row `i`, depth `p` is
+/// `x[offs[p] + i]` (see [`sgemm_implicit_t`]).
+#[derive(Clone, Copy)]
+struct OffsA {
+    x: *const f32,
+    offs: *const usize,
+}
+
+impl ATile for OffsA {
+    #[inline(always)]
+    unsafe fn at(self, _kc: usize, i: usize, p: usize) -> f32 {
+        *self.x.add(*self.offs.add(p) + i)
+    }
+    fn holds(self, _panels: usize, _kc: usize) -> bool {
+        true
+    }
+}
+
 /// Packed panels of `kc` rows: panel `w` holds `[p][NR]`.
 #[derive(Clone, Copy)]
 struct PackedTile {
@@ -511,21 +529,32 @@ impl PackedA {
 pub struct PackedB {
     k: usize,
     n: usize,
+    /// Depth of its blocks (every driver walks a packed B in these blocks).
+    kc: usize,
     data: Vec<f32>,
 }
 
 impl PackedB {
     /// Pack `B[k×n]` (element (p, j) at `b[p*rsb + j*csb]`).
     pub fn new(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
+        Self::with_blocks(k, n, b, rsb, csb, block_depth(k))
+    }
+
+    /// Pack `B[k×n]` for [`sgemm_implicit_t`]: blocks as deep as an implicit product's.
+    pub fn for_implicit_t(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> PackedB {
+        Self::with_blocks(k, n, b, rsb, csb, depth_blocks(k, IMPLICIT_KC))
+    }
+
+    fn with_blocks(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize, depth: usize) -> PackedB {
         assert!(k == 0 || n == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "PackedB: B is too small");
         let panels = n.div_ceil(NR);
         let mut data = vec![0f32; panels * NR * k];
-        for pc in (0..k).step_by(block_depth(k)) {
-            let kc = block_depth(k).min(k - pc);
+        for pc in (0..k).step_by(depth) {
+            let kc = depth.min(k - pc);
             // SAFETY: the block lies inside `b` (asserted above); `data` holds it.
             unsafe { pack_b(kc, n, b.as_ptr().add(pc * rsb), rsb, csb, &mut data[pc * panels * NR..]) };
         }
-        PackedB { k, n, data }
+        PackedB { k, n, kc: depth, data }
     }
 
     /// Depth.
@@ -733,10 +762,11 @@ unsafe fn sgemm_core(m: usize, n: usize, k: usize, a: ASrc, bsrc: BSrc, beta: f3
         // fewer columns per packed B block when they are deeper than KC (same L2 footprint).
         let depth = match (a, bsrc) {
             (ASrc::Packed(p), BSrc::Raw { .. }) => p.kc,
-            (ASrc::Packed(p), BSrc::Packed { .. }) => {
-                assert!(p.kc == block_depth(k), "sgemm: packed A and packed B in different depth blocks");
+            (ASrc::Packed(p), BSrc::Packed { p: b, .. }) => {
+                assert!(p.kc == b.kc, "sgemm: packed A and packed B in different depth blocks");
                 p.kc
             }
+            (_, BSrc::Packed { p, .. }) => p.kc,
             _ => block_depth(k),
         };
         let nc_step = if depth <= KC { NC } else { (NC * KC / depth).max(NR) / NR * NR };
@@ -1152,6 +1182,122 @@ pub unsafe fn sgemm_implicit_par(pool: &crate::executor::pool::ThreadPool, m: us
     }
 }
 
+/// Output channels [`sgemm_implicit_t`] computes per sweep of the image: a block of `Wᵀ`
+/// stays in L2 (1152 deep x 128 columns: 576 KB) while every output row sweeps it.
+const IMPLICIT_T_NC: usize = 128;
+
+/// Widest grid rows [`sgemm_implicit_t`] computes in tiles spanning several rows.
+const IMPLICIT_T_SHORT: usize = 4;
+
+/// Outputs of one grid row computed per tile by [`sgemm_implicit_t`] (at most 14: 28
+/// accumulators, two B vectors and a broadcast fill the 32 registers).
+const IMPLICIT_T_ROW: usize = 14;
+
+/// The transposed product of [`sgemm_implicit`]: `C = act(Bᵀ·W + col_bias)` (bias per column
+/// of C) for the implicit `b` (depth `k = b.offs.len()`, one row of C per grid element, in
+/// order) and `W`, `w`'s columns `col0..col0 + n` (packed by [`PackedB::for_implicit_t`]); C's
+/// element `(i, j)` is at `c[i·rsc + j]`. For a convolution, pixels × output channels, with
+/// the vectors along the channels: no lane is wasted on the grid's short rows. A tile takes
+/// up to [`IMPLICIT_T_ROW`] consecutive outputs of one grid row (a 13-wide row is one tile of
+/// 13, a 27-wide one two of 14 and 13), each broadcast from the image in place; rows of at
+/// most [`IMPLICIT_T_SHORT`] go 12 virtual columns at a time.
+///
+/// # Safety
+/// [`implicit_available`]; C holds `b.rows·b.cols` rows of `rsc ≥ n` floats; `col_bias` has
+/// `n` values. The reach of B inside `b.x` is checked here.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_implicit_t(b: &ImplicitB, n: usize, w: &PackedB, col0: usize, c: *mut f32, rsc: usize, epi: Epilogue) {
+    let k = b.offs.len();
+    assert!(implicit_available(), "sgemm_implicit_t needs AVX-512");
+    assert!(epi.bias.is_none(), "sgemm_implicit_t: no bias per row");
+    assert!(w.k == k && col0 % NR == 0 && col0 + n <= w.n && rsc >= n, "sgemm_implicit_t: packed W is {}x{}, product needs {k}x{n} from column {col0}", w.k, w.n);
+    if b.rows == 0 || b.cols == 0 || n == 0 {
+        return;
+    }
+    assert!(b.width >= b.cols, "sgemm_implicit_t: grid rows of {} in {}", b.cols, b.width);
+    let offs_max = b.offs.iter().copied().max().unwrap_or(0);
+    assert!(k > 0 && ImplicitB::reach(offs_max, b.width, b.rows, b.cols) <= b.x.len(), "sgemm_implicit_t: B reaches past its {} floats", b.x.len());
+    // Tiles per grid row, of (nearly) equal widths.
+    // Tiles: up to IMPLICIT_T_ROW outputs of one grid row (rows of nearly equal parts); grid
+    // rows of at most IMPLICIT_T_SHORT outputs go 2·MR virtual columns at a time instead
+    // (spanning grid rows; the columns past a row's end are computed and dropped), as a
+    // tile of 3 rows would load each vector of W for 6 multiply-adds.
+    let spanning = b.cols <= IMPLICIT_T_SHORT && b.rows > 1;
+    let per_row = b.cols.div_ceil(IMPLICIT_T_ROW);
+    let vcols = (b.rows - 1) * b.width + b.cols;
+    let tiles = if spanning { vcols.div_ceil(2 * MR) } else { b.rows * per_row };
+    // (first virtual column, outputs, row of C when the outputs are consecutive in it)
+    let tile = |t: usize| -> (usize, usize, Option<usize>) {
+        if spanning {
+            (t * 2 * MR, (2 * MR).min(vcols - t * 2 * MR), None)
+        } else {
+            let (q, part) = (t / per_row, t % per_row);
+            let (o0, o1) = (part * b.cols / per_row, (part + 1) * b.cols / per_row);
+            (q * b.width + o0, o1 - o0, Some(q * b.cols + o0))
+        }
+    };
+    // A spanning tile's rows, between C and the kernel.
+    let mut staged = [0f32; 2 * MR * 2 * NR];
+    #[cfg(target_arch = "x86_64")]
+    for pc in (0..k).step_by(w.kc) {
+        let kc = w.kc.min(k - pc);
+        let last = pc + kc == k;
+        let wpanels = w.block(pc, kc, col0);
+        for jc in (0..n).step_by(IMPLICIT_T_NC) {
+            let ncb = IMPLICIT_T_NC.min(n - jc);
+            for ti in 0..tiles {
+                let (v0, mr, c_row) = tile(ti);
+                let a = OffsA { x: b.x.as_ptr().add(v0), offs: b.offs.as_ptr().add(pc) };
+                let panels = ncb.div_ceil(NR);
+                let mut p = 0;
+                while p < panels {
+                    let wd = if p + 1 < panels { 2 } else { 1 };
+                    let j0 = jc + p * NR;
+                    let nr = (wd * NR).min(n - j0);
+                    p += wd;
+                    let bt = PackedTile { b: wpanels[(j0 / NR) * NR * kc..(j0 / NR + wd) * NR * kc].as_ptr(), kc };
+                    let t = TileOut {
+                        beta: if pc == 0 { 0.0 } else { 1.0 },
+                        last,
+                        bias: None,
+                        col_bias: epi.col_bias.map(|cb| &cb[j0..j0 + nr]),
+                        act: epi.act,
+                        map: None,
+                    };
+                    // The outputs of a spanning tile inside the grid: (tile row, row of C).
+                    let valid = (0..mr).filter_map(|i| {
+                        let (q, o) = ((v0 + i) / b.width, (v0 + i) % b.width);
+                        (o < b.cols).then_some((i, q * b.cols + o))
+                    });
+                    let (cp, rs) = match c_row {
+                        Some(r) => (c.add(r * rsc + j0), rsc),
+                        None => {
+                            if pc > 0 {
+                                for (i, r) in valid.clone() {
+                                    std::ptr::copy_nonoverlapping(c.add(r * rsc + j0), staged[i * 2 * NR..].as_mut_ptr(), nr);
+                                }
+                            }
+                            (staged.as_mut_ptr(), 2 * NR)
+                        }
+                    };
+                    match (mr.div_ceil(MR), wd, mr % MR) {
+                        (3, 2, 1) => kernel_avx512::<3, 2, 1, _, _>(kc, a, bt, cp, rs, mr, nr, t),
+                        (3, 2, _) => kernel_avx512::<3, 2, 2, _, _>(kc, a, bt, cp, rs, mr, nr, t),
+                        (3, _, 1) => kernel_avx512::<3, 1, 1, _, _>(kc, a, bt, cp, rs, mr, nr, t),
+                        (3, _, _) => kernel_avx512::<3, 1, 2, _, _>(kc, a, bt, cp, rs, mr, nr, t),
+                        (h, _, _) => tile_avx512(h, wd, kc, a, bt, cp, rs, mr, nr, t),
+                    }
+                    if c_row.is_none() {
+                        for (i, r) in valid {
+                            std::ptr::copy_nonoverlapping(staged[i * 2 * NR..].as_ptr(), c.add(r * rsc + j0), nr);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1314,6 +1460,12 @@ mod tests {
             (7, 3, &[(0, 0), (0, 2), (2, 1)], 6, 33, 35),
             (9, 3, &[(0, 0), (0, 2), (2, 1)], 6, 33, 35),
             (11, 3, &[(0, 0), (0, 2), (2, 1)], 6, 33, 35),
+            // Rows of 14 (one transposed tile of 14) and 15 (two of 7 and 8).
+            (40, 5, &[(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)], 3, 14, 16),
+            (35, 4, &[(0, 0), (1, 2), (2, 1)], 2, 15, 17),
+            // Rows of 3 and 4: transposed tiles spanning grid rows (depth 1260: two blocks).
+            (20, 140, &[(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (1, 2), (2, 0), (2, 1), (2, 2)], 5, 3, 6),
+            (33, 2, &[(0, 0), (1, 1)], 7, 4, 6),
         ];
         for &(m, ch, taps, rows, cols, width) in cases {
             let k = ch * taps.len();
@@ -1359,6 +1511,22 @@ mod tests {
             }
             for (i, (g, w)) in got.iter().zip(&want).enumerate() {
                 assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "split m{m} {rows}x{cols} [{i}]: {g} vs {w}");
+            }
+            // The transposed product over the same image: pixels x channels, from column 0
+            // and (past 16 channels) from column 16 of the packed weights.
+            let bt = PackedB::for_implicit_t(k, m, &a, 1, k);
+            for col0 in [0, 16].into_iter().filter(|&c0| c0 < m) {
+                let nc = m - col0;
+                let rsc = nc + 2;
+                let mut got = vec![7.0f32; n * rsc];
+                let epi = Epilogue { bias: None, col_bias: Some(&bias[col0..]), act: Act::Relu };
+                unsafe { sgemm_implicit_t(&b, nc, &bt, col0, got.as_mut_ptr(), rsc, epi) };
+                for v in 0..n {
+                    for j in 0..rsc {
+                        let (g, w) = (got[v * rsc + j], if j < nc { want[(col0 + j) * n + v] } else { 7.0 });
+                        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "transposed m{m} k{k} {rows}x{cols}/{width} from {col0} [{v}][{j}]: {g} vs {w}");
+                    }
+                }
             }
         }
     }

@@ -107,8 +107,9 @@ struct Conv {
     attrs: ConvAttrs,
     w_const: Option<Tensor>,
     act: Act,
-    /// Constant f32 weights packed for the GEMM, one per group (not for depthwise).
-    packed: Option<Vec<PackedA>>,
+    /// Constant f32 weights packed for the GEMM, one per group (not for depthwise); dropped
+    /// once the node runs as the transposed product, which packs them its own way.
+    packed: std::sync::RwLock<Option<Vec<PackedA>>>,
     /// The implicit-GEMM plan for the last input shape, or the interleaved depthwise taps.
     plans: crate::kernels::conv::PlanCache,
 }
@@ -146,7 +147,7 @@ fn pack_weights(ctx: &BuildContext, group: usize) -> Option<Vec<PackedA>> {
 fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     let attrs = ConvAttrs::parse(ctx)?;
     let (packed, plans) = (pack_weights(ctx, attrs.group), conv_plans(ctx, attrs.group));
-    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act: Act::Identity, packed, plans }))
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act: Act::Identity, packed: packed.into(), plans }))
 }
 
 fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
@@ -156,13 +157,29 @@ fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
         .ok_or_else(|| ctx.invalid(format!("unknown fused activation '{name}' with parameters {params:?}")))?;
     let attrs = ConvAttrs::parse(ctx)?;
     let (packed, plans) = (pack_weights(ctx, attrs.group), conv_plans(ctx, attrs.group));
-    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed, plans }))
+    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed: packed.into(), plans }))
 }
 
 /// The checked inputs of a convolution: X, W, B, the geometry and the output shape.
 type ConvInputs<'a> = (&'a Tensor, &'a Tensor, Option<&'a Tensor>, ConvShape, Vec<usize>);
 
 impl Conv {
+    /// `f(packed weights)`; afterwards, when the node's plan is the transposed product (which
+    /// never reads them), the packed weights are freed.
+    fn with_packed<R>(&self, f: impl FnOnce(Option<&[PackedA]>) -> R) -> R {
+        let guard = self.packed.read().unwrap_or_else(|e| e.into_inner());
+        let held = guard.is_some();
+        let r = f(guard.as_deref());
+        drop(guard);
+        if held && self.plans.is_transposed() {
+            // Another run holding them keeps them until a later run.
+            if let Ok(mut w) = self.packed.try_write() {
+                *w = None;
+            }
+        }
+        r
+    }
+
     fn checked<'a>(&self, inputs: &[Option<&'a Value>]) -> Result<ConvInputs<'a>> {
         let x = tensor_in(inputs, 0, "Conv")?;
         let w = tensor_in(inputs, 1, "Conv")?;
@@ -205,7 +222,8 @@ impl Op for Conv {
             None => w.as_slice::<f32>()?,
         };
         let bias = b.map(|b| b.as_slice::<f32>()).transpose()?;
-        conv_forward_into(ctx.pool, &shape, x.as_slice::<f32>()?, wv, bias, self.act, self.packed.as_deref(), Some(&self.plans), out, image_stride)
+        let xv = x.as_slice::<f32>()?;
+        self.with_packed(|packed| conv_forward_into(ctx.pool, &shape, xv, wv, bias, self.act, packed, Some(&self.plans), out, image_stride))
     }
 
     fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
@@ -220,7 +238,7 @@ impl Op for Conv {
         let y = crate::with_float!(xw.dtype(), "Conv", T => {
             let bias = match &bw { Some(b) => Some(b.as_slice::<T>()?), None => None };
             let (xv, wv) = (xw.as_slice::<T>()?, ww.as_slice::<T>()?);
-            Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, self.packed.as_deref(), Some(&self.plans), o))
+            self.with_packed(|packed| Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, packed, Some(&self.plans), o)))
         })?;
         Ok(vec![narrow(y, dt)?.into()])
     }
