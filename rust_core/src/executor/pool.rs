@@ -15,6 +15,16 @@ type Job = Box<dyn FnOnce() + Send + 'static>;
 /// How long an idle worker polls for new work before sleeping, outside session runs.
 pub const SPIN: Duration = Duration::from_micros(50);
 
+/// Polling rounds (each a spin-loop hint and a load, about 20 ns) between two yields of an
+/// idle worker. Polling through a whole run keeps the worker's core busy: when the machine is
+/// shared, the scheduler may put the worker on the caller's core, and a worker that never
+/// yields then takes half of it from the thread doing the work. With a busy process pinned to
+/// the other core of two, mobilenet_v3_small on two threads took 2.5 ms (1.35x its one-thread
+/// time) and squeezenet1_1 13.1 ms (1.6x); yielding every 64 rounds, 1.95 and 7.6 ms (the
+/// one-thread times; every 256 rounds: 2.35-2.6 and 8.1-9.2). A yield with nothing else to run
+/// returns at once.
+const YIELD_EVERY: u32 = 64;
+
 struct Shared {
     queue: Mutex<(Vec<Job>, bool)>,
     cv: Condvar,
@@ -77,6 +87,10 @@ impl ThreadPool {
                         while s.pending.load(Ordering::Acquire) == 0 {
                             std::hint::spin_loop();
                             n += 1;
+                            if n % YIELD_EVERY == 0 {
+                                // Let a thread sharing this core run (see YIELD_EVERY).
+                                std::thread::yield_now();
+                            }
                             if n % 64 == 0 {
                                 if s.active.load(Ordering::Relaxed) > 0 {
                                     start = Instant::now();
