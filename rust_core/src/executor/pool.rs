@@ -187,6 +187,10 @@ impl ThreadPool {
         while done.remaining.load(Ordering::Acquire) > 0 {
             std::hint::spin_loop();
             spins += 1;
+            if spins % YIELD_EVERY == 0 {
+                // The worker being waited for may share this core.
+                std::thread::yield_now();
+            }
             if spins % 64 == 0 && start.elapsed() > SPIN {
                 done.parked.store(true, Ordering::SeqCst);
                 while done.remaining.load(Ordering::SeqCst) > 0 {
