@@ -572,13 +572,14 @@ impl ImplicitConv {
     /// column `c·sw + pw` goes to row `r`, column `c` of sub-image `(ph, pw)`, so that tap
     /// `(kh, kw)` of consecutive outputs reads consecutive floats of one sub-image.
     fn plan(w: &Window3, cg: usize) -> Option<ImplicitConv> {
-        let imp = Self::layout(w, cg)?;
+        Self::layout(w, cg).filter(|imp| imp.pixel_tiles_pay(w))
+    }
+
+    /// Whether [`ImplicitB`]'s tiles of 32 pixels suit this layout: tiles span at most four
+    /// grid rows, and at least [`IMPLICIT_MIN_USE`] of their lanes do useful work.
+    fn pixel_tiles_pay(&self, w: &Window3) -> bool {
         let [_, oh_n, ow_n] = w.out;
-        // ImplicitB's tiles span at most four grid rows.
-        if (oh_n > 1 && imp.ws < 6) || (ow_n as f32) < IMPLICIT_MIN_USE * imp.ws as f32 {
-            return None;
-        }
-        Some(imp)
+        !((oh_n > 1 && self.ws < 6) || (ow_n as f32) < IMPLICIT_MIN_USE * self.ws as f32)
     }
 
     /// The plan run transposed, pixels × channels (see [`Self::transposed`]), for window `w` over
@@ -587,7 +588,7 @@ impl ImplicitConv {
     fn transposed(w: &Window3, cg: usize, mg: usize) -> Option<ImplicitConv> {
         let mut imp = Self::layout(w, cg)?;
         let [_, oh_n, ow_n] = w.out;
-        if !implicit_t_pays(oh_n, ow_n, imp.ws, mg, Self::plan(w, cg).is_some()) {
+        if !implicit_t_pays(oh_n, ow_n, imp.ws, mg, imp.pixel_tiles_pay(w)) {
             return None;
         }
         imp.transposed = true;
@@ -1206,7 +1207,7 @@ pub fn conv_forward_into<T: GemmElem>(
     let flops_per_task = mg * kdim * out_sz;
     // The transposed product packs the constant weights its own way (kept by `plans`; the
     // caller may drop `packed` once it runs).
-    let transposable = group == 1 && (packed.is_some() || plans.is_some_and(|p| p.implicit_t.get().is_some())) && plans.is_some() && as_f32(weights).is_some();
+    let transposable = group == 1 && plans.is_some_and(|p| packed.is_some() || p.implicit_t.get().is_some()) && as_f32(weights).is_some();
     let build = || match (as_f32(x).is_some(), pointwise) {
         (false, _) => None,
         (true, true) => ImplicitConv::pointwise(cg, mg, in_sz),
