@@ -348,3 +348,42 @@ def test_a_convolution_transposed_on_a_small_map_stays_right_on_a_large_one():
     for side in (7, 64, 7):
         x = rng.standard_normal((1, 24, side, side)).astype(np.float32)
         np.testing.assert_allclose(sess.run(None, {"x": x})[0], ref.run(None, {"x": x})[0], rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_inverted_residual_blocks_fused_expansion_matches_onnxruntime(threads, batch):
+    """Inverted residual blocks (pointwise expansion -> depthwise -> projection) on maps too
+    large for the channels-last layout: each expansion and its depthwise convolution become
+    one ExpandDepthwise node (Clip, SiLU and HardSwish activations; 48, 64 and 40 channels;
+    a 3x3 stride 2, a 5x5 and a 3x3 stride 1 window, the last run as two convolutions), and a
+    fourth expansion whose output is read twice stays unfused."""
+    rng = np.random.default_rng(7)
+    inits = [_const("lo", np.array(0.0, np.float32)), _const("hi", np.array(6.0, np.float32))]
+
+    def conv(x, out, m, cin, k, act=None, **kw):
+        w = (rng.standard_normal((m, cin // kw.get("group", 1), k, k)) * 0.3).astype(np.float32)
+        inits.extend([_const(out + "_w", w), _const(out + "_b", rng.standard_normal(m).astype(np.float32))])
+        y = out + "_c" if act else out
+        node = helper.make_node("Conv", [x, out + "_w", out + "_b"], [y], kernel_shape=[k, k], pads=[k // 2] * 4, **kw)
+        return [node] + (ACTIVATIONS[act](y, out) if act else [])
+
+    nodes = (conv("x", "e1", 48, 8, 1, "clip") + conv("e1", "d1", 48, 48, 3, "clip", strides=[2, 2], group=48)
+             + conv("d1", "p1", 16, 48, 1)
+             + conv("p1", "e2", 64, 16, 1, "silu") + conv("e2", "d2", 64, 64, 5, "silu", group=64)
+             + conv("d2", "p2", 16, 64, 1) + [helper.make_node("Add", ["p1", "p2"], ["r2"])]
+             + conv("r2", "e3", 40, 16, 1, "hardswish") + conv("e3", "d3", 40, 40, 3, "hardswish", group=40)
+             + conv("d3", "p3", 16, 40, 1)
+             + conv("p3", "e4", 32, 16, 1, "relu") + conv("e4", "d4", 32, 32, 3, group=32)
+             + [helper.make_node("ReduceMean", ["e4"], ["m4"], axes=[2, 3], keepdims=1),
+                helper.make_node("Add", ["d4", "m4"], ["out"])])
+    model = _model(nodes, [_vi("x", [batch, 8, 64, 64])], [_vi("out", None)], inits, opset=17)
+    feeds = {"x": rng.standard_normal((batch, 8, 64, 64)).astype(np.float32)}
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    so = pmi.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = pmi.InferenceSession(model, so)
+    for _ in range(2):
+        got = sess.run(None, feeds)[0]
+        assert got.shape == (batch, 32, 32, 32)
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)

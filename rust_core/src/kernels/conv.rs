@@ -891,6 +891,11 @@ impl PlanCache {
         PlanCache { depthwise: crate::kernels::depthwise::DepthwiseTaps::new(weights, channels), ..Default::default() }
     }
 
+    /// The depthwise taps interleaved at session creation, if any.
+    pub fn depthwise_taps(&self) -> Option<&crate::kernels::depthwise::DepthwiseTaps> {
+        self.depthwise.as_ref()
+    }
+
     /// Whether the current plan is the transposed product ([`ImplicitConv::transposed`]): it
     /// reads the weights packed in [`Self::implicit_t`], not a packed A.
     pub fn is_transposed(&self) -> bool {

@@ -17,6 +17,7 @@ use crate::kernels::conv::Window3;
 use crate::kernels::conv::PhaseRows;
 use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{apply_inplace_body, Act};
+use crate::kernels::sgemm::PackedB;
 use crate::kernels::{Scratch, SendPtr};
 #[cfg(target_arch = "x86_64")]
 use crate::kernels::transpose::transpose16_part;
@@ -126,9 +127,8 @@ unsafe fn tile_avx2<const T: usize>(
 #[allow(clippy::too_many_arguments)]
 unsafe fn tile_avx512<const T: usize>(
     w: &Window3,
-    band: *const f32,
-    cols: usize,
-    r0: usize,
+    rows: &[*const f32],
+    pitch: usize,
     ow: usize,
     taps: &[f32],
     bias: &[f32; CB16],
@@ -138,15 +138,15 @@ unsafe fn tile_avx512<const T: usize>(
 ) {
     use std::arch::x86_64::*;
     let [_, kh_n, kw_n] = w.kernel;
-    let (dh, sw, dw) = (w.dilations[1], w.strides[2], w.dilations[2]);
+    let (sw, dw) = (w.strides[2], w.dilations[2]);
     let mut acc = [_mm512_loadu_ps(bias.as_ptr()); T];
-    let step = sw * CB16;
-    for kh in 0..kh_n {
-        let brow = band.add((r0 + kh * dh) * cols * CB16 + ow * step);
+    let step = sw * pitch;
+    for (kh, &row) in rows.iter().enumerate().take(kh_n) {
+        let brow = row.add(ow * step);
         let trow = taps.as_ptr().add(kh * kw_n * CB16);
         for kw in 0..kw_n {
             let wv = _mm512_loadu_ps(trow.add(kw * CB16));
-            let src = brow.add(kw * dw * CB16);
+            let src = brow.add(kw * dw * pitch);
             for (t, a) in acc.iter_mut().enumerate() {
                 *a = _mm512_fmadd_ps(wv, _mm512_loadu_ps(src.add(t * step)), *a);
             }
@@ -159,31 +159,64 @@ unsafe fn tile_avx512<const T: usize>(
 }
 
 /// One output row of 16-channel blocks with [`tile_avx512`]: tiles of 8 outputs, the rest in
-/// one tile.
+/// one tile. `rows[kh]` is the band row that tap row `kh` reads: its pixels' 16 lanes `pitch`
+/// floats apart (16 in an interleaved band).
 ///
 /// # Safety
-/// As [`tile`] for every output of the row; `out` holds `ow_n · 16` values; AVX-512F CPU.
+/// As [`tile`] for every output of the row (each of the `KH` rows holding the columns the
+/// windows reach); `out` holds `ow_n · 16` values; AVX-512F CPU.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn row_avx512(w: &Window3, bp: *const f32, cols: usize, r0: usize, taps: &[f32], bias: &[f32; CB16], act: Act, r: bool, op: *mut f32) {
+unsafe fn row_avx512(w: &Window3, rows: &[*const f32], pitch: usize, taps: &[f32], bias: &[f32; CB16], act: Act, r: bool, op: *mut f32) {
     let ow_n = w.out[2];
+    assert!(rows.len() >= w.kernel[1], "row_avx512: {} band rows for {} tap rows", rows.len(), w.kernel[1]);
     let mut ow = 0;
     while ow + 8 <= ow_n {
-        tile_avx512::<8>(w, bp, cols, r0, ow, taps, bias, act, r, op.add(ow * CB16));
+        tile_avx512::<8>(w, rows, pitch, ow, taps, bias, act, r, op.add(ow * CB16));
         ow += 8;
     }
     let o = op.add(ow * CB16);
     match ow_n - ow {
         0 => {}
-        1 => tile_avx512::<1>(w, bp, cols, r0, ow, taps, bias, act, r, o),
-        2 => tile_avx512::<2>(w, bp, cols, r0, ow, taps, bias, act, r, o),
-        3 => tile_avx512::<3>(w, bp, cols, r0, ow, taps, bias, act, r, o),
-        4 => tile_avx512::<4>(w, bp, cols, r0, ow, taps, bias, act, r, o),
-        5 => tile_avx512::<5>(w, bp, cols, r0, ow, taps, bias, act, r, o),
-        6 => tile_avx512::<6>(w, bp, cols, r0, ow, taps, bias, act, r, o),
-        _ => tile_avx512::<7>(w, bp, cols, r0, ow, taps, bias, act, r, o),
+        1 => tile_avx512::<1>(w, rows, pitch, ow, taps, bias, act, r, o),
+        2 => tile_avx512::<2>(w, rows, pitch, ow, taps, bias, act, r, o),
+        3 => tile_avx512::<3>(w, rows, pitch, ow, taps, bias, act, r, o),
+        4 => tile_avx512::<4>(w, rows, pitch, ow, taps, bias, act, r, o),
+        5 => tile_avx512::<5>(w, rows, pitch, ow, taps, bias, act, r, o),
+        6 => tile_avx512::<6>(w, rows, pitch, ow, taps, bias, act, r, o),
+        _ => tile_avx512::<7>(w, rows, pitch, ow, taps, bias, act, r, o),
     }
+}
+
+/// Tap rows kept on the stack by [`with_tap_rows`] (taller kernels use the heap).
+const TAP_ROWS: usize = 16;
+
+/// `f(rows)` with `rows[kh] = row(kh)` for the `kh_n` tap rows of a window.
+#[inline(always)]
+fn with_tap_rows<R>(kh_n: usize, row: impl Fn(usize) -> *const f32, f: impl FnOnce(&[*const f32]) -> R) -> R {
+    if kh_n <= TAP_ROWS {
+        let mut a = [std::ptr::null(); TAP_ROWS];
+        for (kh, p) in a.iter_mut().enumerate().take(kh_n) {
+            *p = row(kh);
+        }
+        f(&a[..kh_n])
+    } else {
+        f(&(0..kh_n).map(row).collect::<Vec<_>>())
+    }
+}
+
+/// [`row_avx512`] over a contiguous band of rows `cols` pixels long, the output row's first
+/// tap row being band row `r0`.
+///
+/// # Safety
+/// As [`row_avx512`].
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn band_row_avx512(w: &Window3, bp: *const f32, cols: usize, r0: usize, taps: &[f32], bias: &[f32; CB16], act: Act, r: bool, op: *mut f32) {
+    let dh = w.dilations[1];
+    with_tap_rows(w.kernel[1], |kh| bp.wrapping_add((r0 + kh * dh) * cols * CB16), |rows| row_avx512(w, rows, CB16, taps, bias, act, r, op))
 }
 
 /// One task: interleave the band's input rows of channels `0..nc` of `x` (this image's planes
@@ -257,7 +290,7 @@ fn band_body<M: MulAdd, const CB: usize>(
             #[cfg(target_arch = "x86_64")]
             if avx512 {
                 let b16 = &*(bias.as_ptr() as *const [f32; CB16]);
-                row_avx512(w, bp, b.cols, r0, taps, b16, act, act_in_regs, op);
+                band_row_avx512(w, bp, b.cols, r0, taps, b16, act, act_in_regs, op);
                 ow = ow_n;
             }
             #[cfg(target_arch = "x86_64")]
@@ -1043,10 +1076,200 @@ unsafe fn nhwc_band_avx512(w: &Window3, x: &[f32], channels: usize, n: usize, c0
     }
     let op = orow.as_mut_ptr();
     for oh in b.oh0..b.oh1 {
-        row_avx512(w, bp, b.cols, (oh - b.oh0) * sh, taps, bias, act, true, op);
+        band_row_avx512(w, bp, b.cols, (oh - b.oh0) * sh, taps, bias, act, true, op);
         let dst = y.0.add(((n * oh_n + oh) * ow_n) * channels + c0);
         for ow in 0..ow_n {
             _mm512_mask_storeu_ps(dst.add(ow * channels), mask, _mm512_loadu_ps(op.add(ow * CB16)));
+        }
+    }
+}
+
+/// The pointwise convolution an [`expand_depthwise_f32`] computes before its depthwise one
+/// (the expansion of an inverted residual block): `cin` input channels to the depthwise
+/// convolution's channels, weights transposed (`[cin][channels]`) and packed by
+/// [`PackedB::for_implicit_t`], with its bias and activation.
+pub struct Expand<'a> {
+    pub cin: usize,
+    pub wt: &'a PackedB,
+    pub bias: Option<&'a [f32]>,
+    pub act: Act,
+}
+
+/// Bytes of expanded rows an [`expand_depthwise_f32`] task aims to keep (more when one
+/// output row's window needs more): the rows in flight, zeroed once per task.
+const EXPAND_BAND_BYTES: usize = 64 << 10;
+
+/// Whether [`expand_depthwise_f32`] runs `w` (a depthwise window over `channels`) with `taps`
+/// on this CPU: AVX-512, a 2-D (or 1-D) window, taps interleaved for 16 lanes.
+pub fn expand_depthwise_available(w: &Window3, channels: usize, taps: Option<&DepthwiseTaps>) -> bool {
+    crate::kernels::sgemm::implicit_available()
+        && w.input[0] == 1
+        && w.kernel[0] == 1
+        && w.out[0] == 1
+        && taps.is_some_and(|t| t.block(CB16, channels, w.kernel_size(), 0).is_some())
+}
+
+/// Whether [`expand_depthwise_f32`] beats the two convolutions apart for window `w`: always
+/// but for 3x3 windows of stride 1 over rows the direct plane kernel takes, which reuses each
+/// loaded input row for three output rows and needs no transposes. On the Zen 4 machine,
+/// standalone (expanded image in L2 either way): 24 -> 88 channels on 28x28, 3x3 stride 1,
+/// 1.2x slower fused, 24 -> 144 on 56x56 1.03x; 16 -> 96 on 112x112 with a 3x3 stride 2
+/// 0.90x, 40 -> 240 on 28x28 with a 5x5 0.94x, 8 -> 48 on 48x48 with a 3x3 stride 2 0.86x.
+pub fn expand_depthwise_pays(w: &Window3) -> bool {
+    !(direct_rows_ok(w) && w.kernel[1] == 3 && w.strides[1] == 1)
+}
+
+/// `y = act(depthwise_conv(act1(pointwise_conv(x)), weights) + bias)` without the expanded
+/// image ever reaching memory: the inverted residual block's expansion (`cin` to `channels`,
+/// [`Expand`]) feeds its depthwise convolution (window `w`, whose input extent is `x`'s) row
+/// by row. `x`: `[N][cin][IH·IW]`, `y`: `[N][channels][OH·OW]` (every element written).
+///
+/// The expanded image of an early stage is the largest tensor of these networks (96 channels
+/// of 112x112: 4.8 MB), written by the pointwise convolution, read back by the depthwise one
+/// and interleaved by it into 16-channel bands. Here each expanded row is computed straight
+/// into those bands (pixels x 16 channels, the transposed product, bias and activation in
+/// registers), kept in L2 while the depthwise rows that read it are computed, and the rows
+/// that the next band of outputs also reads are moved to the band's top instead of being
+/// computed again. A task is one image (or, with fewer images than threads, a part of its
+/// output rows).
+#[allow(clippy::too_many_arguments)]
+pub fn expand_depthwise_f32(
+    pool: &ThreadPool,
+    w: &Window3,
+    batch: usize,
+    channels: usize,
+    x: &[f32],
+    ex: &Expand,
+    taps: &DepthwiseTaps,
+    bias: Option<&[f32]>,
+    act: Act,
+    y: &mut [f32],
+) -> Result<()> {
+    assert!(expand_depthwise_available(w, channels, Some(taps)), "expand_depthwise_f32: not available for this window and CPU");
+    let (in_sz, out_sz) = (w.in_size(), w.out_size());
+    let e = channels;
+    assert!(x.len() == batch * ex.cin * in_sz && y.len() == batch * e * out_sz, "expand_depthwise_f32: x or y does not match the shapes");
+    assert!(ex.wt.depth() == ex.cin && ex.wt.cols() == e, "expand_depthwise_f32: packed weights are {}x{}, not {}x{e}", ex.wt.depth(), ex.wt.cols(), ex.cin);
+    assert!(ex.bias.is_none_or(|b| b.len() == e) && bias.is_none_or(|b| b.len() == e), "expand_depthwise_f32: a bias does not have {e} values");
+    if batch == 0 || e == 0 || out_sz == 0 {
+        return Ok(());
+    }
+    let [_, oh_n, ow_n] = w.out;
+    let [_, kh_n, kw_n] = w.kernel;
+    let (sh, dh) = (w.strides[1], w.dilations[1]);
+    let cols = (ow_n - 1) * w.strides[2] + (kw_n - 1) * w.dilations[2] + 1;
+    let blocks = e.div_ceil(CB16);
+    // Padded rows read by `n` consecutive output rows.
+    let reach = |n: usize| (n - 1) * sh + (kh_n - 1) * dh + 1;
+    let ep = blocks * CB16;
+    let row_bytes = cols * ep * 4;
+    let mut sub = 1;
+    while sub < oh_n && reach(sub + 1) * row_bytes <= EXPAND_BAND_BYTES {
+        sub += 1;
+    }
+    // Images split into parts only to give every thread the same work.
+    let th = pool.threads();
+    let parts = if th > 1 && batch % th != 0 && batch < 4 * th { th.min(oh_n) } else { 1 };
+    let band_len = reach(sub) * cols * ep;
+    let yp = SendPtr(y.as_mut_ptr());
+    let failed = std::sync::Mutex::new(None);
+    pool.parallel_for(batch * parts, 1, |t0, t1| {
+        let mut scratch = Scratch::default();
+        let buf = match scratch.slice::<f32>(band_len + ow_n * CB16) {
+            Ok(b) => b,
+            Err(e) => {
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                return;
+            }
+        };
+        let offs: Vec<usize> = (0..ex.cin).map(|p| p * in_sz).collect();
+        let mut params = BlockParams::<CB16>::new(Some(taps), &[], bias, e, w.kernel_size());
+        for t in t0..t1 {
+            let (n, part) = (t / parts, t % parts);
+            let rows = part * oh_n / parts..(part + 1) * oh_n / parts;
+            let task = ExpandTask { w, e, cols, sub, band_len, reach: reach(sub), x: &x[n * ex.cin * in_sz..(n + 1) * ex.cin * in_sz], offs: &offs, ex, act };
+            // SAFETY: the CPU has AVX-512 (asserted above); the task writes output rows
+            // `rows` of image n only, inside y.
+            unsafe { task.run(rows, &mut params, buf, &yp.offset(n * e * out_sz)) };
+        }
+    });
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// What every task of one [`expand_depthwise_f32`] call shares, for one image.
+struct ExpandTask<'a> {
+    w: &'a Window3,
+    e: usize,
+    /// Band row length in pixels (padding included).
+    cols: usize,
+    /// Output rows per band, and padded rows a band holds.
+    sub: usize,
+    reach: usize,
+    /// Floats of the band.
+    band_len: usize,
+    /// The image's input planes, and each plane's offset in them.
+    x: &'a [f32],
+    offs: &'a [usize],
+    ex: &'a Expand<'a>,
+    act: Act,
+}
+
+impl ExpandTask<'_> {
+    /// Output rows `rows` of the image (planes from `y` on). `buf`: the band, then one
+    /// interleaved output row. The band is a ring of `reach` channels-last rows (`cols` pixels
+    /// of every channel, padded to whole 16-lane blocks): padded row `pr` is in slot
+    /// `pr % reach`, so the rows a band of outputs shares with the next stay where they are.
+    ///
+    /// # Safety
+    /// AVX-512 CPU; the caller owns rows `rows` of the image's output planes at `y`.
+    #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+    unsafe fn run(&self, rows: std::ops::Range<usize>, params: &mut BlockParams<CB16>, buf: &mut [f32], y: &SendPtr<f32>) {
+        let w = self.w;
+        let [_, ih_n, iw_n] = w.input;
+        let (ow_n, out_sz, kh_n) = (w.out[2], w.out_size(), w.kernel[1]);
+        let (sh, dh, ph, pw) = (w.strides[1], w.dilations[1], w.pad_begin[1], w.pad_begin[2]);
+        let (cols, ring) = (self.cols, self.reach);
+        let blocks = self.e.div_ceil(CB16);
+        let ep = blocks * CB16;
+        let row_len = cols * ep;
+        let (band, orow) = buf.split_at_mut(self.band_len);
+        let orow = &mut orow[..ow_n * CB16];
+        // Zero padding columns and lanes past the last channel: never written below.
+        band.fill(0.0);
+        // Inside the band, columns pw.. hold the image's pixels (those the windows reach).
+        let pixels = iw_n.min(cols.saturating_sub(pw));
+        // Padded rows computed so far end here.
+        let mut done = 0;
+        let mut o0 = rows.start;
+        while o0 < rows.end {
+            let o1 = (o0 + self.sub).min(rows.end);
+            let need = o0 * sh..(o1 - 1) * sh + (kh_n - 1) * dh + 1;
+            debug_assert!(need.len() <= ring);
+            for pr in done.max(need.start)..need.end {
+                let row = &mut band[(pr % ring) * row_len..(pr % ring + 1) * row_len];
+                let ih = pr as isize - ph as isize;
+                if ih < 0 || ih >= ih_n as isize || pixels == 0 {
+                    row.fill(0.0);
+                    continue;
+                }
+                let x = self.x.as_ptr().add(ih as usize * iw_n);
+                crate::kernels::sgemm::sgemm_row_t(x, self.offs, pixels, self.ex.wt, row.as_mut_ptr().add(pw * ep), ep, self.ex.bias, self.ex.act);
+            }
+            done = need.end;
+            for blk in 0..blocks {
+                let (c0, nc) = (blk * CB16, CB16.min(self.e - blk * CB16));
+                let (taps, bias_v) = params.block(blk);
+                let b16 = &*(bias_v.as_ptr() as *const [f32; CB16]);
+                for oh in o0..o1 {
+                    let slot = |kh: usize| band.as_ptr().add(((oh * sh + kh * dh) % ring) * row_len + c0);
+                    with_tap_rows(kh_n, slot, |tap_rows| row_avx512(w, tap_rows, ep, taps, b16, self.act, true, orow.as_mut_ptr()));
+                    deinterleave::<crate::kernels::simd::Fused, CB16>(orow, nc, &y.offset(c0 * out_sz + oh * ow_n), out_sz);
+                }
+            }
+            o0 = o1;
         }
     }
 }
@@ -1156,6 +1379,69 @@ mod tests {
                         }
                     }
                 });
+            }
+        }
+    }
+
+    /// The fused expansion and depthwise convolution against the two computed apart by the
+    /// definition: channel counts around the 16-lane blocks (and their pairs), strides 1 and
+    /// 2, 3x3 and 5x5 windows, dilation, asymmetric padding (and windows that skip the last
+    /// input column), rows of 1 to 14 pixels (every register tile) and wider, images taller
+    /// than a band (the ring of rows reused), inputs deeper than one packed depth block,
+    /// both biases or none, activations, images split between threads.
+    #[test]
+    fn expand_depthwise_matches_the_two_convolutions() {
+        let Some(_isa) = crate::kernels::simd::test_util::avx512_guard("the fused expansion and depthwise convolution") else { return };
+        let relu6 = Act::Clip(0.0, 6.0);
+        // (window over the expanded image, cin, channels, batch, biases, act1, act2)
+        let cases = [
+            (window(56, 56, [3, 3], [2, 2], [1, 1], [1, 1, 1, 1]), 16, 72, 1, true, Act::Relu, Act::Relu),
+            (window(28, 28, [5, 5], [2, 2], [1, 1], [2, 2, 2, 2]), 24, 96, 2, true, Act::HardSwish, Act::HardSwish),
+            (window(24, 24, [3, 3], [1, 1], [1, 1], [1, 1, 1, 1]), 16, 48, 3, true, relu6, relu6),
+            (window(30, 29, [5, 5], [1, 1], [1, 1], [2, 2, 2, 2]), 40, 240, 1, false, Act::Swish(1.0), Act::Identity),
+            (window(13, 14, [3, 3], [2, 2], [2, 1], [2, 0, 1, 1]), 3, 17, 2, true, Act::Identity, Act::Relu),
+            (window(40, 15, [3, 3], [1, 1], [1, 1], [0, 1, 2, 0]), 8, 33, 1, false, Act::Relu, Act::Swish(1.0)),
+            (window(9, 7, [3, 3], [1, 2], [1, 1], [1, 1, 1, 1]), 5, 16, 2, true, Act::Relu, Act::Relu),
+            (window(6, 1, [3, 1], [1, 1], [1, 1], [1, 0, 1, 0]), 4, 20, 1, true, Act::Relu, Act::Identity),
+            (window(5, 12, [3, 3], [2, 2], [1, 1], [0, 0, 0, 0]), 1200, 32, 1, true, Act::Identity, Act::Identity),
+        ];
+        for (w, cin, e, batch, biased, act1, act2) in cases {
+            let px = w.in_size();
+            let x: Vec<f32> = (0..batch * cin * px).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+            let w1: Vec<f32> = (0..e * cin).map(|i| ((i * 13 % 29) as f32 - 14.0) / (7.0 * (cin as f32).sqrt())).collect();
+            let w2: Vec<f32> = (0..e * w.kernel_size()).map(|i| ((i * 7 % 23) as f32 - 11.0) / 11.0).collect();
+            let b1: Vec<f32> = (0..e).map(|i| i as f32 * 0.125 - 1.0).collect();
+            let b2: Vec<f32> = (0..e).map(|i| 0.5 - i as f32 * 0.0625).collect();
+            // The definition: the expanded image, then each channel's plane.
+            let mut want = vec![0f32; batch * e * w.out_size()];
+            for n in 0..batch {
+                for ch in 0..e {
+                    let t: Vec<f32> = (0..px)
+                        .map(|p| {
+                            let mut v = if biased { b1[ch] as f64 } else { 0.0 };
+                            for c in 0..cin {
+                                v += w1[ch * cin + c] as f64 * x[(n * cin + c) * px + p] as f64;
+                            }
+                            act1.apply_f64(v) as f32
+                        })
+                        .collect();
+                    let yo = &mut want[(n * e + ch) * w.out_size()..(n * e + ch + 1) * w.out_size()];
+                    yo.fill(if biased { b2[ch] } else { 0.0 });
+                    conv_plane_direct(&w, &t, &w2[ch * w.kernel_size()..(ch + 1) * w.kernel_size()], yo);
+                    yo.iter_mut().for_each(|v| *v = act2.apply_f64(*v as f64) as f32);
+                }
+            }
+            let wt = PackedB::for_implicit_t(cin, e, &w1, 1, cin);
+            let taps = DepthwiseTaps::new(&w2, e).unwrap();
+            assert!(expand_depthwise_available(&w, e, Some(&taps)));
+            for threads in [1, 2] {
+                let pool = ThreadPool::new(threads);
+                let ex = Expand { cin, wt: &wt, bias: biased.then_some(&b1[..]), act: act1 };
+                let mut y = vec![f32::NAN; want.len()];
+                expand_depthwise_f32(&pool, &w, batch, e, &x, &ex, &taps, biased.then_some(&b2[..]), act2, &mut y).unwrap();
+                for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{w:?} cin={cin} e={e} t={threads} [{i}]: {a} vs {b}");
+                }
             }
         }
     }

@@ -1322,6 +1322,70 @@ pub unsafe fn sgemm_implicit_t(b: &ImplicitB, n: usize, w: &PackedB, col0: usize
     }
 }
 
+/// One grid row of a transposed pointwise product, for the expand -> depthwise fusion:
+/// `c[i·rsc + j] = act(Σ_p x[offs[p] + i] · W[p][j] + col_bias[j])` for the `pixels` outputs
+/// `i` and every column `j` of `W` (packed by [`PackedB::for_implicit_t`]; lanes of the last
+/// 16-column panel past them are not written). Tiles of at most [`IMPLICIT_T_ROW`] outputs by
+/// 32 columns, each pixel broadcast from the image in place (exactly the `pixels` floats after
+/// each `x + offs[p]` are read).
+///
+/// # Safety
+/// [`implicit_available`]; `x + offs[p]` readable for `pixels` floats for every `p`; C holds
+/// `pixels` rows of `rsc ≥ W's columns` floats; `col_bias` has one value per column.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm_row_t(x: *const f32, offs: &[usize], pixels: usize, w: &PackedB, c: *mut f32, rsc: usize, col_bias: Option<&[f32]>, act: Act) {
+    let (k, n) = (offs.len(), w.n);
+    assert!(implicit_available(), "sgemm_row_t needs AVX-512");
+    assert!(w.k == k && rsc >= n, "sgemm_row_t: packed W is {}x{}, row needs depth {k} into rows of {rsc}", w.k, w.n);
+    assert!(col_bias.is_none_or(|b| b.len() >= n), "sgemm_row_t: bias shorter than {n}");
+    if pixels == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let parts = pixels.div_ceil(IMPLICIT_T_ROW);
+    #[cfg(target_arch = "x86_64")]
+    for pc in (0..k).step_by(w.kc) {
+        let kc = w.kc.min(k - pc);
+        let panels = w.block(pc, kc, 0);
+        for part in 0..parts {
+            let (o0, o1) = (part * pixels / parts, (part + 1) * pixels / parts);
+            let a = OffsA { x: x.add(o0), offs: offs.as_ptr().add(pc) };
+            let mr = o1 - o0;
+            for j0 in (0..n).step_by(2 * NR) {
+                let nr = (2 * NR).min(n - j0);
+                let bt = PackedTile { b: panels[(j0 / NR) * NR * kc..].as_ptr(), kc };
+                let t = TileOut { beta: if pc == 0 { 0.0 } else { 1.0 }, last: pc + kc == k, bias: None, col_bias: col_bias.map(|b| &b[j0..]), act, map: None };
+                let cp = c.add(o0 * rsc + j0);
+                // Exactly `mr` rows of A are read (the image is not padded past the row).
+                macro_rules! go {
+                    ($w:literal) => {
+                        match (mr.div_ceil(MR), mr - (mr - 1) / MR * MR) {
+                            (3, 1) => kernel_avx512::<3, $w, 1, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (3, _) => kernel_avx512::<3, $w, 2, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (2, 1) => kernel_avx512::<2, $w, 1, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (2, 2) => kernel_avx512::<2, $w, 2, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (2, 3) => kernel_avx512::<2, $w, 3, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (2, 4) => kernel_avx512::<2, $w, 4, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (2, 5) => kernel_avx512::<2, $w, 5, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (2, _) => kernel_avx512::<2, $w, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (_, 1) => kernel_avx512::<1, $w, 1, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (_, 2) => kernel_avx512::<1, $w, 2, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (_, 3) => kernel_avx512::<1, $w, 3, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (_, 4) => kernel_avx512::<1, $w, 4, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (_, 5) => kernel_avx512::<1, $w, 5, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                            (_, _) => kernel_avx512::<1, $w, 6, _, _>(kc, a, bt, cp, rsc, mr, nr, t),
+                        }
+                    };
+                }
+                if nr > NR {
+                    go!(2)
+                } else {
+                    go!(1)
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

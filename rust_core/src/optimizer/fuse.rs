@@ -412,6 +412,74 @@ pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
     count
 }
 
+/// Fuse each pointwise convolution (1x1, unit strides, no padding, one group) whose only
+/// reader is a depthwise convolution (`[E, 1, KH, KW]` weights, group `E`) into one
+/// `ExpandDepthwise` node of the private domain: the expansion and depthwise convolution of an
+/// inverted residual block (MobileNet v2/v3, EfficientNet), run without storing the expanded
+/// image (see `crate::kernels::depthwise::expand_depthwise_f32`). Both take constant f32
+/// weights and biases, and are `Conv` or `FusedConv` (NCHW: run after the layout pass, whose
+/// channels-last nodes are not matched). The depthwise node's attributes are kept, the
+/// pointwise activation goes in `pw_activation` and `pw_activation_params`. Returns the
+/// number of fusions made.
+pub fn fuse_expand_depthwise(g: &mut Graph) -> usize {
+    let readers = readers_of(g);
+    let (inits, consts) = constant_maps(g);
+    let graph_inputs: std::collections::HashSet<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
+    let fixed = |name: &str| -> Option<&Tensor> {
+        if name.is_empty() || graph_inputs.contains(name) {
+            return None;
+        }
+        inits.get(name).or_else(|| consts.get(name)).copied().filter(|t| t.dtype() == DType::Float32)
+    };
+    let is_conv = |n: &Node| (is_default_domain(n) && n.op_type == "Conv" || n.domain == DOMAIN && n.op_type == "FusedConv") && n.outputs.len() == 1 && (2..=3).contains(&n.inputs.len()) && !n.inputs[0].is_empty();
+    let bias_ok = |n: &Node, e: usize| n.inputs.get(2).is_none_or(|b| b.is_empty() || fixed(b).is_some_and(|t| t.len() == e));
+    let all = |n: &Node, name: &str, v: i64| n.attr_ints(name).is_none_or(|a| a.iter().all(|&x| x == v));
+    let mut used = vec![false; g.nodes.len()];
+    let mut plans = Vec::new();
+    for (k, n) in g.nodes.iter().enumerate() {
+        if !is_conv(n) || used[k] {
+            continue;
+        }
+        let Some(&[e, _, 1, 1]) = fixed(&n.inputs[1]).map(|w| w.shape()) else { continue };
+        let pointwise = n.attr_int("group").unwrap_or(1) == 1 && all(n, "strides", 1) && all(n, "dilations", 1) && all(n, "pads", 0) && all(n, "kernel_shape", 1);
+        if !pointwise || !bias_ok(n, e) {
+            continue;
+        }
+        let Some(j) = sole_reader(&readers, &n.outputs[0]) else { continue };
+        let d = &g.nodes[j];
+        if !is_conv(d) || used[j] || d.inputs[0] != n.outputs[0] || !bias_ok(d, e) {
+            continue;
+        }
+        let Some(&[e2, 1, _, _]) = fixed(&d.inputs[1]).map(|w| w.shape()) else { continue };
+        if e2 != e || d.attr_int("group").unwrap_or(1) != e as i64 {
+            continue;
+        }
+        used[k] = true;
+        used[j] = true;
+        plans.push((k, j));
+    }
+    let mut removed = vec![false; g.nodes.len()];
+    for &(k, j) in &plans {
+        let d = g.nodes[j].clone();
+        let n = &mut g.nodes[k];
+        let bias = |n: &Node| n.inputs.get(2).cloned().unwrap_or_default();
+        n.inputs = vec![n.inputs[0].clone(), n.inputs[1].clone(), bias(n), d.inputs[1].clone(), bias(&d)];
+        let pw_act: Vec<(String, AttrValue)> = n.attrs.iter().filter(|(a, _)| a.starts_with("activation")).map(|(a, v)| (format!("pw_{a}"), v.clone())).collect();
+        n.attrs = d.attrs.into_iter().chain(pw_act).collect();
+        n.op_type = "ExpandDepthwise".into();
+        n.domain = DOMAIN.into();
+        n.name = match (n.name.is_empty(), d.name.is_empty()) {
+            (_, true) => n.name.clone(),
+            (true, false) => d.name.clone(),
+            (false, false) => format!("{}+{}", n.name, d.name),
+        };
+        n.outputs = d.outputs;
+        removed[j] = true;
+    }
+    drop_nodes(g, &removed);
+    plans.len()
+}
+
 /// Fuse the erf form of GELU as the PyTorch exporter writes it, `x · 0.5 · (1 + erf(x / √2))`:
 /// `Div(x, √2)` (or `Mul(x, 1/√2)`) → `Erf` → `Add(·, 1)` → `Mul(x, ·)` → `Mul(·, 0.5)`, or with
 /// `Mul(x, 0.5)` taken first, into one `Gelu` node of the private domain (one vectorized pass
@@ -865,6 +933,45 @@ mod tests {
         // Another slope is not HardSwish: left alone.
         let (n, g) = hs(0.2);
         assert_eq!((n, g.nodes.len()), (0, 3));
+    }
+
+    #[test]
+    fn pointwise_convolutions_feeding_a_depthwise_one_are_fused() {
+        let t = |shape: &[usize]| Tensor::from_vec(shape, vec![0.5f32; shape.iter().product()]).unwrap();
+        let with = |mut n: Node, attrs: Vec<(&str, AttrValue)>| {
+            n.attrs.extend(attrs.into_iter().map(|(k, v)| (k.to_string(), v)));
+            n
+        };
+        let dw = |x: &str, y: &str, w: &str| with(node("Conv", &[x, w, "b2"], &[y]), vec![("group", AttrValue::Int(8)), ("strides", AttrValue::Ints(vec![2, 2])), ("pads", AttrValue::Ints(vec![1, 1, 1, 1]))]);
+        let mut pw = node("Conv", &["x", "w1", "b1"], &["e"]);
+        pw.op_type = "FusedConv".into();
+        pw.domain = DOMAIN.into();
+        pw.attrs = act_attrs("Relu", &[]);
+        let inits = || vec![("w1", t(&[8, 4, 1, 1])), ("b1", t(&[8])), ("w2", t(&[8, 1, 3, 3])), ("b2", t(&[8])), ("w3", t(&[8, 8, 3, 3])), ("ws", t(&[8, 4, 1, 1]))];
+        let mut g = graph(vec![pw.clone(), dw("e", "y", "w2")], &["y"], inits());
+        assert_eq!(fuse_expand_depthwise(&mut g), 1);
+        assert_eq!(g.nodes.len(), 1);
+        let n = &g.nodes[0];
+        assert_eq!((n.op_type.as_str(), n.domain.as_str()), ("ExpandDepthwise", DOMAIN));
+        assert_eq!(n.inputs, ["x", "w1", "b1", "w2", "b2"]);
+        assert_eq!(n.outputs, ["y"]);
+        assert_eq!(n.attr_int("group"), Some(8));
+        assert_eq!(n.attr_ints("strides"), Some(&[2i64, 2][..]));
+        assert!(matches!(n.attr("pw_activation"), Some(AttrValue::String(s)) if s == b"Relu"));
+        assert!(n.attr("activation").is_none());
+        // Not fused: the expanded image read twice or a graph output; a dense second
+        // convolution; weights that are a graph input; a strided first one.
+        let mut g = graph(vec![pw.clone(), dw("e", "y", "w2"), node("Relu", &["e"], &["r"])], &["y", "r"], inits());
+        assert_eq!(fuse_expand_depthwise(&mut g), 0);
+        let mut g = graph(vec![pw.clone(), dw("e", "y", "w2")], &["y", "e"], inits());
+        assert_eq!(fuse_expand_depthwise(&mut g), 0);
+        let mut g = graph(vec![pw.clone(), with(node("Conv", &["e", "w3"], &["y"]), vec![])], &["y"], inits());
+        assert_eq!(fuse_expand_depthwise(&mut g), 0);
+        let mut g = graph(vec![node("Conv", &["x", "w"], &["e"]), dw("e", "y", "w2")], &["y"], inits());
+        assert_eq!(fuse_expand_depthwise(&mut g), 0);
+        let strided = with(node("Conv", &["x", "ws"], &["e"]), vec![("strides", AttrValue::Ints(vec![2, 2]))]);
+        let mut g = graph(vec![strided, dw("e", "y", "w2")], &["y"], inits());
+        assert_eq!(fuse_expand_depthwise(&mut g), 0);
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub use inline::inline_functions;
 /// Mul/Add folded into the convolutions around them, activations fused into the convolutions
 /// before them, GELU and layer-norm chains fused into one node each, chains of pointwise and
 /// depthwise convolutions run channels-last (see [`layout`]; `PYML_INTEROP_NO_LAYOUT` keeps them
-/// NCHW), unless `PYML_INTEROP_NO_FUSION` is set, for comparisons.
+/// NCHW), the remaining NCHW pointwise convolutions feeding a depthwise one fused with it on
+/// AVX-512 CPUs ([`fuse::fuse_expand_depthwise`]; `PYML_INTEROP_NO_EXPAND_FUSION` keeps them
+/// apart), unless `PYML_INTEROP_NO_FUSION` is set, for comparisons.
 pub fn prepare(model: &Model) -> Result<Graph> {
     let mut g = if model.functions.is_empty() {
         (*model.graph).clone()
@@ -36,6 +38,9 @@ pub fn prepare(model: &Model) -> Result<Graph> {
         fuse::fuse_matmul_bias(&mut g);
         if std::env::var_os("PYML_INTEROP_NO_LAYOUT").is_none() {
             layout::channels_last(&mut g);
+        }
+        if crate::kernels::sgemm::implicit_available() && std::env::var_os("PYML_INTEROP_NO_EXPAND_FUSION").is_none() {
+            fuse::fuse_expand_depthwise(&mut g);
         }
         fuse::prune_unused_initializers(&mut g);
     }

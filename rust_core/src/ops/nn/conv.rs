@@ -25,6 +25,9 @@ pub fn register(r: &mut Registry) {
     // by the layout pass (see crate::optimizer::layout).
     r.add_domain(crate::optimizer::fuse::DOMAIN, "NhwcConv", build_nhwc_conv);
     r.add_domain(crate::optimizer::fuse::DOMAIN, "NhwcGlobalAveragePool", |_| Ok(Box::new(NhwcGlobalAveragePool)));
+    // A pointwise convolution feeding a depthwise one, made by the optimizer (see
+    // crate::optimizer::fuse::fuse_expand_depthwise).
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "ExpandDepthwise", build_expand_depthwise);
     r.add("ConvTranspose", build_conv_transpose);
     r.add("ConvInteger", build_conv_integer);
     r.add("QLinearConv", build_qlinear_conv);
@@ -151,13 +154,99 @@ fn build_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
 }
 
 fn build_fused_conv(ctx: &BuildContext) -> Result<Box<dyn Op>> {
-    let name = ctx.attr_s("activation", "")?;
-    let params = ctx.attr_floats("activation_params")?.unwrap_or_default();
+    Ok(Box::new(fused_conv(ctx, "")?))
+}
+
+/// A `FusedConv` from the node of `ctx`, its activation in the attributes `{prefix}activation`
+/// and `{prefix}activation_params`.
+fn fused_conv(ctx: &BuildContext, prefix: &str) -> Result<Conv> {
+    let name = ctx.attr_s(&format!("{prefix}activation"), "")?;
+    let params = ctx.attr_floats(&format!("{prefix}activation_params"))?.unwrap_or_default();
     let act = Act::from_attrs(&name, &params)
         .ok_or_else(|| ctx.invalid(format!("unknown fused activation '{name}' with parameters {params:?}")))?;
     let attrs = ConvAttrs::parse(ctx)?;
     let (packed, plans) = (pack_weights(ctx, attrs.group), conv_plans(ctx, attrs.group));
-    Ok(Box::new(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed: packed.into(), plans }))
+    Ok(Conv { attrs, w_const: widen_const(ctx, 1)?, act, packed: packed.into(), plans })
+}
+
+/// `ExpandDepthwise` (private domain): a pointwise convolution (1x1, unit strides, no padding,
+/// one group) whose only reader is a depthwise one, as one node. Inputs `X, W1, B1, W2, B2`
+/// (either bias may be ""); the attributes of the depthwise `FusedConv`, and the pointwise
+/// activation as `pw_activation` and `pw_activation_params`. With constant f32 weights on an
+/// AVX-512 CPU it runs [`crate::kernels::depthwise::expand_depthwise_f32`], which never stores
+/// the expanded image; otherwise the two convolutions one after the other.
+struct ExpandDepthwise {
+    pw: Conv,
+    dw: Conv,
+    /// The pointwise weights transposed (`[C][E]`) and packed for the fused kernel.
+    wt: Option<crate::kernels::sgemm::PackedB>,
+}
+
+fn build_expand_depthwise(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let n = ctx.node;
+    if n.inputs.len() != 5 {
+        return Err(ctx.invalid(format!("ExpandDepthwise takes 5 inputs (X, W1, B1, W2, B2), got {}", n.inputs.len())));
+    }
+    let part = |inputs: [&String; 3], pw: bool| crate::graph::ir::Node {
+        name: n.name.clone(),
+        op_type: "FusedConv".into(),
+        domain: crate::optimizer::fuse::DOMAIN.into(),
+        inputs: inputs.into_iter().cloned().collect(),
+        outputs: n.outputs.clone(),
+        attrs: n.attrs.iter().filter(|(k, _)| k.starts_with("pw_") == pw).cloned().collect(),
+        doc_string: String::new(),
+    };
+    let consts = |r: std::ops::Range<usize>| r.map(|i| ctx.const_inputs.get(i).copied().flatten()).collect::<Vec<_>>();
+    let (pw_node, dw_node) = (part([&n.inputs[0], &n.inputs[1], &n.inputs[2]], true), part([&n.outputs[0], &n.inputs[3], &n.inputs[4]], false));
+    let pw_ctx = BuildContext { node: &pw_node, opset: ctx.opset, const_inputs: consts(0..3), compile: ctx.compile };
+    let mut dw_consts = consts(3..5);
+    dw_consts.insert(0, None);
+    let dw_ctx = BuildContext { node: &dw_node, opset: ctx.opset, const_inputs: dw_consts, compile: ctx.compile };
+    let (pw, dw) = (fused_conv(&pw_ctx, "pw_")?, fused_conv(&dw_ctx, "")?);
+    if pw.attrs.group != 1 {
+        return Err(ctx.invalid(format!("ExpandDepthwise: the pointwise convolution has group {}", pw.attrs.group)));
+    }
+    // Wᵀ for the fused kernel: W1 is [E][C][1][1], read as C x E with rows 1 apart.
+    let wt = match ctx.const_inputs.get(1).copied().flatten() {
+        Some(w) if w.dtype() == DType::Float32 && w.rank() == 4 && w.shape()[2..] == [1, 1] && crate::kernels::sgemm::implicit_available() => {
+            let (e, c) = (w.shape()[0], w.shape()[1]);
+            let v = w.as_slice::<f32>()?;
+            (e > 0 && c > 0).then(|| crate::kernels::sgemm::PackedB::for_implicit_t(c, e, v, 1, c))
+        }
+        _ => None,
+    };
+    Ok(Box::new(ExpandDepthwise { pw, dw, wt }))
+}
+
+impl Op for ExpandDepthwise {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let pw_in = [inputs.first().copied().flatten(), inputs.get(1).copied().flatten(), inputs.get(2).copied().flatten()];
+        let (x, _, b1, ps, pout) = self.pw.checked(&pw_in)?;
+        let w2 = tensor_in(inputs, 3, "Conv")?;
+        let b2 = opt_tensor_in(inputs, 4, "Conv")?;
+        if let Some(wt) = &self.wt {
+            let f32s = [Some(x), Some(w2), b1, b2].iter().flatten().all(|t| t.dtype() == DType::Float32);
+            let taps = self.dw.plans.depthwise_taps();
+            if f32s && pout.len() == 4 && wt.depth() == ps.in_channels && wt.cols() == ps.out_channels {
+                let (ds, dout) = self.dw.attrs.geometry(&pout, w2.shape(), "Conv")?;
+                let e = ds.out_channels;
+                let fits = ds.group == e && ds.in_channels == e && b1.is_none_or(|b| b.len() == e) && b2.is_none_or(|b| b.len() == e);
+                let fused = crate::kernels::depthwise::expand_depthwise_available(&ds.window, e, taps) && crate::kernels::depthwise::expand_depthwise_pays(&ds.window);
+                if fits && fused {
+                    let ex = crate::kernels::depthwise::Expand { cin: ps.in_channels, wt, bias: b1.map(|b| b.as_slice::<f32>()).transpose()?, act: self.pw.act };
+                    let xv = x.as_slice::<f32>()?;
+                    let b2v = b2.map(|b| b.as_slice::<f32>()).transpose()?;
+                    let taps = taps.expect("checked available");
+                    let y = Tensor::build_uninit::<f32>(DType::Float32, &dout, |y| {
+                        crate::kernels::depthwise::expand_depthwise_f32(ctx.pool, &ds.window, ds.batch, e, xv, &ex, taps, b2v, self.dw.act, y)
+                    })?;
+                    return Ok(vec![y.into()]);
+                }
+            }
+        }
+        let t = self.pw.run(&pw_in, ctx)?;
+        self.dw.run(&[t.first(), inputs.get(3).copied().flatten(), inputs.get(4).copied().flatten()], ctx)
+    }
 }
 
 /// The checked inputs of a convolution: X, W, B, the geometry and the output shape.
