@@ -44,6 +44,18 @@ def _compare(model: bytes, feeds: dict, rtol=1e-5, atol=1e-5):
         np.testing.assert_allclose(g, w, rtol=rtol, atol=atol)
 
 
+def _compare_runs(model: bytes, feeds: dict, threads: int, shape: tuple, runs=2, tol=1e-4):
+    """The first output of `runs` runs of one session on `threads` threads against onnxruntime's."""
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    so = pmi.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = pmi.InferenceSession(model, so)
+    for _ in range(runs):
+        got = sess.run(None, feeds)[0]
+        assert got.shape == shape
+        np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+
+
 ACTIVATIONS = {
     "relu": lambda y, o: [helper.make_node("Relu", [y], [o])],
     "leaky": lambda y, o: [helper.make_node("LeakyRelu", [y], [o], alpha=0.3)],
@@ -325,14 +337,7 @@ def test_small_map_convolutions_transposed_into_a_concat_match_onnxruntime(threa
              + [helper.make_node("Concat", ["e4", "e5"], ["out"], axis=1)])
     model = _model(nodes, [_vi("x", [batch, 32, 13, 13])], [_vi("out", None)], inits)
     feeds = {"x": rng.standard_normal((batch, 32, 13, 13)).astype(np.float32)}
-    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    so = pmi.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = pmi.InferenceSession(model, so)
-    for _ in range(2):
-        got = sess.run(None, feeds)[0]
-        assert got.shape == (batch, 256, 7, 7)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    _compare_runs(model, feeds, threads, (batch, 256, 7, 7))
 
 
 def test_a_convolution_transposed_on_a_small_map_stays_right_on_a_large_one():
@@ -379,11 +384,4 @@ def test_inverted_residual_blocks_fused_expansion_matches_onnxruntime(threads, b
                 helper.make_node("Add", ["d4", "m4"], ["out"])])
     model = _model(nodes, [_vi("x", [batch, 8, 64, 64])], [_vi("out", None)], inits, opset=17)
     feeds = {"x": rng.standard_normal((batch, 8, 64, 64)).astype(np.float32)}
-    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
-    so = pmi.SessionOptions()
-    so.intra_op_num_threads = threads
-    sess = pmi.InferenceSession(model, so)
-    for _ in range(2):
-        got = sess.run(None, feeds)[0]
-        assert got.shape == (batch, 32, 32, 32)
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+    _compare_runs(model, feeds, threads, (batch, 32, 32, 32))
