@@ -385,3 +385,29 @@ def test_inverted_residual_blocks_fused_expansion_matches_onnxruntime(threads, b
     model = _model(nodes, [_vi("x", [batch, 8, 64, 64])], [_vi("out", None)], inits, opset=17)
     feeds = {"x": rng.standard_normal((batch, 8, 64, 64)).astype(np.float32)}
     _compare_runs(model, feeds, threads, (batch, 32, 32, 32))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("stem", ["squeezenet", "resnet", "ceil"])
+def test_convolution_and_max_pool_fused_match_onnxruntime(stem, batch, threads):
+    """A convolution whose only reader is a MaxPool runs as one ConvMaxPool node, pooled band by
+    band: SqueezeNet's stem (3x3 stride 2 + pool 3x3 stride 2), ResNet's (7x7 stride 2 padded,
+    BatchNorm folded, pool padded), and a pool in ceil mode whose last window overhangs."""
+    rng = np.random.default_rng(8)
+    conv_attrs, pool_attrs, m = {
+        "squeezenet": ({"strides": [2, 2]}, {"kernel_shape": [3, 3], "strides": [2, 2]}, 64),
+        "resnet": ({"strides": [2, 2], "pads": [3, 3, 3, 3]}, {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}, 40),
+        "ceil": ({"pads": [1, 1, 1, 1]}, {"kernel_shape": [3, 3], "strides": [2, 2], "ceil_mode": 1}, 24),
+    }[stem]
+    k = 7 if stem == "resnet" else 3
+    w = (rng.standard_normal((m, 3, k, k)) * 0.3).astype(np.float32)
+    inits = [_const("w", w), _const("b", rng.standard_normal(m).astype(np.float32)),
+             _const("s", rng.uniform(0.5, 1.5, (1, m, 1, 1)).astype(np.float32))]
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=[k, k], **conv_attrs),
+             helper.make_node("Mul", ["c", "s"], ["cs"]), helper.make_node("Relu", ["cs"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["out"], **pool_attrs)]
+    model = _model(nodes, [_vi("x", [batch, 3, 99, 101])], [_vi("out", None)], inits)
+    feeds = {"x": rng.standard_normal((batch, 3, 99, 101)).astype(np.float32)}
+    shape = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0].shape
+    _compare_runs(model, feeds, threads, shape)

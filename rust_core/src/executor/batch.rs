@@ -71,7 +71,7 @@ pub fn separable(g: &Graph) -> Option<FirstConv> {
     let mut scan = Scan { consts, opaque: HashSet::new() };
     let mut conv = None;
     for n in &g.nodes {
-        if conv.is_none() && matches!(n.op_type.as_str(), "Conv" | "FusedConv" | "ExpandDepthwise") {
+        if conv.is_none() && matches!(n.op_type.as_str(), "Conv" | "FusedConv" | "ExpandDepthwise" | "ConvMaxPool") {
             let w = scan.consts.get(n.inputs.get(1)?.as_str())?;
             if w.rank() < 3 {
                 return None;
@@ -209,7 +209,7 @@ impl Scan<'_> {
             // Per image and channel; a second MaxPool output (flat indices) counts the images.
             "Conv" | "FusedConv" | "ConvTranspose" | "MaxPool" | "AveragePool" | "LpPool" | "GlobalAveragePool"
             | "GlobalMaxPool" | "GlobalLpPool" | "LRN" | "InstanceNormalization" | "BatchNormalization"
-            | "DepthToSpace" | "SpaceToDepth" | "NhwcConv" | "NhwcGlobalAveragePool" | "ExpandDepthwise"
+            | "DepthToSpace" | "SpaceToDepth" | "NhwcConv" | "NhwcGlobalAveragePool" | "ExpandDepthwise" | "ConvMaxPool"
                 if only_first(&tin[1..]) && one_output =>
             {
                 same(r)

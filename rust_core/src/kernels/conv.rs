@@ -916,6 +916,132 @@ impl PlanCache {
     }
 }
 
+/// Bytes of convolution output rows a [`conv_maxpool_f32`] task keeps (all output channels).
+const CONV_POOL_BAND_BYTES: usize = 384 << 10;
+
+/// `y = MaxPool(act(conv(x) + bias))` (the stem of SqueezeNet, ResNet and other CNNs: a
+/// convolution whose only reader is a max pool) without storing the convolution's output:
+/// bands of its rows are computed by the implicit GEMM into a buffer that stays in L2, pooled
+/// from there, and the rows the next band's windows share are moved to the buffer's top rather
+/// than computed again. `s`: the convolution, `pw`: the pool's window over its output;
+/// `y`: `[N][M][POH·POW]`. Returns `Ok(false)`, writing nothing, unless the convolution is an
+/// f32 one-group product with pixel tiles (see [`ImplicitConv::plan`]) and the pool runs in
+/// registers ([`crate::kernels::maxpool::applicable`]).
+#[allow(clippy::too_many_arguments)]
+pub fn conv_maxpool_f32(pool: &ThreadPool, s: &ConvShape, x: &[f32], weights: &[f32], bias: Option<&[f32]>, act: Act, packed: Option<&[PackedA]>, plans: &PlanCache, pw: &Window3, y: &mut [f32]) -> Result<bool> {
+    let w = &s.window;
+    let (cg, mg) = (s.cg(), s.mg());
+    let kdim = cg * w.kernel_size();
+    let [_, ohc, owc] = w.out;
+    if s.group != 1 || s.is_pointwise() || s.covers_input() || pw.input != [1, ohc, owc] || !crate::kernels::maxpool::applicable(pw) {
+        return Ok(false);
+    }
+    let (in_sz, pool_sz) = (w.in_size(), pw.out_size());
+    assert!(x.len() == s.batch * cg * in_sz && weights.len() == mg * kdim && y.len() == s.batch * mg * pool_sz, "conv_maxpool_f32: buffers do not match the shapes");
+    // The plan the convolution alone would use (shared with it through the cache).
+    let transposable = plans.implicit_t.get().is_some() || packed.is_some();
+    let build = || transposable.then(|| ImplicitConv::transposed(w, cg, mg)).flatten().or_else(|| ImplicitConv::plan(w, cg));
+    let key = PlanKey { window: *w, cg, mg, f32: true, isa: crate::kernels::simd::active() };
+    let Some(imp) = plans.get(key, build).filter(|p| !p.transposed && !p.direct) else { return Ok(false) };
+    if s.batch == 0 || mg == 0 || pool_sz == 0 {
+        return Ok(true);
+    }
+    let [_, ph_n, pw_n] = pw.out;
+    let (ps, pd, pt) = (pw.strides[1], pw.dilations[1], pw.pad_begin[1]);
+    // Convolution rows read by pool rows p0..p1.
+    let conv_rows = |p0: usize, p1: usize| {
+        let lo = (p0 * ps).saturating_sub(pt).min(ohc);
+        let hi = ((p1 - 1) * ps + (pw.kernel[1] - 1) * pd + 1).saturating_sub(pt).min(ohc);
+        lo..hi.max(lo)
+    };
+    let row_bytes = mg * owc * 4;
+    let mut sub = 1;
+    while sub < ph_n && conv_rows(0, sub + 1).len().max(conv_rows(ph_n - sub - 1, ph_n).len()) * row_bytes <= CONV_POOL_BAND_BYTES {
+        sub += 1;
+    }
+    let cap = (0..ph_n).step_by(sub).map(|p0| conv_rows(p0, (p0 + sub).min(ph_n)).len()).max().unwrap_or(1).max(1);
+    let th = pool.threads();
+    let parts = if th > 1 && s.batch % th != 0 && s.batch < 4 * th { th.min(ph_n) } else { 1 };
+    let yp = SendPtr(y.as_mut_ptr());
+    let failed = std::sync::Mutex::new(None);
+    let fail = |e| *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+    // Pool rows `rows` of image n from its prepared image `xp`, with `band` scratch.
+    let task = |n: usize, rows: std::ops::Range<usize>, xp: &[f32], band: &mut [f32]| {
+        let a = match packed.and_then(|p| p.first()) {
+            Some(p) if p.rows() == mg && p.depth() == kdim => ASrc::Packed(p),
+            _ => ASrc::Raw { a: weights.as_ptr(), rsa: kdim, csa: 1, alpha: 1.0 },
+        };
+        let epi = Epilogue { bias, col_bias: None, act };
+        let mut held = 0..0;
+        let mut p0 = rows.start;
+        while p0 < rows.end {
+            let p1 = (p0 + sub).min(rows.end);
+            let need = conv_rows(p0, p1);
+            let mut from = need.start;
+            if held.start <= need.start && need.start < held.end {
+                let (skip, keep) = (need.start - held.start, held.end - need.start);
+                if skip > 0 {
+                    for plane in band.chunks_exact_mut(cap * owc) {
+                        plane.copy_within(skip * owc..(skip + keep) * owc, 0);
+                    }
+                }
+                from = held.end;
+            }
+            if from < need.end {
+                let b = ImplicitB { x: &xp[from * imp.ws..], offs: &imp.offs, width: imp.ws, rows: need.end - from, cols: owc };
+                // SAFETY: A is mg x kdim (packed, or the weights), C is the band: mg planes of
+                // cap rows, rows from - need.start.. of them written (inside: need.len() <= cap).
+                unsafe { sgemm_implicit(mg, kdim, a, &b, 0..b.tiles(), 0..mg, band.as_mut_ptr().add((from - need.start) * owc), cap * owc, epi) };
+            }
+            held = need.clone();
+            // The pool over the band: its rows are convolution rows need.start.., so pool row
+            // p0 + r reads band rows r·ps + (p0·ps - pt - need.start) + i·pd.
+            let mut bw = *pw;
+            bw.input[1] = need.len();
+            bw.out[1] = p1 - p0;
+            bw.pad_begin[1] = need.start + pt - p0 * ps;
+            let planes = &band[..(mg - 1) * cap * owc + need.len() * owc];
+            // SAFETY: rows p0..p1 of image n's output planes belong to this task.
+            let done = unsafe { crate::kernels::maxpool::pool_planes_strided_f32(&bw, crate::kernels::maxpool::Reduce::Max, mg, 0..p1 - p0, planes, cap * owc, yp.offset(n * mg * pool_sz + p0 * pw_n).0, pool_sz) };
+            debug_assert!(done, "the band's window is applicable when the whole one is");
+            p0 = p1;
+        }
+    };
+    let band_len = mg * cap * owc;
+    if parts > 1 {
+        let mut scratch = Scratch::default();
+        let xp = scratch.slice::<f32>(imp.len)?;
+        for n in 0..s.batch {
+            imp.prepare(Some(pool), w, cg, &x[n * cg * in_sz..(n + 1) * cg * in_sz], xp);
+            let xp = &*xp;
+            pool.parallel_for(parts, 1, |t0, t1| {
+                let mut scratch = Scratch::default();
+                match scratch.slice::<f32>(band_len) {
+                    Ok(band) => (t0..t1).for_each(|t| task(n, t * ph_n / parts..(t + 1) * ph_n / parts, xp, band)),
+                    Err(e) => fail(e),
+                }
+            });
+        }
+    } else {
+        pool.parallel_for(s.batch, 1, |n0, n1| {
+            let (mut s1, mut s2) = (Scratch::default(), Scratch::default());
+            match (s1.slice::<f32>(imp.len), s2.slice::<f32>(band_len)) {
+                (Ok(xp), Ok(band)) => {
+                    for n in n0..n1 {
+                        imp.prepare(None, w, cg, &x[n * cg * in_sz..(n + 1) * cg * in_sz], xp);
+                        task(n, 0..ph_n, xp, band);
+                    }
+                }
+                (Err(e), _) | (_, Err(e)) => fail(e),
+            }
+        });
+    }
+    match failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(true),
+    }
+}
+
 /// Shape of a grouped convolution.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvShape {
@@ -1518,6 +1644,69 @@ mod tests {
                     }
                 }
             });
+        }
+    }
+
+    /// A convolution and the max pool after it, band by band, against the two by the
+    /// definition: SqueezeNet's stem (3x3 stride 2, no padding, pool 3x3 stride 2), ResNet's
+    /// (7x7 stride 2 padded, pool padded), a pool of 2x2 and one of 3x3 stride 1 (every band
+    /// sharing rows with the next), ceil mode (the last window past the end), few and many
+    /// channels, images split between threads or given whole to each, taller than one band.
+    #[test]
+    fn convolutions_pooled_band_by_band_match_the_definition() {
+        let Some(_isa) = implicit_isa() else { return };
+        // (batch, c, m, [ih, iw], k, stride, pad, pool k, pool stride, pool pads [t, l, b, r])
+        // (Channel counts that leave 16-lane vectors under 90% full: maps this small would
+        // otherwise run as the transposed product, which is not banded.)
+        let cases = [
+            (1, 3, 40, [57, 61], 3, 2, 0, 3, 2, [0, 0, 0, 0]),
+            (2, 3, 20, [40, 38], 7, 2, 3, 3, 2, [1, 1, 1, 1]),
+            (3, 8, 24, [30, 33], 3, 1, 1, 2, 2, [0, 0, 0, 0]),
+            (1, 5, 12, [45, 20], 3, 1, 1, 3, 1, [1, 1, 1, 1]),
+            (1, 4, 24, [31, 31], 3, 2, 0, 3, 2, [0, 0, 1, 1]),
+            (2, 16, 88, [70, 23], 3, 1, 1, 3, 2, [0, 0, 0, 0]),
+            (1, 3, 64, [224, 224], 3, 2, 0, 3, 2, [0, 0, 0, 0]),
+        ];
+        for (batch, c, m, [ih, iw], k, st, pd, pk, ps, pp) in cases {
+            let out = |i: usize, k: usize, s: usize, p: usize| (i + p - k) / s + 1;
+            let (oh, ow) = (out(ih, k, st, 2 * pd), out(iw, k, st, 2 * pd));
+            let window = Window3 { input: [1, ih, iw], kernel: [1, k, k], strides: [1, st, st], dilations: [1, 1, 1], pad_begin: [0, pd, pd], pad_end: [0, pd, pd], out: [1, oh, ow] };
+            let s = ConvShape { batch, in_channels: c, out_channels: m, group: 1, window };
+            let (poh, pow) = (out(oh, pk, ps, pp[0] + pp[2]), out(ow, pk, ps, pp[1] + pp[3]));
+            let pw = Window3 { input: [1, oh, ow], kernel: [1, pk, pk], strides: [1, ps, ps], dilations: [1, 1, 1], pad_begin: [0, pp[0], pp[1]], pad_end: [0, pp[2], pp[3]], out: [1, poh, pow] };
+            let kdim = c * k * k;
+            let x: Vec<f32> = (0..batch * c * ih * iw).map(|i| ((i * 7919) % 101) as f32 / 50.0 - 1.0).collect();
+            let wt: Vec<f32> = (0..m * kdim).map(|i| ((i * 104729) % 89) as f32 / 44.0 - 1.0).collect();
+            let bias: Vec<f32> = (0..m).map(|i| i as f32 * 0.05 - 0.3).collect();
+            let conv = naive(&s, &x, &wt, &bias);
+            let mut want = vec![0f32; batch * m * poh * pow];
+            for (plane, yo) in want.chunks_exact_mut(poh * pow).enumerate() {
+                let xc = &conv[plane * oh * ow..(plane + 1) * oh * ow];
+                for (o, v) in yo.iter_mut().enumerate() {
+                    let (r, q) = (o / pow, o % pow);
+                    *v = f32::NEG_INFINITY;
+                    for i in 0..pk {
+                        for j in 0..pk {
+                            let (y, x) = ((r * ps + i) as isize - pp[0] as isize, (q * ps + j) as isize - pp[1] as isize);
+                            if y >= 0 && x >= 0 && (y as usize) < oh && (x as usize) < ow {
+                                *v = v.max(xc[y as usize * ow + x as usize]);
+                            }
+                        }
+                    }
+                }
+            }
+            let packed = vec![PackedA::for_implicit(m, kdim, &wt, kdim, 1)];
+            for threads in [1, 2] {
+                let pool = ThreadPool::new(threads);
+                let cache = PlanCache::default();
+                for pk in [Some(&packed[..]), None] {
+                    let mut y = vec![f32::NAN; want.len()];
+                    assert!(conv_maxpool_f32(&pool, &s, &x, &wt, Some(&bias), Act::Relu, pk, &cache, &pw, &mut y).unwrap(), "{window:?} not run banded");
+                    for (i, (g, w)) in y.iter().zip(&want).enumerate() {
+                        assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "t{threads} {window:?} pool {pw:?} [{i}]: {g} vs {w}");
+                    }
+                }
+            }
         }
     }
 }

@@ -83,10 +83,22 @@ pub fn pool_planes_f32(w: &Window3, red: Reduce, planes: usize, x: &[f32], y: &m
 /// `y` must hold `planes` output planes, and no one else may access rows `rows` of them
 /// meanwhile.
 pub unsafe fn pool_planes_rows_f32(w: &Window3, red: Reduce, planes: usize, rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) -> bool {
+    pool_planes_strided_f32(w, red, planes, rows, x, w.in_size(), y, w.out_size())
+}
+
+/// [`pool_planes_rows_f32`] over planes `in_stride` floats apart in `x` and `out_stride` apart
+/// in `y` (planes of a band of rows inside larger ones).
+///
+/// # Safety
+/// As [`pool_planes_rows_f32`], for output planes `out_stride` apart.
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn pool_planes_strided_f32(w: &Window3, red: Reduce, planes: usize, rows: std::ops::Range<usize>, x: &[f32], in_stride: usize, y: *mut f32, out_stride: usize) -> bool {
     if !applicable(w) {
         return false;
     }
-    assert!(x.len() >= planes * w.in_size() && rows.end <= w.out[1], "pool_planes_rows_f32: planes too short");
+    assert!(planes == 0 || (x.len() >= (planes - 1) * in_stride + w.in_size() && in_stride >= w.in_size() && out_stride >= w.out_size()), "pool_planes_strided_f32: planes too short");
+    assert!(rows.end <= w.out[1], "pool_planes_strided_f32: rows past the output");
+    let strides = (in_stride, out_stride);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: AVX-512F checked by `applicable`; x's extent asserted above, y's the caller's.
     unsafe {
@@ -96,13 +108,13 @@ pub unsafe fn pool_planes_rows_f32(w: &Window3, red: Reduce, planes: usize, rows
         macro_rules! by_window {
             ($avg:literal, $pad:expr) => {
                 match (w.kernel[2], w.strides[2]) {
-                    (3, 2) => pool_planes_avx512::<3, 2, $avg>(w, $pad, planes, rows, x, y),
-                    (2, 2) => pool_planes_avx512::<2, 2, $avg>(w, $pad, planes, rows, x, y),
-                    (3, 1) => pool_planes_avx512::<3, 1, $avg>(w, $pad, planes, rows, x, y),
-                    (5, 1) => pool_planes_avx512::<5, 1, $avg>(w, $pad, planes, rows, x, y),
-                    (4, 4) => pool_planes_avx512::<4, 4, $avg>(w, $pad, planes, rows, x, y),
-                    (3, 3) => pool_planes_avx512::<3, 3, $avg>(w, $pad, planes, rows, x, y),
-                    _ => pool_planes_avx512::<0, 0, $avg>(w, $pad, planes, rows, x, y),
+                    (3, 2) => pool_planes_avx512::<3, 2, $avg>(w, $pad, planes, rows, x, y, strides),
+                    (2, 2) => pool_planes_avx512::<2, 2, $avg>(w, $pad, planes, rows, x, y, strides),
+                    (3, 1) => pool_planes_avx512::<3, 1, $avg>(w, $pad, planes, rows, x, y, strides),
+                    (5, 1) => pool_planes_avx512::<5, 1, $avg>(w, $pad, planes, rows, x, y, strides),
+                    (4, 4) => pool_planes_avx512::<4, 4, $avg>(w, $pad, planes, rows, x, y, strides),
+                    (3, 3) => pool_planes_avx512::<3, 3, $avg>(w, $pad, planes, rows, x, y, strides),
+                    _ => pool_planes_avx512::<0, 0, $avg>(w, $pad, planes, rows, x, y, strides),
                 }
             };
         }
@@ -131,14 +143,13 @@ fn col_mask(c: isize, n: usize) -> u16 {
 /// count), else a max.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w: &Window3, include_pad: bool, planes: usize, out_rows: std::ops::Range<usize>, x: &[f32], y: *mut f32) {
+unsafe fn pool_planes_avx512<const KW: usize, const S: usize, const AVG: bool>(w: &Window3, include_pad: bool, planes: usize, out_rows: std::ops::Range<usize>, x: &[f32], y: *mut f32, (in_sz, out_sz): (usize, usize)) {
     use std::arch::x86_64::*;
     let [_, oh_n, ow_n] = w.out;
     let [_, ih_n, iw_n] = w.input;
     let kh_n = w.kernel[1];
     let (kw_n, s) = if KW == 0 { (w.kernel[2], w.strides[2]) } else { (KW, S) };
     let pl = w.pad_begin[2] as isize;
-    let (in_sz, out_sz) = (w.in_size(), w.out_size());
     // Tap t of output i is loaded column s·i + t: from vectors (0, 1) when below 32, else from
     // the last two loaded vectors, (1, 2) at index - 16 when three are loaded, (2, 3) at index -
     // 32 when four are (strides 3 and 4).

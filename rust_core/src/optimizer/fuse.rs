@@ -480,6 +480,52 @@ pub fn fuse_expand_depthwise(g: &mut Graph) -> usize {
     plans.len()
 }
 
+/// Fuse each 2-D convolution of one group (`Conv` or `FusedConv`, constant f32 weights) whose
+/// only reader is a `MaxPool` without indices into one `ConvMaxPool` node of the private
+/// domain (the stems of SqueezeNet, ResNet, AlexNet, VGG: see
+/// `crate::kernels::conv::conv_maxpool_f32`), the pool's attributes prefixed `pool_`. Returns
+/// the number of fusions made.
+pub fn fuse_conv_maxpool(g: &mut Graph) -> usize {
+    let readers = readers_of(g);
+    let (inits, consts) = constant_maps(g);
+    let graph_inputs: std::collections::HashSet<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
+    let fixed_rank4 = |name: &str| !graph_inputs.contains(name) && inits.get(name).or_else(|| consts.get(name)).is_some_and(|t| t.dtype() == DType::Float32 && t.rank() == 4);
+    let mut plans = Vec::new();
+    for (k, n) in g.nodes.iter().enumerate() {
+        let conv = is_default_domain(n) && n.op_type == "Conv" || n.domain == DOMAIN && n.op_type == "FusedConv";
+        if !conv || n.outputs.len() != 1 || !(2..=3).contains(&n.inputs.len()) || n.inputs[0].is_empty() || !fixed_rank4(&n.inputs[1]) || n.attr_int("group").unwrap_or(1) != 1 {
+            continue;
+        }
+        let Some(j) = sole_reader(&readers, &n.outputs[0]) else { continue };
+        let p = &g.nodes[j];
+        let one_output = p.outputs.len() == 1 || p.outputs[1..].iter().all(|o| o.is_empty());
+        if p.op_type != "MaxPool" || !is_default_domain(p) || p.inputs.len() != 1 || !one_output || p.attr_int("storage_order").unwrap_or(0) != 0 {
+            continue;
+        }
+        plans.push((k, j));
+    }
+    let mut removed = vec![false; g.nodes.len()];
+    for &(k, j) in &plans {
+        let p = g.nodes[j].clone();
+        let n = &mut g.nodes[k];
+        n.attrs.extend(p.attrs.into_iter().map(|(a, v)| (format!("pool_{a}"), v)));
+        if n.op_type == "Conv" {
+            n.attrs.extend(act_attrs("Identity", &[]));
+        }
+        n.op_type = "ConvMaxPool".into();
+        n.domain = DOMAIN.into();
+        n.name = match (n.name.is_empty(), p.name.is_empty()) {
+            (_, true) => n.name.clone(),
+            (true, false) => p.name.clone(),
+            (false, false) => format!("{}+{}", n.name, p.name),
+        };
+        n.outputs = vec![p.outputs[0].clone()];
+        removed[j] = true;
+    }
+    drop_nodes(g, &removed);
+    plans.len()
+}
+
 /// Fuse the erf form of GELU as the PyTorch exporter writes it, `x · 0.5 · (1 + erf(x / √2))`:
 /// `Div(x, √2)` (or `Mul(x, 1/√2)`) → `Erf` → `Add(·, 1)` → `Mul(x, ·)` → `Mul(·, 0.5)`, or with
 /// `Mul(x, 0.5)` taken first, into one `Gelu` node of the private domain (one vectorized pass
@@ -972,6 +1018,38 @@ mod tests {
         let strided = with(node("Conv", &["x", "ws"], &["e"]), vec![("strides", AttrValue::Ints(vec![2, 2]))]);
         let mut g = graph(vec![strided, dw("e", "y", "w2")], &["y"], inits());
         assert_eq!(fuse_expand_depthwise(&mut g), 0);
+    }
+
+    #[test]
+    fn convolutions_read_only_by_a_max_pool_are_fused() {
+        let t = |shape: &[usize]| Tensor::from_vec(shape, vec![0.5f32; shape.iter().product()]).unwrap();
+        let pool = |x: &str, y: &[&str]| {
+            let mut n = node("MaxPool", &[x], y);
+            n.attrs.push(("kernel_shape".into(), AttrValue::Ints(vec![3, 3])));
+            n.attrs.push(("strides".into(), AttrValue::Ints(vec![2, 2])));
+            n
+        };
+        let inits = || vec![("w1", t(&[8, 3, 3, 3])), ("b1", t(&[8]))];
+        let mut conv = node("Conv", &["x", "w1", "b1"], &["c"]);
+        conv.attrs.push(("strides".into(), AttrValue::Ints(vec![2, 2])));
+        let mut g = graph(vec![conv.clone(), pool("c", &["y"])], &["y"], inits());
+        assert_eq!(fuse_conv_maxpool(&mut g), 1);
+        assert_eq!(g.nodes.len(), 1);
+        let n = &g.nodes[0];
+        assert_eq!((n.op_type.as_str(), n.domain.as_str()), ("ConvMaxPool", DOMAIN));
+        assert_eq!((n.inputs.clone(), n.outputs.clone()), (vec!["x".to_string(), "w1".into(), "b1".into()], vec!["y".to_string()]));
+        assert_eq!(n.attr_ints("strides"), Some(&[2i64, 2][..]));
+        assert_eq!(n.attr_ints("pool_kernel_shape"), Some(&[3i64, 3][..]));
+        // Not fused: the pool's indices wanted, the convolution's output read twice or a graph
+        // output, weights given as a graph input.
+        let mut g = graph(vec![conv.clone(), pool("c", &["y", "i"])], &["y", "i"], inits());
+        assert_eq!(fuse_conv_maxpool(&mut g), 0);
+        let mut g = graph(vec![conv.clone(), pool("c", &["y"]), node("Relu", &["c"], &["r"])], &["y", "r"], inits());
+        assert_eq!(fuse_conv_maxpool(&mut g), 0);
+        let mut g = graph(vec![conv.clone(), pool("c", &["y"])], &["y", "c"], inits());
+        assert_eq!(fuse_conv_maxpool(&mut g), 0);
+        let mut g = graph(vec![node("Conv", &["x", "w"], &["c"]), pool("c", &["y"])], &["y"], inits());
+        assert_eq!(fuse_conv_maxpool(&mut g), 0);
     }
 
     #[test]

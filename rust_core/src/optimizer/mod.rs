@@ -16,7 +16,8 @@ pub use inline::inline_functions;
 /// depthwise convolutions run channels-last (see [`layout`]; `PYML_INTEROP_NO_LAYOUT` keeps them
 /// NCHW), the remaining NCHW pointwise convolutions feeding a depthwise one fused with it on
 /// AVX-512 CPUs ([`fuse::fuse_expand_depthwise`]; `PYML_INTEROP_NO_EXPAND_FUSION` keeps them
-/// apart), unless `PYML_INTEROP_NO_FUSION` is set, for comparisons.
+/// apart) and so are convolutions feeding a MaxPool ([`fuse::fuse_conv_maxpool`];
+/// `PYML_INTEROP_NO_POOL_FUSION`), unless `PYML_INTEROP_NO_FUSION` is set, for comparisons.
 pub fn prepare(model: &Model) -> Result<Graph> {
     let mut g = if model.functions.is_empty() {
         (*model.graph).clone()
@@ -41,6 +42,9 @@ pub fn prepare(model: &Model) -> Result<Graph> {
         }
         if crate::kernels::sgemm::implicit_available() && std::env::var_os("PYML_INTEROP_NO_EXPAND_FUSION").is_none() {
             fuse::fuse_expand_depthwise(&mut g);
+        }
+        if crate::kernels::sgemm::implicit_available() && std::env::var_os("PYML_INTEROP_NO_POOL_FUSION").is_none() {
+            fuse::fuse_conv_maxpool(&mut g);
         }
         fuse::prune_unused_initializers(&mut g);
     }

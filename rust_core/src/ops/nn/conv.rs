@@ -28,6 +28,9 @@ pub fn register(r: &mut Registry) {
     // A pointwise convolution feeding a depthwise one, made by the optimizer (see
     // crate::optimizer::fuse::fuse_expand_depthwise).
     r.add_domain(crate::optimizer::fuse::DOMAIN, "ExpandDepthwise", build_expand_depthwise);
+    // A convolution whose only reader is a MaxPool, made by the optimizer (see
+    // crate::optimizer::fuse::fuse_conv_maxpool).
+    r.add_domain(crate::optimizer::fuse::DOMAIN, "ConvMaxPool", build_conv_maxpool);
     r.add("ConvTranspose", build_conv_transpose);
     r.add("ConvInteger", build_conv_integer);
     r.add("QLinearConv", build_qlinear_conv);
@@ -330,6 +333,68 @@ impl Op for Conv {
             self.with_packed(|packed| Tensor::build_uninit::<T>(xw.dtype(), &out_shape, |o| conv_forward(ctx.pool, &shape, xv, wv, bias, self.act, packed, Some(&self.plans), o)))
         })?;
         Ok(vec![narrow(y, dt)?.into()])
+    }
+}
+
+/// `ConvMaxPool` (private domain): a `Conv`/`FusedConv` whose only reader is a `MaxPool`, as
+/// one node. Inputs and attributes of the convolution, the pool's attributes prefixed `pool_`.
+/// For f32 convolutions of one group run by the implicit GEMM it computes the pool band by band
+/// ([`crate::kernels::conv::conv_maxpool_f32`]), never storing the convolution's output;
+/// otherwise the two operators one after the other.
+struct ConvMaxPool {
+    conv: Conv,
+    pool: Box<dyn Op>,
+    pool_attrs: WindowAttrs,
+}
+
+fn build_conv_maxpool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+    let n = ctx.node;
+    let pool_node = crate::graph::ir::Node {
+        name: n.name.clone(),
+        op_type: "MaxPool".into(),
+        domain: String::new(),
+        inputs: n.outputs.clone(),
+        outputs: n.outputs.clone(),
+        attrs: n.attrs.iter().filter_map(|(k, v)| k.strip_prefix("pool_").map(|k| (k.to_string(), v.clone()))).collect(),
+        doc_string: String::new(),
+    };
+    let conv_node = crate::graph::ir::Node { attrs: n.attrs.iter().filter(|(k, _)| !k.starts_with("pool_")).cloned().collect(), ..n.clone() };
+    let pool_ctx = BuildContext { node: &pool_node, opset: ctx.opset.max(12), const_inputs: vec![None], compile: ctx.compile };
+    let conv_ctx = BuildContext { node: &conv_node, opset: ctx.opset, const_inputs: ctx.const_inputs.clone(), compile: ctx.compile };
+    let pool_attrs = WindowAttrs::parse(&pool_ctx)?;
+    if pool_attrs.kernel.is_none() {
+        return Err(ctx.invalid("ConvMaxPool: attribute 'pool_kernel_shape' is required"));
+    }
+    Ok(Box::new(ConvMaxPool { conv: fused_conv(&conv_ctx, "")?, pool: super::pool::build_max_pool(&pool_ctx)?, pool_attrs }))
+}
+
+impl Op for ConvMaxPool {
+    fn run(&self, inputs: &[Option<&Value>], ctx: &RunContext) -> Result<Vec<Value>> {
+        let (x, w, b, cs, cout) = self.conv.checked(inputs)?;
+        if cout.len() == 4 && [Some(x), Some(w), b].iter().flatten().all(|t| t.dtype() == DType::Float32) {
+            let kernel = self.pool_attrs.kernel.clone().unwrap_or_default();
+            let pwin = self.pool_attrs.resolve(&cout[2..], &kernel, "MaxPool")?;
+            let pw3 = pwin.as_3d().map_err(|e| e.context("MaxPool"))?;
+            let pout = [cout[0], cout[1], pwin.out[0], pwin.out[1]];
+            let wv = match &self.conv.w_const {
+                Some(t) => t.as_slice::<f32>()?,
+                None => w.as_slice::<f32>()?,
+            };
+            let bias = b.map(|b| b.as_slice::<f32>()).transpose()?;
+            let xv = x.as_slice::<f32>()?;
+            let mut done = false;
+            let y = self.conv.with_packed(|packed| {
+                Tensor::build_uninit::<f32>(DType::Float32, &pout, |y| {
+                    done = crate::kernels::conv::conv_maxpool_f32(ctx.pool, &cs, xv, wv, bias, self.conv.act, packed, &self.conv.plans, &pw3, y)?;
+                    Ok(())
+                })
+            })?;
+            if done {
+                return Ok(vec![y.into()]);
+            }
+        }
+        let t = self.conv.run(inputs, ctx)?;
+        self.pool.run(&[t.first()], ctx)
     }
 }
 

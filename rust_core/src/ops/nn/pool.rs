@@ -65,7 +65,7 @@ fn build_pool(ctx: &BuildContext, name: &'static str, kind: PoolKind) -> Result<
     }))
 }
 
-fn build_max_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
+pub(crate) fn build_max_pool(ctx: &BuildContext) -> Result<Box<dyn Op>> {
     build_pool(ctx, "MaxPool", PoolKind::Max)
 }
 
