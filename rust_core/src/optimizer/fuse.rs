@@ -412,6 +412,15 @@ pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
     count
 }
 
+/// The name of a node made of nodes `a` and `b`: both names joined by `+`, or the one given.
+fn joined_name(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (_, true) => a.to_string(),
+        (true, false) => b.to_string(),
+        (false, false) => format!("{a}+{b}"),
+    }
+}
+
 /// Fuse each pointwise convolution (1x1, unit strides, no padding, one group) whose only
 /// reader is a depthwise convolution (`[E, 1, KH, KW]` weights, group `E`) into one
 /// `ExpandDepthwise` node of the private domain: the expansion and depthwise convolution of an
@@ -468,11 +477,7 @@ pub fn fuse_expand_depthwise(g: &mut Graph) -> usize {
         n.attrs = d.attrs.into_iter().chain(pw_act).collect();
         n.op_type = "ExpandDepthwise".into();
         n.domain = DOMAIN.into();
-        n.name = match (n.name.is_empty(), d.name.is_empty()) {
-            (_, true) => n.name.clone(),
-            (true, false) => d.name.clone(),
-            (false, false) => format!("{}+{}", n.name, d.name),
-        };
+        n.name = joined_name(&n.name, &d.name);
         n.outputs = d.outputs;
         removed[j] = true;
     }
@@ -514,11 +519,7 @@ pub fn fuse_conv_maxpool(g: &mut Graph) -> usize {
         }
         n.op_type = "ConvMaxPool".into();
         n.domain = DOMAIN.into();
-        n.name = match (n.name.is_empty(), p.name.is_empty()) {
-            (_, true) => n.name.clone(),
-            (true, false) => p.name.clone(),
-            (false, false) => format!("{}+{}", n.name, p.name),
-        };
+        n.name = joined_name(&n.name, &p.name);
         n.outputs = vec![p.outputs[0].clone()];
         removed[j] = true;
     }
