@@ -412,6 +412,18 @@ pub fn fuse_conv_activations(g: &mut Graph, opset: i64) -> usize {
     count
 }
 
+/// The constant f32 tensor named `name` (an initializer that no graph input overrides, or a
+/// `Constant` node's value), from the maps of [`constant_maps`].
+fn fixed_f32<'a>(g: &'a Graph, inits: &'a HashMap<&str, &Tensor>, consts: &'a HashMap<&str, &Tensor>) -> impl Fn(&str) -> Option<&'a Tensor> + 'a {
+    let graph_inputs: std::collections::HashSet<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
+    move |name: &str| {
+        if name.is_empty() || graph_inputs.contains(name) {
+            return None;
+        }
+        inits.get(name).or_else(|| consts.get(name)).copied().filter(|t| t.dtype() == DType::Float32)
+    }
+}
+
 /// The name of a node made of nodes `a` and `b`: both names joined by `+`, or the one given.
 fn joined_name(a: &str, b: &str) -> String {
     match (a.is_empty(), b.is_empty()) {
@@ -433,13 +445,7 @@ fn joined_name(a: &str, b: &str) -> String {
 pub fn fuse_expand_depthwise(g: &mut Graph) -> usize {
     let readers = readers_of(g);
     let (inits, consts) = constant_maps(g);
-    let graph_inputs: std::collections::HashSet<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
-    let fixed = |name: &str| -> Option<&Tensor> {
-        if name.is_empty() || graph_inputs.contains(name) {
-            return None;
-        }
-        inits.get(name).or_else(|| consts.get(name)).copied().filter(|t| t.dtype() == DType::Float32)
-    };
+    let fixed = fixed_f32(g, &inits, &consts);
     let is_conv = |n: &Node| (is_default_domain(n) && n.op_type == "Conv" || n.domain == DOMAIN && n.op_type == "FusedConv") && n.outputs.len() == 1 && (2..=3).contains(&n.inputs.len()) && !n.inputs[0].is_empty();
     let bias_ok = |n: &Node, e: usize| n.inputs.get(2).is_none_or(|b| b.is_empty() || fixed(b).is_some_and(|t| t.len() == e));
     let all = |n: &Node, name: &str, v: i64| n.attr_ints(name).is_none_or(|a| a.iter().all(|&x| x == v));
@@ -467,6 +473,7 @@ pub fn fuse_expand_depthwise(g: &mut Graph) -> usize {
         used[j] = true;
         plans.push((k, j));
     }
+    drop(fixed);
     let mut removed = vec![false; g.nodes.len()];
     for &(k, j) in &plans {
         let d = g.nodes[j].clone();
@@ -493,8 +500,8 @@ pub fn fuse_expand_depthwise(g: &mut Graph) -> usize {
 pub fn fuse_conv_maxpool(g: &mut Graph) -> usize {
     let readers = readers_of(g);
     let (inits, consts) = constant_maps(g);
-    let graph_inputs: std::collections::HashSet<&str> = g.inputs.iter().map(|i| i.name.as_str()).collect();
-    let fixed_rank4 = |name: &str| !graph_inputs.contains(name) && inits.get(name).or_else(|| consts.get(name)).is_some_and(|t| t.dtype() == DType::Float32 && t.rank() == 4);
+    let fixed = fixed_f32(g, &inits, &consts);
+    let fixed_rank4 = |name: &str| fixed(name).is_some_and(|t| t.rank() == 4);
     let mut plans = Vec::new();
     for (k, n) in g.nodes.iter().enumerate() {
         let conv = is_default_domain(n) && n.op_type == "Conv" || n.domain == DOMAIN && n.op_type == "FusedConv";
@@ -509,6 +516,7 @@ pub fn fuse_conv_maxpool(g: &mut Graph) -> usize {
         }
         plans.push((k, j));
     }
+    drop(fixed);
     let mut removed = vec![false; g.nodes.len()];
     for &(k, j) in &plans {
         let p = g.nodes[j].clone();
