@@ -411,3 +411,32 @@ def test_convolution_and_max_pool_fused_match_onnxruntime(stem, batch, threads):
     feeds = {"x": rng.standard_normal((batch, 3, 99, 101)).astype(np.float32)}
     shape = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)[0].shape
     _compare_runs(model, feeds, threads, shape)
+
+
+@pytest.mark.parametrize("cell,extra", [("LSTM", {}), ("GRU", {"linear_before_reset": 1}), ("GRU", {}), ("RNN", {})])
+@pytest.mark.parametrize("batch", [1, 3, 9])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_recurrent_layers_with_constant_weights(cell, extra, batch, threads):
+    """Constant W and R (packed once: Wᵀ for the input projection, panels of Rᵀ for the
+    per-step product, taken one to four batch rows at a time), a hidden size that leaves
+    partial panels, both directions, biases and an initial state: every output against
+    onnxruntime."""
+    rng = np.random.default_rng(11)
+    gates = {"LSTM": 4, "GRU": 3, "RNN": 1}[cell]
+    hs, inp, seq = 20, 12, 7
+    w = (rng.standard_normal((2, gates * hs, inp)) * 0.3).astype(np.float32)
+    r = (rng.standard_normal((2, gates * hs, hs)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal((2, 2 * gates * hs)) * 0.1).astype(np.float32)
+    outs = ["y", "yh"] + (["yc"] if cell == "LSTM" else [])
+    node = helper.make_node(cell, ["x", "w", "r", "b", "", "h0"], outs, hidden_size=hs, direction="bidirectional", **extra)
+    model = _model([node], [_vi("x", [seq, batch, inp]), _vi("h0", [2, batch, hs])], [_vi(o, None) for o in outs],
+                   [_const("w", w), _const("r", r), _const("b", b)])
+    feeds = {"x": rng.standard_normal((seq, batch, inp)).astype(np.float32),
+             "h0": (rng.standard_normal((2, batch, hs)) * 0.5).astype(np.float32)}
+    want = ort.InferenceSession(model, providers=["CPUExecutionProvider"]).run(None, feeds)
+    so = pmi.SessionOptions()
+    so.intra_op_num_threads = threads
+    sess = pmi.InferenceSession(model, so)
+    for _ in range(2):
+        for name, g, e in zip(outs, sess.run(None, feeds), want):
+            np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, err_msg=name)

@@ -8,6 +8,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod float;
 pub mod gemm;
+pub mod gemv;
 pub mod maxpool;
 pub mod sgemm;
 pub mod transpose;

@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::kernels::activation::{fast_sigmoid, fast_tanh};
 use crate::kernels::float::{as_f32, as_f32_mut, Float};
 use crate::kernels::gemm::{gemm, GemmElem, MatRef};
-use crate::kernels::sgemm::{sgemm_ex_par, ASrc, Epilogue, PackedA};
+use crate::kernels::gemv::{gemv_add, gemv_available, PanelB};
+use crate::kernels::sgemm::{sgemm_packed_b_par, Epilogue, PackedB};
 use crate::kernels::simd::MulAdd;
 use crate::kernels::vmath::{sigmoid, tanh, Act as VAct};
 use crate::kernels::SendPtr;
@@ -159,8 +160,11 @@ struct Rnn {
     linear_before_reset: bool,
     layout: i64,
     /// f32 input weights W packed once per direction (when W is a constant): the input
-    /// projection is then `W · Xᵀ` with no packing of W per run.
-    w_packed: Option<Vec<PackedA>>,
+    /// projection is then `X · Wᵀ` with Wᵀ packed once, its rows the steps' gate inputs.
+    w_packed: Option<Vec<PackedB>>,
+    /// f32 recurrence weights R packed once per direction as panels of Rᵀ (when R is a
+    /// constant and the CPU has the panel kernel): the per-step `H · Rᵀ` streams them.
+    r_packed: Option<Vec<PanelB>>,
 }
 
 fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
@@ -215,12 +219,21 @@ fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
         Some(w) if w.dtype() == DType::Float32 && w.rank() == 3 && w.shape()[0] == dirs => {
             let (gh, input) = (w.shape()[1], w.shape()[2]);
             let wv = w.as_slice::<f32>()?;
-            Some((0..dirs).map(|d| PackedA::new(gh, input, &wv[d * gh * input..(d + 1) * gh * input], input, 1)).collect())
+            Some((0..dirs).map(|d| PackedB::new(input, gh, &wv[d * gh * input..(d + 1) * gh * input], 1, input)).collect())
+        }
+        _ => None,
+    };
+    let r_packed = match ctx.const_inputs.get(2).copied().flatten() {
+        Some(r) if gemv_available() && r.dtype() == DType::Float32 && r.rank() == 3 && r.shape()[0] == dirs => {
+            let (gh, hs) = (r.shape()[1], r.shape()[2]);
+            let rv = r.as_slice::<f32>()?;
+            Some((0..dirs).map(|d| PanelB::from_transposed(gh, hs, &rv[d * gh * hs..(d + 1) * gh * hs], hs)).collect())
         }
         _ => None,
     };
     Ok(Box::new(Rnn {
         w_packed,
+        r_packed,
         cell,
         hidden: hidden.max(0) as usize,
         dirs,
@@ -236,11 +249,11 @@ fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
 /// Everything one direction needs, as slices into the (widened) inputs.
 struct DirData<'a, T> {
     /// Input projections (X·Wᵀ + Wb + Rb; for GRU without Rb of the h gate), one row of G·H
-    /// per (t, b) at row `t·batch + b`: `[seq·batch][G·H]`, or `[G·H][seq·batch]` when
-    /// `xw_by_gate` (the packed-W product, read in place rather than transposed).
+    /// per (t, b) at row `t·batch + b`: `[seq·batch][G·H]`.
     xw: Vec<T>,
-    xw_by_gate: bool,
     r: &'a [T],
+    /// R packed for [`gemv_add`] (f32 only).
+    r_panel: Option<&'a PanelB>,
     /// GRU: recurrence bias of the h gate (applied inside the reset product).
     rb_h: Vec<T>,
     p: Option<&'a [T]>,
@@ -254,24 +267,13 @@ impl<T: Copy> DirData<'_, T> {
     /// Projection of gate value `g` for row `row` (= t·batch + b).
     #[inline(always)]
     fn xw_at(&self, row: usize, g: usize, gh: usize) -> T {
-        if self.xw_by_gate {
-            self.xw[g * (self.xw.len() / gh.max(1)) + row]
-        } else {
-            self.xw[row * gh + g]
-        }
+        self.xw[row * gh + g]
     }
 
     /// Copy the G·H projections of row `row` into `out`.
     fn load_row(&self, row: usize, out: &mut [T]) {
         let gh = out.len();
-        if self.xw_by_gate {
-            let rows = self.xw.len() / gh.max(1);
-            for (g, o) in out.iter_mut().enumerate() {
-                *o = self.xw[g * rows + row];
-            }
-        } else {
-            out.copy_from_slice(&self.xw[row * gh..(row + 1) * gh]);
-        }
+        out.copy_from_slice(&self.xw[row * gh..(row + 1) * gh]);
     }
 }
 
@@ -333,18 +335,25 @@ impl Rnn {
                     xh[b * hs..(b + 1) * hs].copy_from_slice(&gates[b * gh + 2 * hs..(b + 1) * gh]);
                 }
             }
-            gemm(
-                batch,
-                active_rows,
-                hs,
-                T::ONE,
-                MatRef::row_major(&h, hs),
-                MatRef::row_major(d.r, hs).t(),
-                T::ONE,
-                &mut gates,
-                gh,
-                1,
-            )?;
+            let panel = d.r_panel.filter(|p| p.depth() == hs && p.cols() == gh);
+            let done = match (panel, as_f32(&h), as_f32_mut(&mut gates)) {
+                (Some(p), Some(hf), Some(gf)) => gemv_add(batch, active_rows, hf, hs, p, gf, gh),
+                _ => false,
+            };
+            if !done {
+                gemm(
+                    batch,
+                    active_rows,
+                    hs,
+                    T::ONE,
+                    MatRef::row_major(&h, hs),
+                    MatRef::row_major(d.r, hs).t(),
+                    T::ONE,
+                    &mut gates,
+                    gh,
+                    1,
+                )?;
+            }
             if self.cell == Cell::Gru && !self.linear_before_reset {
                 // r first, then (r ⊙ H) · Rhᵀ.
                 for b in 0..batch {
@@ -602,55 +611,54 @@ impl Rnn {
                 }
                 comb
             });
-            let packed = self.w_packed.as_ref().map(|p| &p[d]).filter(|p| p.rows() == gh && p.depth() == input);
-            let xw_by_gate = packed.is_some() && TypeId::of::<T>() == TypeId::of::<f32>();
-            if let (Some(pw), true) = (packed, xw_by_gate) {
-                // xw [G·H, seq·batch] = W · Xᵀ + bias (per row of W).
-                let sb = seq * batch;
-                // SAFETY: T is f32. X is [seq·batch, input] row-major (Xᵀ: rsb 1, csb input);
-                // W packed as gh × input; xw holds gh rows of sb; the bias has gh values.
-                unsafe {
-                    let bias_f32 = comb.as_ref().map(|v| std::slice::from_raw_parts(v.as_ptr() as *const f32, v.len()));
-                    sgemm_ex_par(
+            let packed = self.w_packed.as_ref().map(|p| &p[d]).filter(|p| p.cols() == gh && p.depth() == input);
+            match (packed, as_f32(&x), as_f32_mut(&mut xw)) {
+                (Some(pw), Some(xf), Some(xwf)) => {
+                    // xw [seq·batch, G·H] = X · Wᵀ + bias (per column).
+                    let bias_f32 = comb.as_ref().and_then(|v| as_f32(v));
+                    // SAFETY: X is [seq·batch, input] row-major; W packed as input × gh; xw
+                    // holds seq·batch rows of gh; the bias has gh values.
+                    unsafe {
+                        sgemm_packed_b_par(
+                            ctx.pool,
+                            seq * batch,
+                            gh,
+                            input,
+                            (xf.as_ptr(), input, 1, 1.0),
+                            pw,
+                            0.0,
+                            xwf.as_mut_ptr(),
+                            gh,
+                            Epilogue { bias: None, col_bias: bias_f32, act: VAct::Identity },
+                        );
+                    }
+                }
+                _ => {
+                    if let Some(comb) = &comb {
+                        for row in xw.chunks_mut(gh.max(1)) {
+                            row.copy_from_slice(comb);
+                        }
+                    }
+                    let beta = if bias.is_some() { T::ONE } else { T::ZERO };
+                    crate::kernels::gemm::gemm_par(
                         ctx.pool,
+                        seq * batch,
                         gh,
-                        sb,
                         input,
-                        ASrc::Packed(pw),
-                        x.as_ptr() as *const f32,
+                        T::ONE,
+                        MatRef::row_major(&x, input),
+                        MatRef::row_major(wd, input).t(),
+                        beta,
+                        &mut xw,
+                        gh,
                         1,
-                        input,
-                        0.0,
-                        xw.as_mut_ptr() as *mut f32,
-                        sb,
-                        Epilogue { bias: bias_f32, col_bias: None, act: VAct::Identity },
-                    );
+                    )?;
                 }
-            } else {
-            if let Some(comb) = &comb {
-                for row in xw.chunks_mut(gh.max(1)) {
-                    row.copy_from_slice(comb);
-                }
-            }
-            let beta = if bias.is_some() { T::ONE } else { T::ZERO };
-            crate::kernels::gemm::gemm_par(
-                ctx.pool,
-                seq * batch,
-                gh,
-                input,
-                T::ONE,
-                MatRef::row_major(&x, input),
-                MatRef::row_major(wd, input).t(),
-                beta,
-                &mut xw,
-                gh,
-                1,
-            )?;
             }
             dir_data.push(DirData {
                 xw,
-                xw_by_gate,
                 r: &r[d * gh * hs..(d + 1) * gh * hs],
+                r_panel: self.r_packed.as_ref().map(|p| &p[d]),
                 rb_h,
                 p: p.map(|p| &p[d * 3 * hs..(d + 1) * 3 * hs]),
                 h0: h0[d * batch * hs..(d + 1) * batch * hs].to_vec(),

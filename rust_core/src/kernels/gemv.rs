@@ -1,0 +1,213 @@
+//! Products of a few rows by a constant matrix kept in L2: `C[m × n] += A[m × k] · B[k × n]`
+//! for small `m` (the per-step recurrence `H · Rᵀ` of LSTM/GRU/RNN layers).
+//!
+//! B is packed once into panels of [`PANEL`] columns, each stored `[k][PANEL]` contiguously, so
+//! a tile streams whole panels front to back. A one-row tile holds 4 panels (16 vectors, 16
+//! independent multiply-add chains per broadcast of A); two rows hold 2 panels, three or four
+//! rows one. The general GEMM kernels, built for larger products, keep one row of A to one or
+//! two accumulator chains, bound by the multiply-add latency.
+
+/// Columns per packed panel: four AVX-512 vectors.
+pub const PANEL: usize = 64;
+
+/// A `k × n` matrix packed as panels of [`PANEL`] columns (the last zero-padded).
+pub struct PanelB {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl PanelB {
+    /// Pack `B = Sᵀ` from `S`, `n` rows of `k` values `lds` apart (e.g. a recurrence weight
+    /// `R` stored `[G·H][H]`, for `H · Rᵀ`).
+    pub fn from_transposed(n: usize, k: usize, s: &[f32], lds: usize) -> Self {
+        assert!(n == 0 || k == 0 || s.len() >= (n - 1) * lds + k, "PanelB: source too short");
+        let panels = n.div_ceil(PANEL);
+        let mut data = vec![0.0f32; panels * k * PANEL];
+        for j in 0..n {
+            let (p, jj) = (j / PANEL, j % PANEL);
+            let base = p * k * PANEL + jj;
+            for (kk, &v) in s[j * lds..j * lds + k].iter().enumerate() {
+                data[base + kk * PANEL] = v;
+            }
+        }
+        PanelB { k, n, data }
+    }
+
+    /// Depth (rows of B).
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+
+    /// Columns of B.
+    pub fn cols(&self) -> usize {
+        self.n
+    }
+}
+
+/// Whether [`gemv_add`] runs here (it has an AVX-512 kernel only; other CPUs keep the general
+/// GEMM).
+pub fn gemv_available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        crate::kernels::simd::active() >= crate::kernels::simd::Isa::Avx512
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `C[r][j] += Σ_p A[r][p] · B[p][j]` for rows `r < m` and the first `n` columns of B
+/// (`n ≤ b.cols()`); rows of A are `lda` apart, rows of C `ldc` apart. Returns false (and
+/// leaves C alone) where [`gemv_available`] is false.
+pub fn gemv_add(m: usize, n: usize, a: &[f32], lda: usize, b: &PanelB, c: &mut [f32], ldc: usize) -> bool {
+    let k = b.k;
+    assert!(n <= b.n, "gemv_add: {n} columns of a {}-column matrix", b.n);
+    if m == 0 || n == 0 {
+        return true;
+    }
+    assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n, "gemv_add: operands too short");
+    #[cfg(target_arch = "x86_64")]
+    if gemv_available() {
+        let mut r = 0;
+        while r < m {
+            let mr = (m - r).min(4);
+            let (ar, cr) = (&a[r * lda..], &mut c[r * ldc..]);
+            // SAFETY: AVX-512F checked; A rows r..r+mr hold k values, C rows n values
+            // (asserted above); panels hold k·PANEL values each.
+            unsafe {
+                match mr {
+                    1 => rows_avx512::<1>(n, ar, lda, b, cr, ldc),
+                    2 => rows_avx512::<2>(n, ar, lda, b, cr, ldc),
+                    3 => rows_avx512::<3>(n, ar, lda, b, cr, ldc),
+                    _ => rows_avx512::<4>(n, ar, lda, b, cr, ldc),
+                }
+            }
+            r += mr;
+        }
+        return true;
+    }
+    let _ = (a, lda, c, ldc);
+    false
+}
+
+/// `MR` rows of A against all column tiles: `4 / MR` panels per tile (one for three rows).
+///
+/// # Safety
+/// AVX-512F CPU; extents as asserted by [`gemv_add`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn rows_avx512<const MR: usize>(n: usize, a: &[f32], lda: usize, b: &PanelB, c: &mut [f32], ldc: usize) {
+    let per = (4 / MR).max(1);
+    let panels = n.div_ceil(PANEL);
+    let mut p = 0;
+    while p < panels {
+        let np = per.min(panels - p);
+        match np {
+            1 => tile_avx512::<MR, 1>(n, p, a, lda, b, c, ldc),
+            2 => tile_avx512::<MR, 2>(n, p, a, lda, b, c, ldc),
+            3 => tile_avx512::<MR, 3>(n, p, a, lda, b, c, ldc),
+            _ => tile_avx512::<MR, 4>(n, p, a, lda, b, c, ldc),
+        }
+        p += np;
+    }
+}
+
+/// One tile: `MR` rows × `NP` panels starting at panel `p0`, accumulators loaded from C and
+/// stored back (columns at or past `n` neither read nor written).
+///
+/// # Safety
+/// AVX-512F CPU; extents as asserted by [`gemv_add`]; `p0 + NP` panels exist.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+#[inline]
+#[allow(clippy::needless_range_loop)]
+unsafe fn tile_avx512<const MR: usize, const NP: usize>(n: usize, p0: usize, a: &[f32], lda: usize, b: &PanelB, c: &mut [f32], ldc: usize) {
+    use std::arch::x86_64::*;
+    let k = b.k;
+    let col0 = p0 * PANEL;
+    // Mask of vector v of panel q (all-zero past n).
+    let mask = |q: usize, v: usize| -> __mmask16 {
+        let start = col0 + q * PANEL + v * 16;
+        if start >= n {
+            0
+        } else if start + 16 <= n {
+            0xffff
+        } else {
+            ((1u32 << (n - start)) - 1) as __mmask16
+        }
+    };
+    let (ap, cp) = (a.as_ptr(), c.as_mut_ptr());
+    let mut acc = [[[_mm512_setzero_ps(); 4]; NP]; MR];
+    for (r, accr) in acc.iter_mut().enumerate() {
+        for (q, accq) in accr.iter_mut().enumerate() {
+            for (v, x) in accq.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(mask(q, v), cp.add(r * ldc + col0 + q * PANEL + v * 16));
+            }
+        }
+    }
+    let bp: [*const f32; NP] = std::array::from_fn(|q| b.data.as_ptr().add((p0 + q) * k * PANEL));
+    for kk in 0..k {
+        let off = kk * PANEL;
+        let mut x = [_mm512_setzero_ps(); MR];
+        for (r, xr) in x.iter_mut().enumerate() {
+            *xr = _mm512_set1_ps(*ap.add(r * lda + kk));
+        }
+        for q in 0..NP {
+            for v in 0..4 {
+                let w = _mm512_loadu_ps(bp[q].add(off + v * 16));
+                for r in 0..MR {
+                    acc[r][q][v] = _mm512_fmadd_ps(x[r], w, acc[r][q][v]);
+                }
+            }
+        }
+    }
+    for (r, accr) in acc.iter().enumerate() {
+        for (q, accq) in accr.iter().enumerate() {
+            for (v, x) in accq.iter().enumerate() {
+                _mm512_mask_storeu_ps(cp.add(r * ldc + col0 + q * PANEL + v * 16), mask(q, v), *x);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg(seed: &mut u64) -> f32 {
+        *seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((*seed >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+    }
+
+    #[test]
+    fn panel_products_match_the_definition() {
+        if !gemv_available() {
+            return;
+        }
+        let mut seed = 7u64;
+        // (m, n used, n packed, k): one to nine rows, partial panels and vectors, k = 1.
+        for &(m, n, np, k) in &[(1, 512, 512, 128), (1, 300, 300, 33), (2, 200, 256, 17), (3, 64, 64, 5), (4, 70, 80, 1), (5, 129, 129, 40), (9, 17, 17, 3), (1, 1, 1, 2)] {
+            let s: Vec<f32> = (0..np * (k + 3)).map(|_| lcg(&mut seed)).collect();
+            let b = PanelB::from_transposed(np, k, &s, k + 3);
+            let lda = k + 2;
+            let a: Vec<f32> = (0..m * lda).map(|_| lcg(&mut seed)).collect();
+            let ldc = np + 5;
+            let c0: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut seed)).collect();
+            let mut c = c0.clone();
+            assert!(gemv_add(m, n, &a, lda, &b, &mut c, ldc));
+            for r in 0..m {
+                for j in 0..ldc {
+                    let want = if j < n {
+                        c0[r * ldc + j] + (0..k).map(|p| a[r * lda + p] * s[j * (k + 3) + p]).sum::<f32>()
+                    } else {
+                        c0[r * ldc + j]
+                    };
+                    let got = c[r * ldc + j];
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "m {m} n {n} k {k}: C[{r}][{j}] = {got}, expected {want}");
+                }
+            }
+        }
+    }
+}
