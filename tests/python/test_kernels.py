@@ -440,3 +440,38 @@ def test_recurrent_layers_with_constant_weights(cell, extra, batch, threads):
     for _ in range(2):
         for name, g, e in zip(outs, sess.run(None, feeds), want):
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5, err_msg=name)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("k,n", [(1024, 1000), (37, 70), (256, 300)])
+@pytest.mark.parametrize("trans_a,trans_b,alpha,beta,c_shape", [
+    (0, 1, 1.0, 1.0, "n"), (0, 0, 1.0, 1.0, "1n"), (1, 1, 0.5, 2.0, "1"), (1, 0, 1.5, 0.0, "n"), (0, 1, 1.0, 1.0, None)])
+def test_single_row_products_with_constant_weights(threads, k, n, trans_a, trans_b, alpha, beta, c_shape):
+    """One row times a constant matrix (a classifier at batch 1) takes the weights packed in
+    column panels; a second session runs two rows (the GEMM path) for contrast. Gemm with every
+    transposition, alpha, beta and bias shape, MatMul on a 1-D, 2-D and 3-D row and MatMul + Add
+    (fused), against onnxruntime."""
+    rng = np.random.default_rng(k + n)
+    w = (rng.standard_normal((n, k) if trans_b else (k, n)) * 0.1).astype(np.float32)
+    cval = {"n": (n,), "1n": (1, n), "1": (1,), None: None}[c_shape]
+    inits = [_const("w", w)]
+    inputs = ["a", "w"]
+    if cval is not None:
+        inits.append(_const("c", rng.standard_normal(cval).astype(np.float32)))
+        inputs.append("c")
+    for rows in (1, 2):
+        a_shape = [k, rows] if trans_a else [rows, k]
+        gemm = _model([helper.make_node("Gemm", inputs, ["y"], transA=trans_a, transB=trans_b, alpha=alpha, beta=beta)],
+                      [_vi("a", a_shape)], [_vi("y", None)], inits)
+        _compare_runs(gemm, {"a": rng.standard_normal(a_shape).astype(np.float32)}, threads, (rows, n))
+    if trans_a or trans_b:
+        return
+    bias = _const("bias", rng.standard_normal(n).astype(np.float32))
+    for a_shape in ([k], [1, k], [1, 1, k]):
+        feeds = {"a": rng.standard_normal(a_shape).astype(np.float32)}
+        out = tuple(a_shape[:-1]) + (n,)
+        mm = _model([helper.make_node("MatMul", ["a", "w"], ["y"])], [_vi("a", a_shape)], [_vi("y", None)], [inits[0]])
+        _compare_runs(mm, feeds, threads, out)
+        fused = _model([helper.make_node("MatMul", ["a", "w"], ["p"]), helper.make_node("Add", ["p", "bias"], ["y"])],
+                       [_vi("a", a_shape)], [_vi("y", None)], [inits[0], bias])
+        _compare_runs(fused, feeds, threads, out)

@@ -18,17 +18,19 @@ pub struct PanelB {
 }
 
 impl PanelB {
-    /// Pack `B = Sᵀ` from `S`, `n` rows of `k` values `lds` apart (e.g. a recurrence weight
-    /// `R` stored `[G·H][H]`, for `H · Rᵀ`).
-    pub fn from_transposed(n: usize, k: usize, s: &[f32], lds: usize) -> Self {
-        assert!(n == 0 || k == 0 || s.len() >= (n - 1) * lds + k, "PanelB: source too short");
+    /// Pack `B[k × n]`, element `(p, j)` at `b[p·rsb + j·csb]` (`rsb = 1, csb = k` packs the
+    /// transpose of a row-major `n × k` matrix, e.g. a recurrence weight `R` `[G·H][H]` for
+    /// `H · Rᵀ`, or a `Gemm` weight with `transB`).
+    pub fn new(k: usize, n: usize, b: &[f32], rsb: usize, csb: usize) -> Self {
+        assert!(n == 0 || k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "PanelB: B is too small");
         let panels = n.div_ceil(PANEL);
         let mut data = vec![0.0f32; panels * k * PANEL];
-        for j in 0..n {
-            let (p, jj) = (j / PANEL, j % PANEL);
-            let base = p * k * PANEL + jj;
-            for (kk, &v) in s[j * lds..j * lds + k].iter().enumerate() {
-                data[base + kk * PANEL] = v;
+        for (p, panel) in data.chunks_exact_mut(k * PANEL).enumerate() {
+            let cols = PANEL.min(n - p * PANEL);
+            for (kk, row) in panel.chunks_exact_mut(PANEL).enumerate() {
+                for (jj, v) in row[..cols].iter_mut().enumerate() {
+                    *v = b[kk * rsb + (p * PANEL + jj) * csb];
+                }
             }
         }
         PanelB { k, n, data }
@@ -62,48 +64,78 @@ pub fn gemv_available() -> bool {
 /// (`n ≤ b.cols()`); rows of A are `lda` apart, rows of C `ldc` apart. Returns false (and
 /// leaves C alone) where [`gemv_available`] is false.
 pub fn gemv_add(m: usize, n: usize, a: &[f32], lda: usize, b: &PanelB, c: &mut [f32], ldc: usize) -> bool {
-    let k = b.k;
-    assert!(n <= b.n, "gemv_add: {n} columns of a {}-column matrix", b.n);
-    if m == 0 || n == 0 {
-        return true;
+    check(m, n, a, lda, b, c, ldc);
+    gemv_available() && {
+        // SAFETY: extents checked; the CPU has the kernel.
+        unsafe { gemv_panels(m, n, 0..n.div_ceil(PANEL), a.as_ptr(), lda, b, c.as_mut_ptr(), ldc) };
+        true
     }
-    assert!(a.len() >= (m - 1) * lda + k && c.len() >= (m - 1) * ldc + n, "gemv_add: operands too short");
+}
+
+/// [`gemv_add`] split over `pool` by groups of panels (each thread writes its own columns of
+/// C, all read the small A), when the product is large enough to pay for it.
+#[allow(clippy::too_many_arguments)]
+pub fn gemv_add_par(pool: &crate::executor::pool::ThreadPool, m: usize, n: usize, a: &[f32], lda: usize, b: &PanelB, c: &mut [f32], ldc: usize) -> bool {
+    check(m, n, a, lda, b, c, ldc);
+    if !gemv_available() {
+        return false;
+    }
+    // One-row tiles take four panels: split in such groups.
+    let groups = n.div_ceil(4 * PANEL);
+    let (ap, cp) = (a.as_ptr() as usize, c.as_mut_ptr() as usize);
+    let min_chunk = if m * n * b.k < PAR_MIN_MACS { groups.max(1) } else { 1 };
+    pool.parallel_for(groups, min_chunk, |g0, g1| {
+        let panels = n.div_ceil(PANEL);
+        // SAFETY: extents checked above; threads write disjoint panels (columns) of C.
+        unsafe { gemv_panels(m, n, (g0 * 4).min(panels)..(g1 * 4).min(panels), ap as *const f32, lda, b, cp as *mut f32, ldc) };
+    });
+    true
+}
+
+/// Products smaller than this many multiply-adds stay on one thread.
+const PAR_MIN_MACS: usize = 1 << 17;
+
+fn check(m: usize, n: usize, a: &[f32], lda: usize, b: &PanelB, c: &[f32], ldc: usize) {
+    assert!(n <= b.n, "gemv_add: {n} columns of a {}-column matrix", b.n);
+    assert!(m == 0 || n == 0 || (a.len() >= (m - 1) * lda + b.k && c.len() >= (m - 1) * ldc + n), "gemv_add: operands too short");
+}
+
+/// The panels `panels` of the product (see [`gemv_add`]), rows of A four at a time.
+///
+/// # Safety
+/// [`gemv_available`]; extents as checked by [`check`]; no one else writes these columns of C.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemv_panels(m: usize, n: usize, panels: std::ops::Range<usize>, a: *const f32, lda: usize, b: &PanelB, c: *mut f32, ldc: usize) {
     #[cfg(target_arch = "x86_64")]
-    if gemv_available() {
+    {
         let mut r = 0;
         while r < m {
             let mr = (m - r).min(4);
-            let (ar, cr) = (&a[r * lda..], &mut c[r * ldc..]);
-            // SAFETY: AVX-512F checked; A rows r..r+mr hold k values, C rows n values
-            // (asserted above); panels hold k·PANEL values each.
-            unsafe {
-                match mr {
-                    1 => rows_avx512::<1>(n, ar, lda, b, cr, ldc),
-                    2 => rows_avx512::<2>(n, ar, lda, b, cr, ldc),
-                    3 => rows_avx512::<3>(n, ar, lda, b, cr, ldc),
-                    _ => rows_avx512::<4>(n, ar, lda, b, cr, ldc),
-                }
+            let (ar, cr) = (a.add(r * lda), c.add(r * ldc));
+            match mr {
+                1 => rows_avx512::<1>(n, panels.clone(), ar, lda, b, cr, ldc),
+                2 => rows_avx512::<2>(n, panels.clone(), ar, lda, b, cr, ldc),
+                3 => rows_avx512::<3>(n, panels.clone(), ar, lda, b, cr, ldc),
+                _ => rows_avx512::<4>(n, panels.clone(), ar, lda, b, cr, ldc),
             }
             r += mr;
         }
-        return true;
     }
-    let _ = (a, lda, c, ldc);
-    false
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (m, n, panels, a, lda, b, c, ldc);
 }
 
-/// `MR` rows of A against all column tiles: `4 / MR` panels per tile (one for three rows).
+/// `MR` rows of A against the panels `panels`: `4 / MR` panels per tile (one for three rows).
 ///
 /// # Safety
 /// AVX-512F CPU; extents as asserted by [`gemv_add`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-unsafe fn rows_avx512<const MR: usize>(n: usize, a: &[f32], lda: usize, b: &PanelB, c: &mut [f32], ldc: usize) {
+unsafe fn rows_avx512<const MR: usize>(n: usize, panels: std::ops::Range<usize>, a: *const f32, lda: usize, b: &PanelB, c: *mut f32, ldc: usize) {
     let per = (4 / MR).max(1);
-    let panels = n.div_ceil(PANEL);
-    let mut p = 0;
-    while p < panels {
-        let np = per.min(panels - p);
+    let mut p = panels.start;
+    while p < panels.end {
+        let np = per.min(panels.end - p);
         match np {
             1 => tile_avx512::<MR, 1>(n, p, a, lda, b, c, ldc),
             2 => tile_avx512::<MR, 2>(n, p, a, lda, b, c, ldc),
@@ -123,7 +155,7 @@ unsafe fn rows_avx512<const MR: usize>(n: usize, a: &[f32], lda: usize, b: &Pane
 #[target_feature(enable = "avx512f")]
 #[inline]
 #[allow(clippy::needless_range_loop)]
-unsafe fn tile_avx512<const MR: usize, const NP: usize>(n: usize, p0: usize, a: &[f32], lda: usize, b: &PanelB, c: &mut [f32], ldc: usize) {
+unsafe fn tile_avx512<const MR: usize, const NP: usize>(n: usize, p0: usize, ap: *const f32, lda: usize, b: &PanelB, cp: *mut f32, ldc: usize) {
     use std::arch::x86_64::*;
     let k = b.k;
     let col0 = p0 * PANEL;
@@ -138,7 +170,6 @@ unsafe fn tile_avx512<const MR: usize, const NP: usize>(n: usize, p0: usize, a: 
             ((1u32 << (n - start)) - 1) as __mmask16
         }
     };
-    let (ap, cp) = (a.as_ptr(), c.as_mut_ptr());
     let mut acc = [[[_mm512_setzero_ps(); 4]; NP]; MR];
     for (r, accr) in acc.iter_mut().enumerate() {
         for (q, accq) in accr.iter_mut().enumerate() {
@@ -190,7 +221,7 @@ mod tests {
         // (m, n used, n packed, k): one to nine rows, partial panels and vectors, k = 1.
         for &(m, n, np, k) in &[(1, 512, 512, 128), (1, 300, 300, 33), (2, 200, 256, 17), (3, 64, 64, 5), (4, 70, 80, 1), (5, 129, 129, 40), (9, 17, 17, 3), (1, 1, 1, 2)] {
             let s: Vec<f32> = (0..np * (k + 3)).map(|_| lcg(&mut seed)).collect();
-            let b = PanelB::from_transposed(np, k, &s, k + 3);
+            let b = PanelB::new(k, np, &s, 1, k + 3);
             let lda = k + 2;
             let a: Vec<f32> = (0..m * lda).map(|_| lcg(&mut seed)).collect();
             let ldc = np + 5;

@@ -3,6 +3,7 @@
 use super::float_io::{is_compute_float, narrow, widen};
 use crate::error::{Error, Result};
 use crate::executor::pool::ThreadPool;
+use crate::kernels::gemv::{gemv_add_par, gemv_available, PanelB, PANEL};
 use crate::kernels::float::Float;
 use crate::kernels::gemm::{gemm, gemm_par, GemmElem, MatRef};
 use crate::kernels::sgemm::{sgemm_packed_b_par, Epilogue, PackedB};
@@ -253,24 +254,27 @@ fn int_matmul<T: WrapInt>(sh: &MatMulShape, a: &[T], b: &[T], out: &mut [T]) {
     }
 }
 
-/// Products with at least this many rows use a constant f32 B packed once; a single row takes
-/// the vector-matrix paths, which read B in place (a model only ever run at batch 1 keeps no
-/// packed copy). Those paths read B once per row of A, so from two rows on the packed panels
-/// win: 4 x 1280 x 1000 took 406 us in place, twice onnxruntime's time.
+/// Products with at least this many rows use a constant f32 B packed once for the GEMM
+/// kernels (the vector-matrix paths read B once per row of A: 4 x 1280 x 1000 took 406 us in
+/// place, twice onnxruntime's time); a single row uses B packed in column panels for the
+/// matrix-vector kernel ([`gemv_add_par`]: one sequential stream per panel, which the
+/// prefetchers follow when B comes from memory: 1 x 1024 x 1000 from cold caches 277-299 ->
+/// 167-222 us, onnxruntime 239-283).
 const PACKED_B_MIN_ROWS: usize = 2;
 
-/// A constant 2-D f32 B, packed on the first run that has enough rows to use it (so a model
-/// only ever run at batch 1 does not hold a second copy of its weights).
+/// A constant 2-D f32 B, packed on the first run that uses each form (so a model only ever
+/// run at batch 1, or only batched, holds one packed copy besides the initializer).
 #[derive(Default)]
 struct LazyPackedB {
     constant: bool,
     packed: std::sync::OnceLock<PackedB>,
+    panel: std::sync::OnceLock<PanelB>,
 }
 
 impl LazyPackedB {
     fn new(ctx: &BuildContext) -> LazyPackedB {
         let constant = ctx.const_inputs.get(1).copied().flatten().is_some_and(|b| b.dtype() == DType::Float32 && b.rank() == 2);
-        LazyPackedB { constant, packed: Default::default() }
+        LazyPackedB { constant, packed: Default::default(), panel: Default::default() }
     }
 
     /// The packed `B'` (k×n; `b` stored transposed when `trans`), if B is the constant and the
@@ -283,6 +287,32 @@ impl LazyPackedB {
         let data = b.as_slice::<f32>()?;
         let p = self.packed.get_or_init(|| if trans { PackedB::new(c, r, data, 1, c) } else { PackedB::new(r, c, data, c, 1) });
         Ok(Some(p))
+    }
+
+    /// The panels of `B'` for [`gemv_add_par`], if B is the constant, the product has fewer
+    /// rows than [`PACKED_B_MIN_ROWS`], at least one panel of columns (narrower products,
+    /// such as a 10-class head, would mostly multiply the panel's zero padding: they read B in
+    /// place) and the CPU has the kernel.
+    fn panel(&self, b: &Tensor, trans: bool, rows: usize) -> Result<Option<&PanelB>> {
+        if !self.constant || rows == 0 || rows >= PACKED_B_MIN_ROWS || !gemv_available() || b.dtype() != DType::Float32 || b.rank() != 2 {
+            return Ok(None);
+        }
+        let (r, c) = (b.shape()[0], b.shape()[1]);
+        if (if trans { r } else { c }) < PANEL {
+            return Ok(None);
+        }
+        let data = b.as_slice::<f32>()?;
+        let p = self.panel.get_or_init(|| if trans { PanelB::new(c, r, data, 1, c) } else { PanelB::new(r, c, data, c, 1) });
+        Ok(Some(p))
+    }
+}
+
+/// The row `a[..k]`, times `alpha` when that is not 1.
+fn scaled_row(a: &[f32], k: usize, alpha: f32) -> std::borrow::Cow<'_, [f32]> {
+    if alpha == 1.0 {
+        std::borrow::Cow::Borrowed(&a[..k])
+    } else {
+        std::borrow::Cow::Owned(a[..k].iter().map(|v| v * alpha).collect())
     }
 }
 
@@ -342,6 +372,18 @@ impl Op for MatMul {
                 Some(t.as_slice::<f32>()?)
             }
         };
+        if let (true, Some(pb)) = (sh.fold && dt == DType::Float32 && b.rank() == 2, self.b_packed.panel(b, false, rows)?) {
+            let av = a.as_slice::<f32>()?;
+            let (k, n) = (sh.k, sh.n);
+            let out = Tensor::build::<f32>(dt, &sh.out_shape, |o| {
+                if let Some(bias) = bias {
+                    o[..n].copy_from_slice(bias);
+                }
+                gemv_add_par(ctx.pool, rows, n, av, k, pb, o, n);
+                Ok(())
+            })?;
+            return Ok(vec![out.into()]);
+        }
         if let (true, Some(pb)) = (sh.fold && dt == DType::Float32 && b.rank() == 2, self.b_packed.get(b, false, rows)?) {
             let av = a.as_slice::<f32>()?;
             let (k, n) = (sh.k, sh.n);
@@ -495,6 +537,20 @@ impl Op for Gemm {
         };
         let (rsa, csa) = a_mat(k, m);
         let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
+        if let (DType::Float32, Some(pb)) = (dt, self.b_packed.panel(b, self.trans_b, m)?) {
+            // One row: A' is contiguous whether transposed or not.
+            let av = scaled_row(a.as_slice::<f32>()?, k, self.alpha);
+            let out = Tensor::build::<f32>(dt, &[m, n], |o| {
+                if let Some(c) = c {
+                    if self.beta != 0.0 {
+                        fill_bias(o, m, n, c.as_slice::<f32>()?, c.shape(), self.beta)?;
+                    }
+                }
+                gemv_add_par(ctx.pool, m, n, &av, k, pb, o, n);
+                Ok(())
+            })?;
+            return Ok(vec![out.into()]);
+        }
         if let (true, Some(pb)) = (dt == DType::Float32, self.b_packed.get(b, self.trans_b, m)?) {
             let av = a.as_slice::<f32>()?;
             let out = Tensor::build_uninit::<f32>(dt, &[m, n], |o| {

@@ -227,7 +227,7 @@ fn build_rnn(ctx: &BuildContext, cell: Cell) -> Result<Box<dyn Op>> {
         Some(r) if gemv_available() && r.dtype() == DType::Float32 && r.rank() == 3 && r.shape()[0] == dirs => {
             let (gh, hs) = (r.shape()[1], r.shape()[2]);
             let rv = r.as_slice::<f32>()?;
-            Some((0..dirs).map(|d| PanelB::from_transposed(gh, hs, &rv[d * gh * hs..(d + 1) * gh * hs], hs)).collect())
+            Some((0..dirs).map(|d| PanelB::new(hs, gh, &rv[d * gh * hs..(d + 1) * gh * hs], 1, hs)).collect())
         }
         _ => None,
     };
