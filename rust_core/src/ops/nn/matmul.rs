@@ -377,7 +377,7 @@ impl Op for MatMul {
             let (k, n) = (sh.k, sh.n);
             let out = Tensor::build::<f32>(dt, &sh.out_shape, |o| {
                 if let Some(bias) = bias {
-                    o[..n].copy_from_slice(bias);
+                    o.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
                 }
                 gemv_add_par(ctx.pool, rows, n, av, k, pb, o, n);
                 Ok(())
@@ -537,7 +537,7 @@ impl Op for Gemm {
         };
         let (rsa, csa) = a_mat(k, m);
         let (rsb, csb) = if self.trans_b { (1, k) } else { (n, 1) };
-        if let (DType::Float32, Some(pb)) = (dt, self.b_packed.panel(b, self.trans_b, m)?) {
+        if let (DType::Float32, 1, Some(pb)) = (dt, m, self.b_packed.panel(b, self.trans_b, m)?) {
             // One row: A' is contiguous whether transposed or not.
             let av = scaled_row(a.as_slice::<f32>()?, k, self.alpha);
             let out = Tensor::build::<f32>(dt, &[m, n], |o| {
