@@ -218,25 +218,45 @@ mod tests {
             return;
         }
         let mut seed = 7u64;
-        // (m, n used, n packed, k): one to nine rows, partial panels and vectors, k = 1.
-        for &(m, n, np, k) in &[(1, 512, 512, 128), (1, 300, 300, 33), (2, 200, 256, 17), (3, 64, 64, 5), (4, 70, 80, 1), (5, 129, 129, 40), (9, 17, 17, 3), (1, 1, 1, 2)] {
-            let s: Vec<f32> = (0..np * (k + 3)).map(|_| lcg(&mut seed)).collect();
-            let b = PanelB::new(k, np, &s, 1, k + 3);
+        let pool = crate::executor::pool::ThreadPool::new(2);
+        // (m, n used, n packed, k, B transposed in memory, threads): one to nine rows, partial
+        // panels and vectors, k = 1, panel groups split over two threads.
+        let cases = [
+            (1, 512, 512, 128, true, 1),
+            (1, 300, 300, 33, false, 1),
+            (2, 200, 256, 17, true, 1),
+            (3, 64, 64, 5, false, 1),
+            (4, 70, 80, 1, true, 1),
+            (5, 129, 129, 40, true, 1),
+            (9, 17, 17, 3, false, 1),
+            (1, 1, 1, 2, true, 1),
+            (1, 1000, 1000, 300, true, 2),
+            (3, 700, 777, 129, false, 2),
+        ];
+        for &(m, n, np, k, trans, threads) in &cases {
+            // B[p][j] at s[p·rsb + j·csb], with a row pitch wider than the row.
+            let (rsb, csb) = if trans { (1, k + 3) } else { (np + 3, 1) };
+            let s: Vec<f32> = (0..(np + 3) * (k + 3)).map(|_| lcg(&mut seed)).collect();
+            let b = PanelB::new(k, np, &s, rsb, csb);
             let lda = k + 2;
             let a: Vec<f32> = (0..m * lda).map(|_| lcg(&mut seed)).collect();
             let ldc = np + 5;
             let c0: Vec<f32> = (0..m * ldc).map(|_| lcg(&mut seed)).collect();
             let mut c = c0.clone();
-            assert!(gemv_add(m, n, &a, lda, &b, &mut c, ldc));
+            if threads == 1 {
+                assert!(gemv_add(m, n, &a, lda, &b, &mut c, ldc));
+            } else {
+                assert!(gemv_add_par(&pool, m, n, &a, lda, &b, &mut c, ldc));
+            }
             for r in 0..m {
                 for j in 0..ldc {
                     let want = if j < n {
-                        c0[r * ldc + j] + (0..k).map(|p| a[r * lda + p] * s[j * (k + 3) + p]).sum::<f32>()
+                        c0[r * ldc + j] + (0..k).map(|p| a[r * lda + p] * s[p * rsb + j * csb]).sum::<f32>()
                     } else {
                         c0[r * ldc + j]
                     };
                     let got = c[r * ldc + j];
-                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "m {m} n {n} k {k}: C[{r}][{j}] = {got}, expected {want}");
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "m {m} n {n} k {k} trans {trans}: C[{r}][{j}] = {got}, expected {want}");
                 }
             }
         }
