@@ -1,8 +1,9 @@
 //! Recurrent layers: LSTM, GRU, RNN (forward, reverse, bidirectional; layouts 0 and 1).
 //!
-//! The input projection of every time step is one GEMM up front (`X · Wᵀ + Wb + Rb`); each
-//! step then adds `H · Rᵀ` (one small GEMM) and applies the gate activations. The two directions
-//! of a bidirectional layer run in parallel.
+//! The input projection of every time step is one GEMM up front (`X · Wᵀ + Wb + Rb`, one
+//! contiguous row of gate inputs per step and batch row); each step then adds `H · Rᵀ` (a
+//! constant f32 R packed once in column panels for `kernels::gemv`, a small GEMM otherwise) and
+//! applies the gate activations. The two directions of a bidirectional layer run in parallel.
 
 use super::float_io::{narrow, widen};
 use crate::error::{Error, Result};
