@@ -214,9 +214,7 @@ mod tests {
 
     #[test]
     fn panel_products_match_the_definition() {
-        if !gemv_available() {
-            return;
-        }
+        let Some(_isa) = crate::kernels::simd::test_util::avx512_guard("the panel kernel") else { return };
         let mut seed = 7u64;
         let pool = crate::executor::pool::ThreadPool::new(2);
         // (m, n used, n packed, k, B transposed in memory, threads): one to nine rows, partial

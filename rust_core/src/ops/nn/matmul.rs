@@ -277,16 +277,23 @@ impl LazyPackedB {
         LazyPackedB { constant, packed: Default::default(), panel: Default::default() }
     }
 
-    /// The packed `B'` (k×n; `b` stored transposed when `trans`), if B is the constant and the
-    /// product has `rows` rows.
-    fn get(&self, b: &Tensor, trans: bool, rows: usize) -> Result<Option<&PackedB>> {
-        if !self.constant || rows < PACKED_B_MIN_ROWS || b.dtype() != DType::Float32 || b.rank() != 2 {
+    /// `B'` as `(k, n, data, rsb, csb)` (element (p, j) at `data[p·rsb + j·csb]`; `b` stored
+    /// transposed when `trans`), if B is the constant 2-D f32 tensor.
+    fn operand<'t>(&self, b: &'t Tensor, trans: bool) -> Result<Option<(usize, usize, &'t [f32], usize, usize)>> {
+        if !self.constant || b.dtype() != DType::Float32 || b.rank() != 2 {
             return Ok(None);
         }
         let (r, c) = (b.shape()[0], b.shape()[1]);
         let data = b.as_slice::<f32>()?;
-        let p = self.packed.get_or_init(|| if trans { PackedB::new(c, r, data, 1, c) } else { PackedB::new(r, c, data, c, 1) });
-        Ok(Some(p))
+        Ok(Some(if trans { (c, r, data, 1, c) } else { (r, c, data, c, 1) }))
+    }
+
+    /// The packed `B'` (k×n), if B is the constant and the product has `rows` rows.
+    fn get(&self, b: &Tensor, trans: bool, rows: usize) -> Result<Option<&PackedB>> {
+        match self.operand(b, trans)? {
+            Some((k, n, data, rsb, csb)) if rows >= PACKED_B_MIN_ROWS => Ok(Some(self.packed.get_or_init(|| PackedB::new(k, n, data, rsb, csb)))),
+            _ => Ok(None),
+        }
     }
 
     /// The panels of `B'` for [`gemv_add_par`], if B is the constant, the product has fewer
@@ -294,16 +301,22 @@ impl LazyPackedB {
     /// such as a 10-class head, would mostly multiply the panel's zero padding: they read B in
     /// place) and the CPU has the kernel.
     fn panel(&self, b: &Tensor, trans: bool, rows: usize) -> Result<Option<&PanelB>> {
-        if !self.constant || rows == 0 || rows >= PACKED_B_MIN_ROWS || !gemv_available() || b.dtype() != DType::Float32 || b.rank() != 2 {
-            return Ok(None);
+        match self.operand(b, trans)? {
+            Some((k, n, data, rsb, csb)) if rows > 0 && rows < PACKED_B_MIN_ROWS && n >= PANEL && gemv_available() => {
+                Ok(Some(self.panel.get_or_init(|| PanelB::new(k, n, data, rsb, csb))))
+            }
+            _ => Ok(None),
         }
-        let (r, c) = (b.shape()[0], b.shape()[1]);
-        if (if trans { r } else { c }) < PANEL {
-            return Ok(None);
-        }
-        let data = b.as_slice::<f32>()?;
-        let p = self.panel.get_or_init(|| if trans { PanelB::new(c, r, data, 1, c) } else { PanelB::new(r, c, data, c, 1) });
-        Ok(Some(p))
+    }
+}
+
+/// The panels exist only where the kernel runs; its ISA level cannot drop afterwards outside
+/// tests that force levels, but a product left undone must not pass as a result.
+fn gemv_done(done: bool) -> Result<()> {
+    if done {
+        Ok(())
+    } else {
+        Err(Error::Internal("matrix-vector kernel unavailable after its weights were packed".into()))
     }
 }
 
@@ -379,8 +392,7 @@ impl Op for MatMul {
                 if let Some(bias) = bias {
                     o.chunks_exact_mut(n).for_each(|row| row.copy_from_slice(bias));
                 }
-                gemv_add_par(ctx.pool, rows, n, av, k, pb, o, n);
-                Ok(())
+                gemv_done(gemv_add_par(ctx.pool, rows, n, av, k, pb, o, n))
             })?;
             return Ok(vec![out.into()]);
         }
@@ -546,8 +558,7 @@ impl Op for Gemm {
                         fill_bias(o, m, n, c.as_slice::<f32>()?, c.shape(), self.beta)?;
                     }
                 }
-                gemv_add_par(ctx.pool, m, n, &av, k, pb, o, n);
-                Ok(())
+                gemv_done(gemv_add_par(ctx.pool, m, n, &av, k, pb, o, n))
             })?;
             return Ok(vec![out.into()]);
         }
